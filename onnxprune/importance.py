@@ -1,0 +1,36 @@
+"""Channel importance: weight norms summed over every coupled weight slice.
+
+For each scored member slice (producer rows, consumer input slices, depthwise filters) the norm
+of each channel's slice is divided by the mean norm over that member's channels, then summed over
+members. A channel of typical magnitude therefore scores about 1 per weight tensor it touches:
+scores are dimensionless and comparable across groups, and a channel coupled into many layers
+(a residual stream) counts for each of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import ChannelGraph
+
+NORMS = ("l1", "l2")
+
+
+def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:
+    """Fill ``group.importance`` (one float per channel, aligned with ``group.classes``)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}")
+    score: dict[int, float] = {}
+    for p in g.params:
+        if not p.scored:
+            continue
+        w = np.moveaxis(g.consts[p.param].astype(np.float64), p.axis, 0).reshape(g.consts[p.param].shape[p.axis], -1)
+        per_pos = np.abs(w).sum(1) if norm == "l1" else np.sqrt((w * w).sum(1))
+        mean = per_pos.mean()
+        if mean <= 0:
+            continue
+        roots = g.roots(g.channels[p.tensor].labels)
+        for root, value in zip(roots.tolist(), (per_pos / mean).tolist()):
+            score[root] = score.get(root, 0.0) + value
+    for group in g.groups:
+        group.importance = np.array([score.get(int(r), 0.0) for r in group.classes])

@@ -1,0 +1,185 @@
+"""Load and normalise: turn what real exporters write into one canonical form.
+
+The canonical form, which every later stage relies on:
+
+* no initializer is listed as a graph input (old exporters did that);
+* every constant is an initializer: ``Constant`` nodes and nodes whose inputs are all constant
+  (``Identity``/``Cast``/``ConstantOfShape``/``Reshape``/... chains) are folded;
+* an initializer feeds exactly one node input, so slicing it for one consumer never changes
+  another (shared ones are copied);
+* the IR version and opsets of the input are kept, so the runtime that loaded the input loads
+  the output.
+
+Normalisation never changes what the model computes; :func:`normalise` checks it by running both.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from . import runtime
+from .errors import OnnxPruneError
+
+QUANTIZED_OPS = {
+    "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
+    "DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear",
+}
+# Ops that are pure functions of their inputs and cheap to fold when all inputs are constant.
+FOLDABLE_OPS = {
+    "Identity", "Cast", "ConstantOfShape", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
+    "Concat", "Add", "Sub", "Mul", "Div", "Neg", "Sqrt", "Reciprocal", "Flatten", "Expand",
+    "Gather", "Slice", "Range",
+}
+_FOLD_MAX_ELEMENTS = 1 << 26
+
+
+def load_model(path: str) -> onnx.ModelProto:
+    """Read an ONNX file (external data resolved next to it) or raise a one-line error."""
+    check_readable(path)
+    try:
+        model = onnx.load(path)
+    except Exception as exc:
+        raise OnnxPruneError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from exc
+    if not model.graph.node:
+        raise OnnxPruneError(f"{path}: not an ONNX model (no graph nodes)")
+    return model
+
+
+def check_readable(path: str) -> None:
+    """Raise a one-line error unless ``path`` is a readable file."""
+    if not os.path.exists(path):
+        raise OnnxPruneError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise OnnxPruneError(f"{path}: is a directory, not an ONNX file")
+    if not os.access(path, os.R_OK):
+        raise OnnxPruneError(f"{path}: not readable")
+
+
+def normalise(
+    model: onnx.ModelProto,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    verify: bool = True,
+) -> onnx.ModelProto:
+    """Return the canonical form of ``model`` (the argument is not modified).
+
+    Raises OnnxPruneError for quantized graphs and for models onnxruntime cannot run.
+    """
+    quantized = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    if quantized:
+        raise OnnxPruneError(
+            f"quantized graphs are not supported (found {', '.join(quantized)}); "
+            "prune the float model, then quantize"
+        )
+    out = copy.deepcopy(model)
+    graph = out.graph
+    inits = {i.name for i in graph.initializer}
+    kept_inputs = [i for i in graph.input if i.name not in inits]
+    del graph.input[:]
+    graph.input.extend(kept_inputs)
+    _fold_constants(out)
+    _unshare_initializers(out)
+    if verify:
+        feeds = runtime.random_feeds(model, shapes)
+        ref = runtime.run(runtime.session(model, runtime.RuntimeConfig(opt_level="disable")), feeds)
+        got = runtime.run(runtime.session(out, runtime.RuntimeConfig(opt_level="disable")), feeds)
+        err = runtime.max_rel_error(ref, got)
+        if err > 1e-6:
+            raise OnnxPruneError(f"internal: normalisation changed the outputs (rel. error {err:.2e})")
+    return out
+
+
+def _fold_constants(model: onnx.ModelProto) -> None:
+    """Fold Constant nodes and all-constant subexpressions of FOLDABLE_OPS into initializers."""
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    kept, folded = [], []
+    for node in graph.node:
+        fold = node.op_type == "Constant" or (
+            node.op_type in FOLDABLE_OPS
+            and node.domain in ("", "ai.onnx")
+            and all(not name or name in values for name in node.input)
+            and not any(o in outputs for o in node.output)
+        )
+        if fold:
+            try:
+                feeds = {n: values[n] for n in node.input if n}
+                results = ReferenceEvaluator(_single_node_model(model, node, values)).run(None, feeds)
+            except Exception:  # noqa: BLE001 -- an op the reference evaluator lacks stays a node
+                fold = False
+            else:
+                if any(np.asarray(r).size > _FOLD_MAX_ELEMENTS for r in results):
+                    fold = False
+        if not fold:
+            kept.append(node)
+            continue
+        for name, value in zip(node.output, results):
+            values[name] = np.asarray(value)
+            folded.append(numpy_helper.from_array(np.asarray(value), name))
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(folded)
+    used = {name for node in graph.node for name in node.input} | outputs
+    used |= _subgraph_references(graph)
+    live = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(live)
+
+
+def _single_node_model(model: onnx.ModelProto, node: onnx.NodeProto, values: dict) -> onnx.ModelProto:
+    inputs = [
+        onnx.helper.make_tensor_value_info(
+            n, onnx.helper.np_dtype_to_tensor_dtype(values[n].dtype), values[n].shape
+        )
+        for n in node.input if n
+    ]
+    outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in node.output]
+    graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
+    return onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+
+
+def subgraph_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name read by nodes inside the subgraphs (If/Loop/Scan bodies) of ``graph``."""
+    return _subgraph_references(graph)
+
+
+def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            subs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
+            for sub in subs:
+                names |= {n for sn in sub.node for n in sn.input}
+                names |= {o.name for o in sub.output}
+                names |= _subgraph_references(sub)
+    return names
+
+
+def _unshare_initializers(model: onnx.ModelProto) -> None:
+    """Give every node input its own initializer, so slicing one use never touches another."""
+    graph = model.graph
+    by_name = {i.name: i for i in graph.initializer}
+    seen: set[str] = set()
+    taken = set(by_name) | {o for n in graph.node for o in n.output}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name not in by_name:
+                continue
+            if name not in seen:
+                seen.add(name)
+                continue
+            new = f"{name}__{node.name or node.op_type}_{k}"
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            clone = copy.deepcopy(by_name[name])
+            clone.name = new
+            graph.initializer.append(clone)
+            node.input[k] = new

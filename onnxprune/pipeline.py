@@ -1,0 +1,126 @@
+"""The pipeline the CLI and the Python API share: load -> normalise -> graph -> importance ->
+plan -> rewrite -> verify -> write."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from . import bench, load, runtime, verify
+from .errors import OnnxPruneError
+from .graph import ChannelGraph, build_graph, matches, trace
+from .importance import weight_importance
+from .report import conv_flops, param_count
+from .rewrite import PrunePlan, apply_plan, ratio_plan
+
+
+@dataclass
+class Prepared:
+    """A loaded model, its canonical form and channel graph, and the feeds used to check it."""
+
+    original: onnx.ModelProto
+    model: onnx.ModelProto
+    graph: ChannelGraph
+    feeds: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class PruneResult:
+    """What a pruning run produced and measured."""
+
+    model: onnx.ModelProto
+    plan: PrunePlan
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    zero_filter_error: float
+    channels_removed: int
+
+
+def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
+            norm: str = "l1", exclude: list[str] | None = None) -> Prepared:
+    """Load (from a path) and normalise a model, build its channel graph and score channels.
+    Groups whose name or member nodes match an ``exclude`` pattern are frozen."""
+    original = load.load_model(model) if isinstance(model, str) else model
+    normalised = load.normalise(original, shapes)
+    graph = build_graph(normalised, shapes)
+    weight_importance(graph, norm)
+    for group in graph.groups:
+        names = [s.node for s in group.sources] + [p.node for p in group.members]
+        if exclude and any(matches(n, exclude) for n in names):
+            group.frozen = [r or "excluded by --exclude" for r in group.frozen]
+    return Prepared(original, normalised, graph, runtime.random_feeds(normalised, shapes), shapes or {})
+
+
+def finish(prep: Prepared, plan: PrunePlan) -> PruneResult:
+    """Apply ``plan``, verify the result (checker, onnxruntime, output shapes, zero-filter
+    proof) and gather statistics."""
+    pruned = apply_plan(prep.graph, plan)
+    verify.check_model(pruned, prep.feeds, prep.model)
+    err = verify.zero_filter_error(prep.graph, plan, prep.feeds) if plan.removed(prep.graph) else 0.0
+    if err > 1e-4:
+        raise OnnxPruneError(f"internal: pruned outputs differ from the zero-filter model ({err:.1e})")
+    after_graph_shapes = trace(pruned, prep.shapes)[0]
+    return PruneResult(
+        pruned, plan, param_count(prep.model), param_count(pruned),
+        conv_flops(prep.model, prep.graph.shapes), conv_flops(pruned, after_graph_shapes),
+        err, sum(len(v) for v in plan.removed(prep.graph).values()),
+    )
+
+
+def prune_ratio(prep: Prepared, ratio: float) -> PruneResult:
+    """Remove the ``ratio`` least important channels of every prunable group."""
+    if not 0.0 <= ratio < 1.0:
+        raise OnnxPruneError(f"--ratio must be in [0, 1), got {ratio}")
+    return finish(prep, ratio_plan(prep.graph, ratio))
+
+
+def quick_latency(prep: Prepared, pruned: onnx.ModelProto, rounds: int = 20) -> bench.Comparison:
+    """Interleaved A/B timing of the original and the pruned model (1 thread, CPU)."""
+    a = bench.Runner(prep.original, prep.feeds)
+    b = bench.Runner(pruned, prep.feeds)
+    return bench.compare(a, b, rounds=rounds)
+
+
+def check_output_path(out: str, inp: str | None = None) -> None:
+    """Fail early (before any work) when ``out`` cannot be written or would overwrite ``inp``."""
+    if inp is not None:
+        load.check_readable(inp)
+    if inp is not None and os.path.exists(out) and os.path.exists(inp) and os.path.samefile(out, inp):
+        raise OnnxPruneError(f"{out}: refusing to overwrite the input model")
+    parent = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise OnnxPruneError(f"{out}: is a directory")
+    if not os.path.isdir(parent):
+        raise OnnxPruneError(f"{out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OnnxPruneError(f"{out}: directory {parent} is not writable")
+
+
+def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) -> None:
+    """Atomically write ``model`` (already verified): temp file in the target directory, load and
+    run it once more in onnxruntime from disk, then rename over ``out``."""
+    check_output_path(out)
+    parent = os.path.dirname(os.path.abspath(out))
+    large = model.ByteSize() > 1_900_000_000
+    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".onnx", dir=parent)
+    os.close(fd)
+    try:
+        if large:
+            location = os.path.basename(out) + ".data"
+            onnx.save(model, tmp, save_as_external_data=True, location=location)
+        else:
+            onnx.save(model, tmp)
+        runtime.run(runtime.session(tmp), feeds)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OnnxPruneError(f"{out}: cannot write ({exc.strerror})") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,90 @@
+"""Report: model statistics and the human/JSON views of analyses and pruning results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+from rich.console import Console
+from rich.table import Table
+
+from .graph import ChannelGraph
+
+console = Console(stderr=False)
+
+
+def param_count(model: onnx.ModelProto) -> int:
+    """Number of elements in floating-point initializers."""
+    total = 0
+    for init in model.graph.initializer:
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                              onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16):
+            total += int(np.prod(init.dims))
+    return total
+
+
+def conv_flops(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int:
+    """Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul with constant weights."""
+    inits = {i.name: i for i in model.graph.initializer}
+    total = 0
+    for node in model.graph.node:
+        if len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        w = tuple(inits[node.input[1]].dims)
+        if node.op_type == "Conv" and node.output[0] in shapes:
+            total += int(np.prod(shapes[node.output[0]])) * int(np.prod(w[1:]))
+        elif node.op_type == "ConvTranspose" and node.input[0] in shapes:
+            total += int(np.prod(shapes[node.input[0]])) * int(np.prod(w[1:]))
+        elif node.op_type in ("Gemm", "MatMul") and node.output[0] in shapes:
+            k = w[1] if node.op_type == "Gemm" and any(
+                a.name == "transB" and a.i for a in node.attribute) else w[0]
+            total += int(np.prod(shapes[node.output[0]])) * int(k)
+    return total
+
+
+def groups_table(g: ChannelGraph) -> list[dict]:
+    """One row per group: members, width, prunable channels, importance, frozen reason."""
+    rows = []
+    for group in g.groups:
+        imp = group.importance if group.importance is not None else np.zeros(group.width)
+        rows.append({
+            "id": group.id,
+            "name": group.name,
+            "sources": [s.node for s in group.sources],
+            "members": sorted({f"{p.node}:{p.param}[axis {p.axis}]" for p in group.members}),
+            "width": group.width,
+            "prunable": len(group.prunable),
+            "importance_mean": float(imp.mean()) if len(imp) else 0.0,
+            "importance_min": float(imp.min()) if len(imp) else 0.0,
+            "frozen": group.frozen_reason,
+        })
+    return rows
+
+
+def print_analysis(g: ChannelGraph, as_json: bool) -> None:
+    rows = groups_table(g)
+    if as_json:
+        print(json.dumps({"summary": g.summary(), "groups": rows}, indent=2))
+        return
+    table = Table(title="channel groups")
+    for col in ("id", "name", "width", "prunable", "members", "importance", "frozen because"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["id"]), r["name"], str(r["width"]), str(r["prunable"]),
+                      str(len(r["members"])), f"{r['importance_mean']:.2f}", r["frozen"] or "-")
+    console.print(table)
+    s = g.summary()
+    console.print(f"{s['prunable_groups']}/{s['groups']} groups prunable, "
+                  f"{s['prunable_channels']}/{s['channels']} channels ({s['prunable_share']:.0%})")
+
+
+def print_kv(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """A three-column before/after table."""
+    table = Table(title=title)
+    for col in ("", "before", "after"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+

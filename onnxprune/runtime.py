@@ -1,0 +1,183 @@
+"""ONNX Runtime sessions and input feeds shared by every stage that runs a model.
+
+Invariant: every concrete shape the tool uses comes from :func:`input_shapes`, so a model is
+always run with the same resolution of its dynamic dimensions (batch 1, spatial 224 unless the
+user passes ``--shape``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .errors import OnnxPruneError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.BOOL: np.bool_,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8,
+}
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How a model is run: mirrors the deployment session (provider, threads, optimisation)."""
+
+    provider: str = "cpu"
+    threads: int = 1
+    opt_level: str = "all"
+    provider_options: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        """A stable string naming this configuration (used in cache keys)."""
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.provider_options.items()))
+        return f"{self.provider}[{opts}]/t{self.threads}/{self.opt_level}"
+
+
+def parse_shape_overrides(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
+    """Parse ``name:1x3x224x224`` strings into ``{name: (1, 3, 224, 224)}``."""
+    out: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 1:
+            raise OnnxPruneError(f"bad --shape {spec!r}: expected NAME:DxDxD, e.g. input:1x3x224x224")
+        out[name] = shape
+    return out
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real inputs of the graph (initializers listed as inputs are not inputs)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def input_shapes(
+    model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Concrete shape per graph input: overrides first, then static dims; dynamic dims become
+    1 on axis 0 (batch), 224 on the spatial axes of rank-4 inputs and 1 elsewhere."""
+    overrides = overrides or {}
+    names = [i.name for i in graph_inputs(model)]
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise OnnxPruneError(f"--shape names unknown input(s) {sorted(unknown)}; inputs: {names}")
+    shapes = {}
+    for inp in graph_inputs(model):
+        if inp.name in overrides:
+            shapes[inp.name] = overrides[inp.name]
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        shape = []
+        for axis, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(d.dim_value)
+            elif axis == 0:
+                shape.append(1)
+            else:
+                shape.append(224 if len(dims) == 4 and axis >= 2 else 1)
+        shapes[inp.name] = tuple(shape)
+    return shapes
+
+
+def random_feeds(
+    model: onnx.ModelProto,
+    overrides: dict[str, tuple[int, ...]] | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Deterministic random inputs: standard normal for floats, zeros for integers/bools."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    shapes = input_shapes(model, overrides)
+    for inp in graph_inputs(model):
+        dtype = _NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
+        shape = shapes[inp.name]
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+    return feeds
+
+
+def session(
+    model: onnx.ModelProto | bytes | str, config: RuntimeConfig | None = None
+) -> ort.InferenceSession:
+    """An InferenceSession for a model proto, serialized bytes or a path.
+
+    Raises OnnxPruneError (one line) when onnxruntime cannot load the model or lacks the provider.
+    """
+    config = config or RuntimeConfig()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = config.threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = OPT_LEVELS[config.opt_level]
+    opts.log_severity_level = 3
+    provider = PROVIDERS[config.provider]
+    if provider not in ort.get_available_providers():
+        raise OnnxPruneError(
+            f"provider {config.provider!r} is not available in this onnxruntime "
+            f"(available: {ort.get_available_providers()})"
+        )
+    providers = [(provider, dict(config.provider_options))]
+    if provider != "CPUExecutionProvider":
+        providers.append(("CPUExecutionProvider", {}))
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    try:
+        return ort.InferenceSession(src, sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises several unrelated types
+        raise OnnxPruneError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
+
+
+def run(
+    model: onnx.ModelProto | ort.InferenceSession,
+    feeds: dict[str, np.ndarray],
+    config: RuntimeConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Run once and return ``{output name: array}``."""
+    sess = model if isinstance(model, ort.InferenceSession) else session(model, config)
+    names = [o.name for o in sess.get_outputs()]
+    try:
+        values = sess.run(names, feeds)
+    except Exception as exc:
+        raise OnnxPruneError(f"onnxruntime failed to run the model: {_first_line(exc)}") from exc
+    return dict(zip(names, values))
+
+
+def max_rel_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> float:
+    """Largest ``max|ref - got| / max(max|ref|, 1e-12)`` over the outputs of ``ref``."""
+    worst = 0.0
+    for name, a in ref.items():
+        b = got[name]
+        if a.shape != b.shape:
+            return float("inf")
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        scale = max(float(np.abs(a64).max(initial=0.0)), 1e-12)
+        worst = max(worst, float(np.abs(a64 - b64).max(initial=0.0)) / scale)
+    return worst
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,75 @@
+"""CLI: a real run writes a valid model; bad input is one stderr line, non-zero, no file."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import onnx
+import pytest
+import tiny
+
+from onnxprune.cli import main
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "onnxprune", *args], capture_output=True, check=False,
+                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    path = tmp_path / "in.onnx"
+    onnx.save(tiny.residual(), path)
+    return path
+
+
+def test_prune_ratio_writes_smaller_valid_model(model_path, tmp_path, capsys):
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    out = tmp_path / "out.onnx"
+    main([str(model_path), "-o", str(out), "--ratio", "0.3", "--no-latency"])
+    assert hashlib.sha256(model_path.read_bytes()).hexdigest() == digest
+    pruned = onnx.load(out)
+    onnx.checker.check_model(pruned, full_check=True)
+    assert out.stat().st_size < model_path.stat().st_size
+    assert "parameters" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".onnxprune")] == []
+
+
+def test_analyze_json(model_path, capsys):
+    import json
+    main(["analyze", str(model_path), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["prunable_groups"] == 4
+    assert {"id", "name", "width", "prunable", "members", "frozen"} <= set(data["groups"][0])
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "ratio", "outdir", "noratio", "same"])
+def test_bad_input_is_one_line(case, model_path, tmp_path):
+    out = tmp_path / "out.onnx"
+    args = {
+        "missing": [str(tmp_path / "nope.onnx"), "-o", str(out), "--ratio", "0.3"],
+        "garbage": [str(tmp_path / "junk.onnx"), "-o", str(out), "--ratio", "0.3"],
+        "ratio": [str(model_path), "-o", str(out), "--ratio", "1.5"],
+        "outdir": [str(model_path), "-o", str(tmp_path / "no" / "out.onnx"), "--ratio", "0.3"],
+        "noratio": [str(model_path), "-o", str(out)],
+        "same": [str(model_path), "-o", str(model_path), "--ratio", "0.3"],
+    }[case]
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    before = model_path.read_bytes()
+    proc = _run(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("onnxprune: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and model_path.read_bytes() == before
+
+
+def test_model_onnxruntime_cannot_load(tmp_path):
+    bad = tiny.conv_chain()
+    bad.graph.node[0].op_type = "NoSuchOp"
+    path = tmp_path / "bad.onnx"
+    onnx.save(bad, path)
+    proc = _run(str(path), "-o", str(tmp_path / "o.onnx"), "--ratio", "0.2")
+    assert proc.returncode == 2 and "onnxruntime cannot load" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
