@@ -652,6 +652,20 @@ def slice_ops() -> onnx.ModelProto:
     return g.build("slice_ops", {"y": (g.conv(g.op("Mul", [f, gate]), 16, 8), [1, 8, 16, 16])})
 
 
+def single_conv(
+    cin: int = 64, cout: int = 128, hw: int = 28, head: int = 8, head_k: int = 1
+) -> onnx.ModelProto:
+    """The staircase probe: 3x3 conv cin->cout at hw x hw, Relu, head_k conv cout->head.
+
+    The 3x3 conv's output channels are the one prunable group; its latency over the width is
+    the staircase the profiler must find (the head conv is the consumer side).
+    x [1,cin,hw,hw] -> y [1,head,hw,hw].
+    """
+    g = _Graph(7)
+    y = g.conv(g.relu(g.conv("x", cin, cout)), cout, head, k=head_k)
+    return g.build("single_conv", {"y": (y, [1, head, hw, hw])}, inputs=[tensor("x", [1, cin, hw, hw])])
+
+
 BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     builder.__name__: builder
     for builder in (
@@ -671,6 +685,7 @@ BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
         dynamic,
         control_flow,
         slice_ops,
+        single_conv,
     )
 }
 

@@ -6,14 +6,16 @@ no partial output file (set ONNXPRUNE_DEBUG=1 to see tracebacks).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import click
 
-from . import pipeline, runtime
+from . import bench, pipeline, profile, runtime
 from .errors import OnnxPruneError
-from .report import print_analysis, print_kv
+from .load import load_model
+from .report import console, print_analysis, print_kv, print_kv_single, print_profiles
 
 
 class _DefaultToPrune(click.Group):
@@ -105,6 +107,85 @@ def analyze(model, as_json, norm, shape_specs) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), norm)
     print_analysis(prep.graph, as_json)
+
+
+@cli.command("bench")
+@click.argument("model_a", type=str)
+@click.argument("model_b", type=str, required=False)
+@click.option("--rounds", type=int, default=30, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@runtime_options
+def bench_cmd(model_a, model_b, rounds, warmup, as_json, provider, threads, opt_level,
+              provider_options, shape_specs) -> None:
+    """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds."""
+    config = make_config(provider, threads, opt_level, provider_options)
+    if rounds < 3:
+        raise OnnxPruneError("--rounds must be at least 3")
+    shapes = runtime.parse_shape_overrides(shape_specs)
+    first = load_model(model_a)
+    feeds = runtime.random_feeds(first, shapes)
+    runner_a = bench.Runner(first, feeds, config)
+    if model_b is None:
+        timing = bench.measure(runner_a, rounds=rounds, warmup=warmup)
+        if as_json:
+            print(json.dumps({"model": model_a, "config": config.key(), **timing.as_dict()}, indent=2))
+        else:
+            print_kv_single(model_a, timing)
+        return
+    runner_b = bench.Runner(load_model(model_b), feeds, config)
+    cmp = bench.compare(runner_a, runner_b, rounds=rounds, warmup=warmup)
+    if as_json:
+        print(json.dumps({"a": model_a, "b": model_b, "config": config.key(),
+                          "speedup": cmp.speedup, "ratio_p10": cmp.ratio_p10,
+                          "ratio_p90": cmp.ratio_p90, "rounds": cmp.rounds,
+                          "timing_a": cmp.a.as_dict(), "timing_b": cmp.b.as_dict()}, indent=2))
+        return
+    print_kv("interleaved A/B", [
+        ("median ms", f"{cmp.a.median_ms:.3f}", f"{cmp.b.median_ms:.3f}"),
+        ("p90 ms", f"{cmp.a.p90_ms:.3f}", f"{cmp.b.p90_ms:.3f}"),
+        ("spread (p90-p10)/median", f"{cmp.a.spread:.1%}", f"{cmp.b.spread:.1%}"),
+        ("speedup A/B (median of rounds)", "", f"{cmp.speedup:.3f}x"),
+        ("ratio p10..p90", "", f"{cmp.ratio_p10:.3f}..{cmp.ratio_p90:.3f}"),
+    ], columns=("", "A", "B"))
+
+
+@cli.command("profile")
+@click.argument("model", type=str)
+@click.option("--json", "as_json", is_flag=True, help="print the full curves as JSON")
+@click.option("--plot", "plot_dir", type=str, default=None, help="write PNG plots here")
+@click.option("--cache", "cache_path", type=str, default=None,
+              help="measurement cache file [default: ~/.cache/onnxprune/profiles.json]")
+@click.option("--no-cache", is_flag=True, help="measure everything again, store nothing")
+@click.option("--group", "group_ids", type=int, multiple=True, help="only these group ids")
+@click.option("--rel-tol", type=float, default=0.05, show_default=True,
+              help="latency change that counts as a step")
+@runtime_options
+def profile_cmd(model, as_json, plot_dir, cache_path, no_cache, group_ids, rel_tol, provider,
+                threads, opt_level, provider_options, shape_specs) -> None:
+    """Measure each prunable group's latency staircase and its candidate widths."""
+    config = make_config(provider, threads, opt_level, provider_options)
+    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs))
+    groups = prep.graph.prunable_groups()
+    if group_ids:
+        unknown = set(group_ids) - {g.id for g in groups}
+        if unknown:
+            raise OnnxPruneError(f"--group {sorted(unknown)}: not prunable group ids")
+        groups = [g for g in groups if g.id in group_ids]
+    cache = profile.Cache(None if no_cache else (cache_path or profile.default_cache_path()), config)
+    run = profile.profile_model(prep.graph, config, cache, groups, rel_tol=rel_tol,
+                                progress=not as_json)
+    if plot_dir:
+        for prof in run.groups:
+            profile.plot_group(prof, plot_dir)
+    if as_json:
+        print(json.dumps({"config": config.key(), "device": profile.device_name(config),
+                          "seconds": run.seconds, "measured": run.measured, "cached": run.cached,
+                          "groups": [p.as_dict() for p in run.groups]}, indent=2))
+        return
+    print_profiles(run.groups)
+    console.print(f"{len(run.groups)} groups in {run.seconds:.1f} s; {run.measured} new "
+                  f"measurements, {run.cached} from cache ({config.key()})")
 
 
 def main(argv: list[str] | None = None) -> None:

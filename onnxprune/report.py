@@ -79,12 +79,36 @@ def print_analysis(g: ChannelGraph, as_json: bool) -> None:
                   f"{s['prunable_channels']}/{s['channels']} channels ({s['prunable_share']:.0%})")
 
 
-def print_kv(title: str, rows: list[tuple[str, str, str]]) -> None:
-    """A three-column before/after table."""
+def print_kv(title: str, rows: list[tuple[str, str, str]],
+             columns: tuple[str, str, str] = ("", "before", "after")) -> None:
+    """A three-column table (before/after by default)."""
     table = Table(title=title)
-    for col in ("", "before", "after"):
+    for col in columns:
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
 
+
+
+def print_kv_single(title: str, timing) -> None:
+    """One model's latency statistics."""
+    table = Table(title=title)
+    for col in ("median ms", "p90 ms", "min ms", "spread", "rounds"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{timing.median_ms:.3f}", f"{timing.p90_ms:.3f}", f"{timing.min_ms:.3f}",
+                  f"{timing.spread:.1%}", str(timing.runs))
+    console.print(table)
+
+
+def print_profiles(profs) -> None:
+    """Per group: width, layers, latency at full width, steps and candidate widths."""
+    table = Table(title="latency staircases (sum over the layers each group touches)")
+    for col in ("group", "name", "width", "layers", "ms @ full", "ms @ min", "candidate widths"):
+        table.add_column(col, overflow="fold")
+    for p in profs:
+        full = p.curve.get(p.width, float("nan"))
+        low = p.curve[min(p.curve)] if p.curve else float("nan")
+        table.add_row(str(p.group), p.name[-40:], str(p.width), str(len(p.layers)),
+                      f"{full:.3f}", f"{low:.3f}", " ".join(map(str, p.candidates)))
+    console.print(table)

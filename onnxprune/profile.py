@@ -1,0 +1,431 @@
+"""Profile: how the latency of the layers a group touches changes with the group's width.
+
+Each layer a group touches is measured as an isolated one-node model with its real input shape
+and attributes, on the chosen provider: producers over their output channels, consumers over
+their input channels, depthwise convs over both. Latency is a staircase in the width, so the
+sweep is a coarse grid plus bisection on every jump, not every width. The *candidate widths*
+are the right edges of the measured steps: the widest width of each latency level.
+
+Invariant: a layer's width along the swept axis is ``fixed + repeat * w`` for group width
+``w`` (``fixed`` counts positions owned by other groups, e.g. other Concat operands; ``repeat``
+is the Flatten block size), so measurements are cached per *layer dimension* and shared by every
+model and group with the same layer signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from . import bench, runtime
+from .graph import ChannelGraph, Group
+
+SWEEPABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One node of the model, swept along one axis of its input/weights.
+
+    ``mode``: ``out`` (output channels), ``in`` (input channels), ``both`` (depthwise).
+    The layer's swept dimension for group width ``w`` is ``fixed + repeat * w``."""
+
+    node: str
+    op: str
+    mode: str
+    fixed: int
+    repeat: int
+    signature: str
+
+    def dim(self, width: int) -> int:
+        return self.fixed + self.repeat * width
+
+
+@dataclass
+class LayerProfile:
+    """Measured latency (ms) of a layer at each measured group width."""
+
+    layer: Layer
+    points: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class GroupProfile:
+    """A group's layers, their curves, the summed curve, its steps and candidate widths."""
+
+    group: int
+    name: str
+    width: int
+    min_width: int
+    layers: list[LayerProfile]
+    curve: dict[int, float] = field(default_factory=dict)
+    steps: list[tuple[int, int, float]] = field(default_factory=list)
+    candidates: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "group": self.group, "name": self.name, "width": self.width,
+            "min_width": self.min_width,
+            "layers": [{**asdict(lp.layer), "points": {str(k): v for k, v in sorted(lp.points.items())}}
+                       for lp in self.layers],
+            "curve": {str(k): v for k, v in sorted(self.curve.items())},
+            "steps": [list(s) for s in self.steps],
+            "candidates": self.candidates,
+        }
+
+
+def device_name(config: runtime.RuntimeConfig) -> str:
+    """What the cache key calls the machine: CPU model, or GPU id for device providers."""
+    if config.provider != "cpu":
+        return f"{config.provider}:{config.provider_options.get('device_id', 0)}"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class Cache:
+    """Layer measurements on disk: ``{key: {dim: [ms, count]}}`` in one JSON file, written
+    atomically (``count`` measurements, the best kept).
+
+    A key names the layer signature, the provider and its options, the thread count and
+    optimisation level, the device and the onnxruntime version."""
+
+    def __init__(self, path: str | None, config: runtime.RuntimeConfig):
+        self.path = path
+        self.prefix = f"{config.key()}|{device_name(config)}|ort{ort.__version__}|"
+        self.data: dict[str, dict[str, list]] = {}
+        if path and os.path.exists(path):
+            try:
+                with open(path) as f:
+                    self.data = json.load(f)
+            except (OSError, ValueError):
+                self.data = {}
+
+    def key(self, signature: str) -> str:
+        return hashlib.sha256((self.prefix + signature).encode()).hexdigest()[:32]
+
+    def get(self, signature: str, dim: int) -> tuple[float, int] | None:
+        """``(best ms, number of measurements)`` or None."""
+        got = self.data.get(self.key(signature), {}).get(str(dim))
+        return tuple(got) if got is not None else None
+
+    def put(self, signature: str, dim: int, ms, count: int) -> None:
+        self.data.setdefault(self.key(signature), {})[str(dim)] = [ms, count]
+
+    def save(self) -> None:
+        if not self.path:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)), suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f)
+        os.replace(tmp, self.path)
+
+
+def default_cache_path() -> str:
+    base = os.environ.get("ONNXPRUNE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "onnxprune")
+    return os.path.join(base, "profiles.json")
+
+
+class LayerBench:
+    """Builds and times isolated one-node models of a layer at a given swept dimension."""
+
+    def __init__(self, g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
+                 rounds: int = 5, round_ms: float = 4.0):
+        self.g, self.config, self.cache = g, config, cache
+        self.rounds, self.round_ms = rounds, round_ms
+        self.nodes = {n.name: n for n in g.model.graph.node}
+        self.measured = self.hits = 0
+
+    def time(self, layer: Layer, width: int, count: int = 1) -> float:
+        """Latency (ms, best round) of ``layer`` at group width ``width``, measured until it
+        has ``count`` independent measurements; the best is kept (interference only adds)."""
+        dim = layer.dim(width)
+        got = self.cache.get(layer.signature, dim)
+        if got is not None and got[1] >= count:
+            self.hits += 1
+            return got[0]
+        best, done = got if got is not None else (float("inf"), 0)
+        model, feeds = self.build(layer, dim)
+        runner = bench.Runner(model, feeds, self.config)
+        repeat = runner.calibrate(self.round_ms)
+        for _ in range(count - done):
+            best = min(best, bench.measure(runner, rounds=self.rounds, warmup=2, repeat=repeat).min_ms)
+            self.measured += 1
+        self.cache.put(layer.signature, dim, best, count)
+        return best
+
+    def build(self, layer: Layer, dim: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+        """The one-node model: the original node and attributes, weights resized on the swept
+        axis, the real input shape with the swept input dimension."""
+        return isolate(self.g, self.nodes[layer.node], layer.mode, dim)
+
+
+def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int):
+    """One-node model of ``node`` with its swept dimension set to ``dim`` (see LayerBench)."""
+    rng = np.random.default_rng(0)
+    x_name = node.input[0]
+    x_shape = list(g.shapes[x_name])
+    weights = {n: g.consts[n] for n in node.input[1:] if n in g.consts}
+    w = weights[node.input[1]]
+    w_shape = list(w.shape)
+    node = onnx.NodeProto.FromString(node.SerializeToString())
+    if node.op_type == "Conv":
+        x_axis, w_in, w_out = 1, 1, 0
+    elif node.op_type == "ConvTranspose":
+        x_axis, w_in, w_out = 1, 0, 1
+    elif node.op_type == "Gemm":
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+        x_axis, w_in, w_out = 1, (1 if trans_b else 0), (0 if trans_b else 1)
+    else:  # MatMul
+        x_axis, w_in, w_out = len(x_shape) - 1, 0, 1
+    depthwise = mode == "both"
+    if mode in ("in", "both"):
+        x_shape[x_axis] = dim
+        if not depthwise:
+            w_shape[w_in] = dim
+    if mode in ("out", "both"):
+        w_shape[w_out] = dim
+    if depthwise:
+        for a in node.attribute:
+            if a.name == "group":
+                a.i = dim
+    dtype = w.dtype
+    inits = [numpy_helper.from_array((rng.standard_normal(w_shape) * 0.1).astype(dtype), node.input[1])]
+    for name in node.input[2:]:
+        if name in weights:
+            b = weights[name]
+            shape = list(b.shape)
+            if shape and shape[-1] > 1 and mode != "in":
+                shape[-1] = dim
+            inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(dtype), name))
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    graph = helper.make_graph(
+        [node], "layer", [helper.make_tensor_value_info(x_name, elem, x_shape)],
+        [helper.make_tensor_value_info(node.output[0], elem, None)], inits)
+    del node.output[1:]
+    model = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
+    feeds = {x_name: rng.standard_normal(x_shape).astype(dtype)}
+    return model, feeds
+
+
+def group_layers(g: ChannelGraph, group: Group) -> list[Layer]:
+    """The sweepable layers a group touches, with how each layer's dimension follows the width."""
+    classes = {int(c) for c in group.classes}
+    nodes = {n.name: n for n in g.model.graph.node}
+    seen: dict[tuple[str, str], Layer] = {}
+    for p in group.members:
+        node = nodes.get(p.node)
+        if node is None or node.op_type not in SWEEPABLE or p.param != node.input[1]:
+            continue
+        if p.role == "out":
+            mode = "out"
+        elif p.role == "in":
+            mode = "in"
+        elif node.op_type == "Conv":
+            mode = "both"
+        else:
+            continue
+        roots = g.roots(g.channels[p.tensor].labels)
+        mine = int(np.isin(roots, list(classes)).sum())
+        repeat = max(1, mine // group.width)
+        fixed = len(roots) - mine
+        sig = _signature(g, node, mode, fixed, repeat)
+        seen.setdefault((node.name, mode), Layer(node.name, node.op_type, mode, fixed, repeat, sig))
+    return list(seen.values())
+
+
+def _signature(g: ChannelGraph, node: onnx.NodeProto, mode: str, fixed: int, repeat: int) -> str:
+    attrs = sorted((a.name, str(helper.get_attribute_value(a))) for a in node.attribute)
+    x_shape = list(g.shapes[node.input[0]])
+    params = [list(g.consts[n].shape) for n in node.input[1:] if n in g.consts]
+    dtype = str(g.consts[node.input[1]].dtype)
+    return json.dumps([node.op_type, mode, fixed, repeat, x_shape, params, attrs, dtype])
+
+
+def coarse_grid(width: int, min_width: int = 1) -> list[int]:
+    """About 16 widths up to ``width``, spaced by a multiple of 4 once the spacing reaches 4."""
+    step = max(1, width // 16)
+    if step >= 4:
+        step -= step % 4
+    grid = sorted({w for w in range(step, width, step) if w >= min_width} | {width, max(min_width, 1)})
+    return grid
+
+
+def find_steps(measure: Callable[[int], float], width: int, min_width: int = 1,
+               rel_tol: float = 0.05, max_points: int = 80) -> dict[int, float]:
+    """Measure a staircase: the coarse grid, then bisection inside every interval whose ends
+    differ by more than ``rel_tol``, until every jump is located to one width. Returns the
+    measured points ``{width: ms}``."""
+    points: dict[int, float] = {}
+
+    def t(w: int) -> float:
+        if w not in points:
+            points[w] = measure(w)
+        return points[w]
+
+    def jumps(a: int, b: int) -> bool:
+        return t(b) > t(a) * (1 + rel_tol)
+
+    grid = coarse_grid(width, min_width)
+    for w in grid:
+        t(w)
+    stack = list(itertools.pairwise(grid))
+    while stack and len(points) < max_points:
+        a, b = stack.pop()
+        if b - a <= 1 or not jumps(a, b):
+            continue
+        mid = (a + b) // 2
+        t(mid)
+        stack.extend([(a, mid), (mid, b)])
+    return points
+
+
+def steps_and_candidates(curve: dict[int, float], rel_tol: float = 0.05):
+    """Steps of a measured curve and their right edges.
+
+    Scanning widths from the widest down, a new step starts when latency drops by more than
+    ``rel_tol`` below the current level; the candidate of each step is its widest width (it
+    costs the same as anything narrower in the step). Returns ``(steps, candidates)`` with steps
+    as ``(first width, last width, latency at last width)``, ascending."""
+    widths = sorted(curve)
+    if not widths:
+        return [], []
+    steps = []
+    right = left = widths[-1]
+    level = curve[right]
+    for w in reversed(widths[:-1]):
+        if curve[w] < level * (1 - rel_tol):
+            steps.append((left, right, level))
+            right, level = w, curve[w]
+        left = w
+    steps.append((left, right, level))
+    steps.reverse()
+    return steps, [s[1] for s in steps]
+
+
+def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int = 1,
+                  rel_tol: float = 0.05, confirm: int = 2) -> GroupProfile:
+    """Sweep a group: every layer is measured at every width the sweep visits, so ``curve``
+    (the sum over all layers) is never interpolated. Steps are searched on the producer side
+    (``out`` and depthwise layers): an isolated consumer sees its input in plain NCHW, so its
+    input-width curve shows layout artefacts (unaligned widths skipping the blocked kernels
+    look cheap) that do not hold inside the model; it still counts in ``curve``."""
+    min_width = max(min_width, group.width - len(group.prunable), 1)
+    layers = [LayerProfile(layer) for layer in group_layers(g, group)]
+    producers = [lp for lp in layers if lp.layer.mode != "in"] or layers
+    key = json.dumps([[lp.layer.signature for lp in layers], group.width, min_width, rel_tol, confirm])
+    done = lb.cache.get(key, 0)
+    if done is not None:  # this exact group was swept before: reuse the sweep
+        lb.hits += 1
+        edges = {int(w): t for w, t in done[0]["edges"].items()}
+        for lp, points in zip(layers, done[0]["layers"]):
+            lp.points = {int(w): t for w, t in points.items()}
+        return _finish(group, min_width, layers, edges, rel_tol)
+
+    def producer_total(width: int, count: int = 1) -> float:
+        for lp in layers:
+            lp.points[width] = lb.time(lp.layer, width, count)
+        return sum(lp.points[width] for lp in producers)
+
+    edges = find_steps(producer_total, group.width, min_width, rel_tol) if layers else {}
+    for count in range(2, confirm + 2):  # re-measure both sides of every edge: noise fakes edges
+        _, candidates = steps_and_candidates(edges, rel_tol)
+        widths = sorted(edges)
+        for c in candidates[:-1]:
+            for w in (c, widths[widths.index(c) + 1]):
+                edges[w] = producer_total(w, count)
+    lb.cache.put(key, 0, {"edges": edges, "layers": [lp.points for lp in layers]}, 1)
+    return _finish(group, min_width, layers, edges, rel_tol)
+
+
+def _finish(group: Group, min_width: int, layers: list[LayerProfile], edges: dict[int, float],
+            rel_tol: float) -> GroupProfile:
+    prof = GroupProfile(group.id, group.name, group.width, min_width, layers)
+    prof.steps, prof.candidates = steps_and_candidates(edges, rel_tol)
+    prof.curve = {w: sum(lp.points[w] for lp in layers) for w in sorted(edges)}
+    return prof
+
+
+def plot_group(prof: GroupProfile, directory: str) -> list[str]:
+    """One PNG per layer (and one for the group sum): latency vs width, steps marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    series = [(lp.layer.node + f" [{lp.layer.mode}]", lp.points, steps_and_candidates(lp.points)[1])
+              for lp in prof.layers]
+    series.append((f"group {prof.group} total ({prof.name})", prof.curve, prof.candidates))
+    for title, points, cands in series:
+        widths = sorted(points)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(widths, [points[w] for w in widths], "o-", ms=3, lw=1)
+        for c in cands:
+            ax.axvline(c, color="tab:red", lw=0.6, ls="--")
+        ax.plot(cands, [points[c] for c in cands], "s", color="tab:red", ms=5, label="step edge")
+        ax.set_xlabel("channels kept in group")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in title)[-80:]
+        path = os.path.join(directory, f"g{prof.group:03d}_{safe}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class ProfileRun:
+    """All group profiles of one run, and how much of it was measured vs served from cache."""
+
+    groups: list[GroupProfile]
+    measured: int
+    cached: int
+    seconds: float
+
+    def by_group(self) -> dict[int, GroupProfile]:
+        return {p.group: p for p in self.groups}
+
+
+def profile_model(g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
+                  groups: list[Group] | None = None, min_fraction: float = 0.0,
+                  rel_tol: float = 0.05, progress: bool = True) -> ProfileRun:
+    """Profile every prunable group (or ``groups``), caching layer measurements."""
+    import time
+
+    from rich.progress import Progress
+
+    start = time.perf_counter()
+    lb = LayerBench(g, config, cache)
+    todo = groups if groups is not None else g.prunable_groups()
+    out = []
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("profiling", total=len(todo))
+        for group in todo:
+            floor = max(1, math.ceil(min_fraction * group.width))
+            out.append(profile_group(g, group, lb, floor, rel_tol))
+            bar.advance(task)
+    cache.save()
+    return ProfileRun(out, lb.measured, lb.hits, time.perf_counter() - start)

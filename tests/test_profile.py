@@ -1,0 +1,60 @@
+"""Staircase profiling: steps found on the real runtime, the cache serves a second run.
+
+Timing assertions are coarse properties that hold on any noisy machine: the jumps checked are
+20-70% on ORT's blocked CPU kernels (blocks of 8 or 16 channels), the tolerance is 5%."""
+
+import tiny
+
+from onnxprune import runtime
+from onnxprune.pipeline import prepare
+from onnxprune.profile import Cache, coarse_grid, find_steps, profile_model, steps_and_candidates
+
+
+def test_step_finder_on_a_synthetic_staircase():
+    calls = []
+
+    def staircase(w):
+        calls.append(w)
+        return 1.0 + (w - 1) // 16
+
+    points = find_steps(staircase, 128)
+    _, cands = steps_and_candidates(points)
+    assert cands == [16, 32, 48, 64, 80, 96, 112, 128]
+    assert len(calls) < 60  # grid + bisection, not all 128 widths
+
+
+def test_candidates_skip_slower_misaligned_widths():
+    curve = {44: 1.0, 46: 1.4, 47: 1.5, 48: 1.0, 64: 1.3}
+    steps, cands = steps_and_candidates(curve)
+    assert cands == [48, 64] and steps[0][:2] == (44, 48)
+
+
+def test_coarse_grid_is_aligned():
+    assert coarse_grid(128) == [1, *range(8, 129, 8)]
+    assert coarse_grid(1280)[:3] == [1, 80, 160]
+    assert coarse_grid(128, min_width=32)[0] == 32
+    assert coarse_grid(10) == list(range(1, 11))
+
+
+def test_single_conv_staircase_has_edges_at_multiples_of_16(tmp_path):
+    prep = prepare(tiny.single_conv())
+    config = runtime.RuntimeConfig(threads=1)
+    cache = Cache(str(tmp_path / "cache.json"), config)
+    run = profile_model(prep.graph, config, cache, progress=False)
+    (prof,) = run.groups
+    assert prof.width == 128 and {lp.layer.mode for lp in prof.layers} == {"out", "in"}
+    assert {16, 32, 48, 64} <= set(prof.candidates)
+    aligned = [c for c in prof.candidates if c % 8 == 0]
+    assert len(aligned) >= 0.75 * len(prof.candidates)
+    producer = next(lp for lp in prof.layers if lp.layer.mode == "out").points
+    assert producer[17] > 1.15 * producer[16] and producer[33] > 1.1 * producer[32]
+    assert run.measured > 0
+
+    again = profile_model(prep.graph, config, Cache(str(tmp_path / "cache.json"), config), progress=False)
+    assert again.measured == 0 and again.groups[0].candidates == prof.candidates
+
+
+def test_cache_key_separates_threads(tmp_path):
+    a = Cache(None, runtime.RuntimeConfig(threads=1))
+    b = Cache(None, runtime.RuntimeConfig(threads=2))
+    assert a.key("sig") != b.key("sig")
