@@ -15,7 +15,15 @@ import click
 from . import bench, pipeline, profile, runtime
 from .errors import OnnxPruneError
 from .load import load_model
-from .report import console, print_analysis, print_kv, print_kv_single, print_profiles
+from .report import (
+    console,
+    print_analysis,
+    print_kv,
+    print_kv_single,
+    print_profiles,
+    print_target,
+    target_report,
+)
 
 
 class _DefaultToPrune(click.Group):
@@ -66,23 +74,52 @@ def cli() -> None:
 @cli.command()
 @click.argument("model", type=str)
 @click.option("-o", "--output", required=True, help="where to write the pruned model")
-@click.option("--ratio", type=float, default=None, help="remove this share of every group's channels")
+@click.option("--target-ms", type=float, default=None, help="latency target in milliseconds")
+@click.option("--speedup", type=float, default=None, help="target = measured baseline / SPEEDUP")
+@click.option("--ratio", type=float, default=None, help="remove this share of every group (baseline mode)")
+@click.option("--floor", type=float, default=0.25, show_default=True,
+              help="keep at least this share of every group")
+@click.option("--search", "method", type=click.Choice(["knapsack", "evolve"]), default="knapsack",
+              show_default=True, help="knapsack + hardware loop, optionally refined by evolution")
+@click.option("--report", "report_path", type=str, default=None, help="write a JSON report here")
+@click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 @click.option("--norm", type=click.Choice(["l1", "l2"]), default="l1", show_default=True,
               help="weight norm used for importance")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone")
-@click.option("--no-latency", is_flag=True, help="skip the quick before/after latency check")
+@click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
-def prune(model, output, ratio, norm, exclude, no_latency, provider, threads, opt_level,
-          provider_options, shape_specs) -> None:
-    """Prune MODEL and write the result to OUTPUT."""
-    if ratio is None:
-        raise OnnxPruneError("say how much to prune: --ratio R")
-    if not 0.0 <= ratio < 1.0:
+def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path, norm,
+          exclude, no_latency, provider, threads, opt_level, provider_options, shape_specs) -> None:
+    """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
+    modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
+             if v is not None]
+    if len(modes) != 1:
+        raise OnnxPruneError("say how much to prune: exactly one of --target-ms, --speedup, --ratio")
+    if ratio is not None and not 0.0 <= ratio < 1.0:
         raise OnnxPruneError(f"--ratio must be in [0, 1), got {ratio}")
-    make_config(provider, threads, opt_level, provider_options)
+    if speedup is not None and speedup <= 0:
+        raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
+    if target_ms is not None and target_ms <= 0:
+        raise OnnxPruneError(f"--target-ms must be positive, got {target_ms}")
+    config = make_config(provider, threads, opt_level, provider_options)
     shapes = runtime.parse_shape_overrides(shape_specs)
     pipeline.check_output_path(output, model)
+    if report_path:
+        pipeline.check_output_path(report_path, model)
     prep = pipeline.prepare(model, shapes, norm, list(exclude))
+    if ratio is None:
+        tr = pipeline.prune_to_target(prep, config, target_ms, speedup, floor, method,
+                                      cache_path or profile.default_cache_path())
+        if tr.already_met:
+            pipeline.write_model(prep.original, output, prep.feeds)
+            console.print(f"the model already meets the target: {tr.baseline_ms:.3f} ms <= "
+                          f"{tr.target_ms:.3f} ms; wrote an unchanged copy to {output}")
+        else:
+            pipeline.write_model(tr.result.model, output, prep.feeds)
+            print_target(prep.graph, tr)
+        if report_path:
+            pipeline.write_text(json.dumps(target_report(prep.graph, tr), indent=2), report_path)
+        return
     result = pipeline.prune_ratio(prep, ratio)
     pipeline.write_model(result.model, output, prep.feeds)
     rows = [

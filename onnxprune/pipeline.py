@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import bench, load, runtime, verify
+from . import bench, load, profile, runtime, search, verify
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import weight_importance
@@ -81,6 +81,66 @@ def prune_ratio(prep: Prepared, ratio: float) -> PruneResult:
     return finish(prep, ratio_plan(prep.graph, ratio))
 
 
+@dataclass
+class TargetResult:
+    """What the latency-targeted search produced: the pruned model and its evidence."""
+
+    result: PruneResult | None
+    baseline_ms: float
+    target_ms: float
+    final: bench.Comparison | None
+    loop: search.SearchResult | None
+    evolve_steps: list = field(default_factory=list)
+    widths: dict[int, int] = field(default_factory=dict)
+    already_met: bool = False
+    profile_seconds: float = 0.0
+
+
+def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
+                    speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
+                    cache_path: str | None = None, band: float = 0.93,
+                    progress: bool = True) -> TargetResult:
+    """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`).
+
+    Raises OnnxPruneError when the target is below the measured all-floor latency."""
+    if not 0.0 < floor <= 1.0:
+        raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
+    base_runner = bench.Runner(prep.model, prep.feeds, config)
+    baseline = bench.measure(base_runner, rounds=40).median_ms
+    if speedup is not None:
+        if speedup <= 0:
+            raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
+        target_ms = baseline / speedup
+    if target_ms is None or target_ms <= 0:
+        raise OnnxPruneError("the latency target must be positive")
+    if baseline <= target_ms:
+        return TargetResult(None, baseline, target_ms, None, None, already_met=True)
+    run = profile.profile_model(prep.graph, config, profile.Cache(cache_path, config),
+                                min_fraction=floor, progress=progress)
+    choices = search.latency_choices(prep.graph, run.groups, floor)
+    if not choices:
+        raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
+
+    def measure(widths: dict[int, int]) -> float:
+        model = apply_plan(prep.graph, search.plan_for(prep.graph, widths))
+        cmp = bench.compare(base_runner, bench.Runner(model, prep.feeds, config), rounds=20)
+        return baseline / cmp.speedup
+
+    try:
+        found = search.hilp(choices, baseline, target_ms, measure, band)
+    except ValueError as exc:
+        raise OnnxPruneError(
+            f"target {target_ms:.3f} ms is below the reachable floor: with every group at its "
+            f"floor the model measured {exc} ms (baseline {baseline:.3f} ms)") from exc
+    widths, evolve_steps = found.widths, []
+    if method == "evolve" and not found.at_floor:
+        widths, _, evolve_steps = search.evolve(choices, widths, found.measured_ms, target_ms, measure)
+    result = finish(prep, search.plan_for(prep.graph, widths))
+    final = bench.compare(base_runner, bench.Runner(result.model, prep.feeds, config), rounds=40)
+    return TargetResult(result, baseline, target_ms, final, found, evolve_steps, widths,
+                        profile_seconds=run.seconds)
+
+
 def quick_latency(prep: Prepared, pruned: onnx.ModelProto, rounds: int = 20) -> bench.Comparison:
     """Interleaved A/B timing of the original and the pruned model (1 thread, CPU)."""
     a = bench.Runner(prep.original, prep.feeds)
@@ -124,3 +184,12 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_text(text: str, out: str) -> None:
+    """Atomically write a text file (reports)."""
+    parent = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".json", dir=parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, out)

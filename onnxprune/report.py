@@ -112,3 +112,64 @@ def print_profiles(profs) -> None:
         table.add_row(str(p.group), p.name[-40:], str(p.width), str(len(p.layers)),
                       f"{full:.3f}", f"{low:.3f}", " ".join(map(str, p.candidates)))
     console.print(table)
+
+
+def target_report(g: ChannelGraph, tr) -> dict:
+    """Everything a latency-targeted run measured, as plain data (``--report``)."""
+    out = {"baseline_ms": tr.baseline_ms, "target_ms": tr.target_ms, "already_met": tr.already_met,
+           "profile_seconds": tr.profile_seconds}
+    if tr.result is None:
+        return out
+    r = tr.result
+    out["final"] = {
+        "pruned_ms": tr.final.b.median_ms, "baseline_ms_interleaved": tr.final.a.median_ms,
+        "speedup_interleaved": tr.final.speedup, "ratio_p10": tr.final.ratio_p10,
+        "ratio_p90": tr.final.ratio_p90, "params_before": r.params_before,
+        "params_after": r.params_after, "macs_before": r.flops_before, "macs_after": r.flops_after,
+        "zero_filter_error": r.zero_filter_error,
+    }
+    groups = []
+    for gid, w in sorted(tr.widths.items()):
+        group = g.groups[gid]
+        from .search import kept_importance
+        groups.append({"group": gid, "name": group.name, "width_before": group.width,
+                       "width_after": w,
+                       "importance_kept": kept_importance(group, w) / max(float(group.importance.sum()), 1e-12)})
+    out["groups"] = groups
+    out["loop"] = [{"savings_asked": s.savings_asked, "predicted_ms": s.predicted_ms,
+                    "measured_ms": s.measured_ms, "importance": s.importance, "accepted": s.accepted}
+                   for s in tr.loop.steps]
+    out["evolve"] = [{"measured_ms": s.measured_ms, "importance": s.importance, "feasible": s.accepted}
+                     for s in tr.evolve_steps]
+    return out
+
+
+def print_target(g: ChannelGraph, tr) -> None:
+    """Summary tables of a latency-targeted run."""
+    data = target_report(g, tr)
+    if tr.result is None:
+        return
+    table = Table(title="groups changed (width before -> after, importance kept)")
+    for col in ("group", "name", "width", "importance kept"):
+        table.add_column(col, overflow="fold")
+    for row in data["groups"]:
+        if row["width_after"] < row["width_before"]:
+            table.add_row(str(row["group"]), row["name"][-45:],
+                          f"{row['width_before']} -> {row['width_after']}", f"{row['importance_kept']:.0%}")
+    console.print(table)
+    loop = Table(title="hardware in the loop")
+    for col in ("step", "predicted ms", "measured ms", "importance", "in band"):
+        loop.add_column(col, justify="right")
+    for k, s in enumerate(data["loop"]):
+        loop.add_row("all at floor" if k == 0 else str(k),
+                     "-" if k == 0 else f"{s['predicted_ms']:.3f}", f"{s['measured_ms']:.3f}",
+                     f"{s['importance']:.0f}", "yes" if s["accepted"] and k else "")
+    console.print(loop)
+    f = data["final"]
+    print_kv(f"target {tr.target_ms:.3f} ms", [
+        ("latency ms (median, interleaved)", f"{f['baseline_ms_interleaved']:.3f}", f"{f['pruned_ms']:.3f}"),
+        ("speedup (median of A/B rounds)", "", f"{f['speedup_interleaved']:.3f}x"),
+        ("parameters", f"{f['params_before']:,}", f"{f['params_after']:,}"),
+        ("MACs", f"{f['macs_before']:,}", f"{f['macs_after']:,}"),
+        ("zero-filter error", "", f"{f['zero_filter_error']:.1e}"),
+    ])

@@ -1,0 +1,257 @@
+"""Search: per-group widths that keep the most importance under a measured latency target.
+
+* Candidate widths per group are the right edges of its measured latency steps (LACP), at or
+  above the floor (default: a quarter of the group).
+* The widths of all groups are chosen together by a multiple-choice knapsack (HALP): maximise
+  the kept importance subject to the predicted latency. A group's cost at width ``w`` is the
+  measured latency of every layer it touches (producers over their outputs, consumers over their
+  inputs), so one group changing both sides of a layer is accounted for.
+* Hardware in the loop (HILP): each chosen model is built and measured end to end (interleaved
+  against the original). The isolated-layer predictions are corrected with those measurements:
+  the knapsack's savings requirement is moved by secant steps on measured latency until the
+  measured latency lands in the acceptance band ``[0.93 target, target]``.
+* ``evolve`` (LACP-style) then mutates widths along step edges, keeping measured-feasible
+  candidates that keep more importance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .graph import ChannelGraph, Group
+from .profile import GroupProfile
+from .rewrite import PrunePlan
+
+
+@dataclass
+class Choice:
+    """One group's options: candidate widths (ascending), predicted cost and value of each."""
+
+    group: int
+    widths: list[int]
+    cost: list[float]
+    value: list[float]
+
+
+def knapsack(choices: list[Choice], budget: float, bins: int = 4000) -> list[int] | None:
+    """Pick one option per group maximising total value with total cost <= budget.
+
+    Costs are discretised into ``bins`` steps of ``budget / bins`` (rounded up, so a returned
+    solution never exceeds the budget). Returns the chosen option index per group, or None when
+    even the cheapest options exceed the budget."""
+    if budget < 0:
+        return None
+    res = budget / bins if budget > 0 else 1.0
+    neg = -np.inf
+    dp = np.full(bins + 1, neg)
+    dp[0] = 0.0
+    back = []
+    for ch in choices:
+        new = np.full(bins + 1, neg)
+        arg = np.full(bins + 1, -1, dtype=np.int64)
+        for k, (c, v) in enumerate(zip(ch.cost, ch.value)):
+            step = math.ceil(c / res - 1e-9) if budget > 0 else (0 if c <= 0 else bins + 1)
+            if step > bins:
+                continue
+            shifted = np.full(bins + 1, neg)
+            shifted[step:] = dp[:bins + 1 - step] + v
+            better = shifted > new
+            new[better] = shifted[better]
+            arg[better] = k
+        dp = new
+        back.append(arg)
+    if not np.isfinite(dp).any():
+        return None
+    b = int(np.argmax(dp))
+    picks = []
+    for ch, arg in zip(reversed(choices), reversed(back)):
+        k = int(arg[b])
+        picks.append(k)
+        c = ch.cost[k]
+        b -= math.ceil(c / res - 1e-9) if budget > 0 else 0
+    return list(reversed(picks))
+
+
+def keep_order(group: Group) -> np.ndarray:
+    """Channel indices in the order they are kept: frozen first, then by importance."""
+    frozen = np.array([i for i, r in enumerate(group.frozen) if r], dtype=np.int64)
+    prunable = group.prunable
+    order = prunable[np.argsort(-group.importance[prunable], kind="stable")]
+    return np.concatenate([frozen, order])
+
+
+def kept_importance(group: Group, width: int) -> float:
+    return float(group.importance[keep_order(group)[:width]].sum())
+
+
+def plan_for(g: ChannelGraph, widths: dict[int, int]) -> PrunePlan:
+    """Keep the ``widths[gid]`` most important channels (frozen ones first) of each group."""
+    plan = PrunePlan()
+    for gid, w in widths.items():
+        group = g.groups[gid]
+        if w < group.width:
+            plan.keep[gid] = np.sort(keep_order(group)[:w])
+    return plan
+
+
+def floor_width(group: Group, floor: float) -> int:
+    return max(1, math.ceil(floor * group.width), group.width - len(group.prunable))
+
+
+def latency_choices(g: ChannelGraph, profiles: list[GroupProfile], floor: float) -> list[Choice]:
+    """Step-edge candidates at or above the floor, costed by the group's measured curve."""
+    out = []
+    for prof in profiles:
+        group = g.groups[prof.group]
+        low = floor_width(group, floor)
+        widths = sorted({w for w in prof.candidates if w >= low} | {group.width})
+        if len(widths) < 2:
+            continue
+        out.append(Choice(group.id, widths, [prof.curve[w] for w in widths],
+                          [kept_importance(group, w) for w in widths]))
+    return out
+
+
+def flops_choices(g: ChannelGraph, flops_per_channel: dict[int, float], floor: float) -> list[Choice]:
+    """Every width at or above the floor, costed by FLOPs (the FLOPs-proportional baseline)."""
+    out = []
+    for gid, per in flops_per_channel.items():
+        group = g.groups[gid]
+        widths = list(range(floor_width(group, floor), group.width + 1))
+        if len(widths) < 2:
+            continue
+        out.append(Choice(gid, widths, [per * w for w in widths],
+                          [kept_importance(group, w) for w in widths]))
+    return out
+
+
+def solve(choices: list[Choice], savings: float) -> dict[int, int] | None:
+    """Widths whose predicted cost is at least ``savings`` below the full-width cost."""
+    full = sum(ch.cost[-1] for ch in choices)
+    picks = knapsack(choices, full - savings)
+    if picks is None:
+        return None
+    return {ch.group: ch.widths[k] for ch, k in zip(choices, picks)}
+
+
+def predicted_savings(choices: list[Choice], widths: dict[int, int]) -> float:
+    return sum(ch.cost[-1] - ch.cost[ch.widths.index(widths[ch.group])] for ch in choices)
+
+
+def total_value(choices: list[Choice], widths: dict[int, int]) -> float:
+    return sum(ch.value[ch.widths.index(widths[ch.group])] for ch in choices)
+
+
+@dataclass
+class Step:
+    """One hardware-in-the-loop iteration."""
+
+    savings_asked: float
+    predicted_ms: float
+    measured_ms: float
+    importance: float
+    accepted: bool
+    widths: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    widths: dict[int, int]
+    steps: list[Step]
+    measured_ms: float
+    at_floor: bool
+
+
+def hilp(choices: list[Choice], baseline_ms: float, target_ms: float,
+         measure: Callable[[dict[int, int]], float], band: float = 0.93,
+         max_steps: int = 10, margin: float = 0.015) -> SearchResult:
+    """Hardware-in-the-loop search for widths whose measured latency is in
+    ``[band * target, target]``. ``measure(widths) -> ms`` builds and times a candidate.
+    A step is accepted ``margin`` inside the band, confirmed by a second measurement, so the
+    final, longer measurement of the same model (noise of about 1%) stays in the band.
+
+    The isolated-layer cost model only ranks options; how much predicted saving is needed is
+    found on the real runtime: secant steps on (predicted savings asked, measured latency),
+    bracketed by the baseline (0 savings) and the all-floor model. Raises ValueError naming
+    the measured floor latency when the target is below it."""
+    floor_widths = {ch.group: ch.widths[0] for ch in choices}
+    max_savings = predicted_savings(choices, floor_widths)
+    floor_ms = measure(floor_widths)
+    steps = [Step(max_savings, float("nan"), floor_ms,
+                  total_value(choices, floor_widths), floor_ms <= target_ms, floor_widths)]
+    if floor_ms > target_ms:
+        raise ValueError(f"{floor_ms:.3f}")
+    lo, hi = (0.0, baseline_ms), (max_savings, floor_ms)  # (savings asked, measured ms)
+    goal = target_ms * (1 + band) / 2
+    best: Step | None = None
+    for _ in range(max_steps):
+        if hi[1] >= lo[1]:
+            ask = (lo[0] + hi[0]) / 2
+        else:
+            ask = lo[0] + (hi[0] - lo[0]) * (lo[1] - goal) / (lo[1] - hi[1])
+        ask = min(max(ask, lo[0] + 0.02 * (hi[0] - lo[0])), hi[0] - 0.02 * (hi[0] - lo[0]))
+        widths = solve(choices, ask)
+        if widths is None:
+            break
+        ms = measure(widths)
+        ok = (band + margin) * target_ms <= ms <= (1 - margin) * target_ms
+        if ok:  # confirm with a second, independent measurement before accepting
+            ms = (ms + measure(widths)) / 2
+            ok = (band + margin) * target_ms <= ms <= (1 - margin) * target_ms
+        got = predicted_savings(choices, widths)
+        predicted = lo[1] + (hi[1] - lo[1]) * (got - lo[0]) / max(hi[0] - lo[0], 1e-12)
+        step = Step(ask, predicted, ms, total_value(choices, widths), ok, widths)
+        steps.append(step)
+        if ms <= (1 - margin) * target_ms and (best is None or step.importance > best.importance):
+            best = step
+        if ok:
+            break
+        if ms > target_ms:
+            lo = (ask, ms)
+        else:
+            hi = (ask, ms)
+        if hi[0] - lo[0] < 1e-6 * max(max_savings, 1e-9):
+            break
+    if best is None:
+        best = steps[0]
+    return SearchResult(best.widths, steps, best.measured_ms, best is steps[0])
+
+
+def evolve(choices: list[Choice], start: dict[int, int], start_ms: float, target_ms: float,
+           measure: Callable[[dict[int, int]], float], generations: int = 4,
+           population: int = 24, measured_per_generation: int = 2,
+           seed: int = 0) -> tuple[dict[int, int], float, list[Step]]:
+    """LACP-style refinement: mutate widths one step edge up or down (several groups at a
+    time), rank the mutants by kept importance among those the calibrated cost model predicts
+    no slower than the current best, measure the top few, keep a measured-feasible improvement."""
+    rng = np.random.default_rng(seed)
+    by_group = {ch.group: ch for ch in choices}
+    best, best_ms = dict(start), start_ms
+    best_value = total_value(choices, best)
+    steps: list[Step] = []
+    for _ in range(generations):
+        budget = predicted_savings(choices, best)
+        mutants = []
+        for _ in range(population):
+            cand = dict(best)
+            for gid in rng.choice(list(by_group), size=min(3, len(by_group)), replace=False):
+                ch = by_group[int(gid)]
+                k = ch.widths.index(cand[int(gid)]) + int(rng.choice([-1, 1]))
+                cand[int(gid)] = ch.widths[min(max(k, 0), len(ch.widths) - 1)]
+            if predicted_savings(choices, cand) >= budget * 0.98:
+                value = total_value(choices, cand)
+                if value > best_value:
+                    mutants.append((value, cand))
+        mutants.sort(key=lambda m: -m[0])
+        for value, cand in mutants[:measured_per_generation]:
+            ms = measure(cand)
+            ok = ms <= target_ms
+            steps.append(Step(0.0, 0.0, ms, value, ok, cand))
+            if ok and value > best_value:
+                best, best_ms, best_value = cand, ms, value
+                break
+    return best, best_ms, steps
