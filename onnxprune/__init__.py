@@ -2,6 +2,7 @@
 
 The public API is deliberately small:
 
+* :func:`prune` -- the whole job: latency target / speedup / ratio, calibration, recovery;
 * :func:`load_model` -- read an ONNX file (one-line errors as :class:`OnnxPruneError`);
 * :func:`prepare` -- normalise, build the channel graph, score channels;
 * :class:`ChannelGraph` / :class:`PrunePlan` -- the groups and which channels to keep;
@@ -11,7 +12,9 @@ The public API is deliberately small:
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .load import load_model
-from .pipeline import prepare
+from .pipeline import prepare, prune
 from .rewrite import PrunePlan, apply_plan
 
-__all__ = ["ChannelGraph", "OnnxPruneError", "PrunePlan", "apply_plan", "load_model", "prepare"]
+__all__ = [
+    "ChannelGraph", "OnnxPruneError", "PrunePlan", "apply_plan", "load_model", "prepare", "prune",
+]

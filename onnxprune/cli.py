@@ -12,8 +12,9 @@ import sys
 
 import click
 
-from . import bench, pipeline, profile, runtime
+from . import bench, pipeline, profile, recover, runtime
 from .errors import OnnxPruneError
+from .importance import KINDS
 from .load import load_model
 from .report import (
     console,
@@ -21,6 +22,7 @@ from .report import (
     print_kv,
     print_kv_single,
     print_profiles,
+    print_quality,
     print_target,
     target_report,
 )
@@ -83,13 +85,20 @@ def cli() -> None:
               show_default=True, help="knapsack + hardware loop, optionally refined by evolution")
 @click.option("--report", "report_path", type=str, default=None, help="write a JSON report here")
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
-@click.option("--norm", type=click.Choice(["l1", "l2"]), default="l1", show_default=True,
-              help="weight norm used for importance")
+@click.option("--importance", type=click.Choice(list(KINDS)), default="l1", show_default=True,
+              help="channel importance: weight norms, or activation (needs --calib)")
+@click.option("--calib", "calib_path", type=str, default=None,
+              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
+              help="recovery steps with --calib (comma list of bias, lsq, bn; or none)")
+@click.option("--max-drop", type=float, default=None,
+              help="largest allowed fidelity drop (1 - top-1 agreement on held-out calib data)")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone")
 @click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
-def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path, norm,
-          exclude, no_latency, provider, threads, opt_level, provider_options, shape_specs) -> None:
+def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path,
+          importance, calib_path, recover_steps, max_drop, exclude, no_latency, provider, threads,
+          opt_level, provider_options, shape_specs) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
@@ -106,10 +115,14 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     pipeline.check_output_path(output, model)
     if report_path:
         pipeline.check_output_path(report_path, model)
-    prep = pipeline.prepare(model, shapes, norm, list(exclude))
+    steps = parse_recovery(recover_steps)
+    if max_drop is not None and calib_path is None:
+        raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
+    prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
     if ratio is None:
         tr = pipeline.prune_to_target(prep, config, target_ms, speedup, floor, method,
-                                      cache_path or profile.default_cache_path())
+                                      cache_path or profile.default_cache_path(), steps=steps,
+                                      max_drop=max_drop)
         if tr.already_met:
             pipeline.write_model(prep.original, output, prep.feeds)
             console.print(f"the model already meets the target: {tr.baseline_ms:.3f} ms <= "
@@ -117,11 +130,13 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         else:
             pipeline.write_model(tr.result.model, output, prep.feeds)
             print_target(prep.graph, tr)
+            print_quality(tr.result)
         if report_path:
             pipeline.write_text(json.dumps(target_report(prep.graph, tr), indent=2), report_path)
         return
-    result = pipeline.prune_ratio(prep, ratio)
+    result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop)
     pipeline.write_model(result.model, output, prep.feeds)
+    print_quality(result)
     rows = [
         ("parameters", f"{result.params_before:,}", f"{result.params_after:,}"),
         ("MACs", f"{result.flops_before:,}", f"{result.flops_after:,}"),
@@ -133,16 +148,29 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         rows.append(("latency ms (median, 1 thread CPU)", f"{cmp.a.median_ms:.3f}", f"{cmp.b.median_ms:.3f}"))
         rows.append(("speedup (interleaved)", "", f"{cmp.speedup:.2f}x"))
     print_kv(f"{os.path.basename(model)} -> {output}", rows)
+    if report_path:
+        pipeline.write_text(json.dumps({"ratio": ratio, **pipeline.quality_report(result)},
+                                       indent=2), report_path)
+
+
+def parse_recovery(text: str) -> tuple[str, ...]:
+    steps = tuple(s.strip() for s in text.split(",") if s.strip() and s.strip() != "none")
+    unknown = set(steps) - set(recover.STEPS)
+    if unknown:
+        raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.STEPS)} or none")
+    return steps
 
 
 @cli.command()
 @click.argument("model", type=str)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--norm", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
+@click.option("--importance", type=click.Choice(list(KINDS)), default="l1", show_default=True)
+@click.option("--calib", "calib_path", type=str, default=None)
 @click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...")
-def analyze(model, as_json, norm, shape_specs) -> None:
+def analyze(model, as_json, importance, calib_path, shape_specs) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), norm)
+    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), importance,
+                            calib_data=calib_path)
     print_analysis(prep.graph, as_json)
 
 

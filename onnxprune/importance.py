@@ -14,6 +14,7 @@ import numpy as np
 from .graph import ChannelGraph
 
 NORMS = ("l1", "l2")
+KINDS = (*NORMS, "activation")
 
 
 def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:
@@ -31,6 +32,34 @@ def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:
             continue
         roots = g.roots(g.channels[p.tensor].labels)
         for root, value in zip(roots.tolist(), (per_pos / mean).tolist()):
+            score[root] = score.get(root, 0.0) + value
+    for group in g.groups:
+        group.importance = np.array([score.get(int(r), 0.0) for r in group.classes])
+
+
+def activation_importance(g: ChannelGraph, samples) -> None:
+    """Data-aware importance: a channel's contribution to each consumer's output, estimated as
+    ``mean |x_c| * ||W[:, c]||_1`` on calibration activations, normalised per consumer by its
+    mean over channels and summed (same scale as :func:`weight_importance`)."""
+    from .calib import Tap
+
+    consumers = [p for p in g.params if p.role == "in"]
+    names = sorted({p.tensor for p in consumers})
+    sums: dict[str, np.ndarray] = {}
+    batches = 0
+    for out in Tap(g.model, names).run(samples):
+        batches += 1
+        for name in names:
+            x = np.abs(np.moveaxis(out[name].astype(np.float64), g.channels[name].axis, -1))
+            sums[name] = sums.get(name, 0) + x.reshape(-1, x.shape[-1]).mean(0)
+    score: dict[int, float] = {}
+    for p in consumers:
+        w = np.moveaxis(np.abs(g.consts[p.param].astype(np.float64)), p.axis, 0)
+        per_pos = w.reshape(w.shape[0], -1).sum(1) * sums[p.tensor] / max(batches, 1)
+        mean = per_pos.mean()
+        if mean <= 0:
+            continue
+        for root, value in zip(g.roots(g.channels[p.tensor].labels).tolist(), (per_pos / mean).tolist()):
             score[root] = score.get(root, 0.0) + value
     for group in g.groups:
         group.importance = np.array([score.get(int(r), 0.0) for r in group.classes])

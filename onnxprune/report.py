@@ -139,6 +139,8 @@ def target_report(g: ChannelGraph, tr) -> dict:
     out["loop"] = [{"savings_asked": s.savings_asked, "predicted_ms": s.predicted_ms,
                     "measured_ms": s.measured_ms, "importance": s.importance, "accepted": s.accepted}
                    for s in tr.loop.steps]
+    from .pipeline import quality_report
+    out["quality"] = quality_report(r)
     out["evolve"] = [{"measured_ms": s.measured_ms, "importance": s.importance, "feasible": s.accepted}
                      for s in tr.evolve_steps]
     return out
@@ -173,3 +175,21 @@ def print_target(g: ChannelGraph, tr) -> None:
         ("MACs", f"{f['macs_before']:,}", f"{f['macs_after']:,}"),
         ("zero-filter error", "", f"{f['zero_filter_error']:.1e}"),
     ])
+
+
+def print_quality(result) -> None:
+    """Fidelity and recovery steps of a result, when calibration data was given."""
+    q = result.quality
+    if q.fidelity is None:
+        return
+    table = Table(title="fidelity on held-out calibration data (pruned vs original)")
+    for col in ("step", "top-1 agreement", "min cosine", "max rel. L2", "kept"):
+        table.add_column(col, justify="right")
+    rows = q.recovery.steps if q.recovery is not None else [{"step": "none", **q.fidelity.as_dict(), "kept": True}]
+    for s in rows:
+        agree = "-" if s["agreement"] is None else f"{s['agreement']:.1%}"
+        table.add_row(s["step"], agree, f"{min(s['cosine'].values()):.4f}",
+                      f"{max(s['rel_l2'].values()):.4f}", "yes" if s["kept"] else "no")
+    console.print(table)
+    if q.fidelity.metric is not None:
+        console.print(f"evaluate(): {q.baseline_metric:.4f} -> {q.fidelity.metric:.4f}")

@@ -9,12 +9,16 @@ float rounding) prove that every rule removed exactly the positions its map clai
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import runtime
+from . import calib, runtime
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .rewrite import PrunePlan, apply_plan, channel_masks
@@ -65,3 +69,66 @@ def zero_filter_error(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndar
     ref = runtime.run(runtime.session(zeroed_model(g, plan), cfg), feeds)
     got = runtime.run(runtime.session(apply_plan(g, plan), cfg), feeds)
     return runtime.max_rel_error(ref, got)
+
+
+@dataclass
+class Fidelity:
+    """How close a pruned model stays to the original on held-out calibration data.
+
+    ``agreement``: top-1 agreement of the first classifier-like output ([N, K], K > 1), or None;
+    ``cosine`` / ``rel_l2``: per output, mean per-sample cosine similarity and relative L2 error
+    over the whole set; ``metric``: the user's evaluate callable on the pruned model, or None."""
+
+    agreement: float | None
+    cosine: dict[str, float]
+    rel_l2: dict[str, float]
+    metric: float | None = None
+
+    def drop(self, baseline_metric: float | None = None) -> float:
+        """The fidelity loss ``--max-drop`` bounds: metric drop when a metric is given, else
+        1 - agreement, else 1 - the worst output cosine."""
+        if self.metric is not None and baseline_metric is not None:
+            return baseline_metric - self.metric
+        if self.agreement is not None:
+            return 1.0 - self.agreement
+        return 1.0 - min(self.cosine.values())
+
+    def as_dict(self) -> dict:
+        return {"agreement": self.agreement, "cosine": self.cosine, "rel_l2": self.rel_l2,
+                "metric": self.metric}
+
+
+def outputs_on(model: onnx.ModelProto, samples: calib.Samples) -> dict[str, np.ndarray]:
+    """All graph outputs of ``model`` over the calibration samples."""
+    names = [o.name for o in model.graph.output]
+    return calib.Tap(model, []).collect(samples, names)
+
+
+def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples: calib.Samples,
+             evaluate: Callable[[str], float] | None = None) -> Fidelity:
+    """Compare ``pruned`` with the reference outputs (from :func:`outputs_on`)."""
+    got = outputs_on(pruned, samples)
+    agreement = None
+    cosine, rel = {}, {}
+    for name, a in reference.items():
+        b = got[name]
+        a2 = a.reshape(len(a), -1).astype(np.float64)
+        b2 = b.reshape(len(b), -1).astype(np.float64)
+        norms = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
+        cosine[name] = float(np.mean((a2 * b2).sum(1) / np.maximum(norms, 1e-30)))
+        rel[name] = float(np.linalg.norm(a2 - b2) / max(np.linalg.norm(a2), 1e-30))
+        if agreement is None and a.ndim == 2 and a.shape[1] > 1:
+            agreement = float(np.mean(a.argmax(1) == b.argmax(1)))
+    metric = evaluate_model(pruned, evaluate) if evaluate is not None else None
+    return Fidelity(agreement, cosine, rel, metric)
+
+
+def evaluate_model(model: onnx.ModelProto, evaluate: Callable[[str], float]) -> float:
+    """Call the user's ``evaluate(model_path)`` on a temporary copy of ``model``."""
+    fd, path = tempfile.mkstemp(suffix=".onnx")
+    os.close(fd)
+    try:
+        onnx.save(model, path)
+        return float(evaluate(path))
+    finally:
+        os.unlink(path)

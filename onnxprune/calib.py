@@ -1,0 +1,124 @@
+"""Calibration data: load it, split off a held-out part, and read intermediate activations.
+
+Calibration data is a list of *samples*: one feed dict per sample, arrays without the batch
+axis stacked back into batches as the model allows (a static batch dimension of 1 means one
+sample per run). Activations are read by exposing intermediate tensors as extra graph outputs
+of a copy of the model, with graph optimisation off so every tensor exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import onnx
+
+from . import runtime
+from .errors import OnnxPruneError
+
+Samples = dict[str, np.ndarray]  # input name -> [N, ...] array, N samples
+
+
+def load_npz(path: str, model: onnx.ModelProto) -> Samples:
+    """Arrays keyed by input name, first axis = samples (a single-input model may use any key)."""
+    if not os.path.exists(path):
+        raise OnnxPruneError(f"{path}: no such calibration file")
+    try:
+        with np.load(path) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except Exception as exc:
+        raise OnnxPruneError(f"{path}: not a readable .npz file ({type(exc).__name__})") from exc
+    return from_arrays(arrays, model, path)
+
+
+def from_feeds(feeds: Iterable[dict[str, np.ndarray]], model: onnx.ModelProto) -> Samples:
+    """Concatenate an iterable of feed dicts (each with a batch axis) into samples."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for feed in feeds:
+        for k, v in feed.items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    if not parts:
+        raise OnnxPruneError("calibration data is empty")
+    return from_arrays({k: np.concatenate(v) for k, v in parts.items()}, model, "calib")
+
+
+def from_arrays(arrays: dict[str, np.ndarray], model: onnx.ModelProto, where: str) -> Samples:
+    inputs = runtime.graph_inputs(model)
+    names = [i.name for i in inputs]
+    if len(inputs) == 1 and len(arrays) == 1:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    missing = set(names) - set(arrays)
+    if missing:
+        raise OnnxPruneError(f"{where}: no calibration arrays for input(s) {sorted(missing)}")
+    counts = {len(arrays[n]) for n in names}
+    if len(counts) != 1 or 0 in counts:
+        raise OnnxPruneError(f"{where}: inputs have different or zero sample counts {sorted(counts)}")
+    out = {}
+    for inp in inputs:
+        value = arrays[inp.name]
+        dims = inp.type.tensor_type.shape.dim
+        if value.ndim != len(dims):
+            raise OnnxPruneError(f"{where}: {inp.name!r} has rank {value.ndim}, the model expects {len(dims)}")
+        dtype = runtime._NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
+        out[inp.name] = value.astype(dtype, copy=False)
+    return out
+
+
+def count(samples: Samples) -> int:
+    return len(next(iter(samples.values())))
+
+
+def split(samples: Samples, holdout: float = 0.25) -> tuple[Samples, Samples]:
+    """(fit part, held-out part): the last ``holdout`` share is held out (at least one sample
+    each when there are two or more)."""
+    n = count(samples)
+    k = min(max(1, round(n * holdout)), n - 1) if n > 1 else 0
+    cut = n - k
+    return ({a: v[:cut] for a, v in samples.items()}, {a: v[cut:] for a, v in samples.items()})
+
+
+def batch_size(model: onnx.ModelProto, wanted: int = 16) -> tuple[int, bool]:
+    """(batch size, static?): ``wanted``, unless an input has a static batch dimension."""
+    for inp in runtime.graph_inputs(model):
+        dims = inp.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            return dims[0].dim_value, True
+    return wanted, False
+
+
+def batches(samples: Samples, size: int, exact: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive batches of ``size`` samples (``exact``: drop a short last batch)."""
+    n = count(samples)
+    for start in range(0, n, size):
+        if exact and start + size > n:
+            return
+        yield {k: v[start:start + size] for k, v in samples.items()}
+
+
+class Tap:
+    """Runs a model and returns chosen intermediate tensors as well as its outputs."""
+
+    def __init__(self, model: onnx.ModelProto, names: Iterable[str]):
+        probe = copy.deepcopy(model)
+        have = {o.name for o in probe.graph.output}
+        for name in names:
+            if name not in have:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+                have.add(name)
+        self.session = runtime.session(probe, runtime.RuntimeConfig(opt_level="disable"))
+        self.batch, self.static = batch_size(model)
+
+    def run(self, samples: Samples) -> Iterator[dict[str, np.ndarray]]:
+        """Yield ``{tensor: value}`` per batch."""
+        for feed in batches(samples, self.batch, self.static):
+            yield runtime.run(self.session, feed)
+
+    def collect(self, samples: Samples, names: list[str]) -> dict[str, np.ndarray]:
+        """Concatenate tensors ``names`` over all batches (small tensors only: outputs)."""
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for out in self.run(samples):
+            for n in names:
+                parts[n].append(out[n])
+        return {n: np.concatenate(v) for n, v in parts.items()}

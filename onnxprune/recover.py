@@ -1,0 +1,288 @@
+"""Recover: bring a pruned model's outputs back towards the original's, without training.
+
+Three steps, each switchable, applied in this order to the consumers of removed channels (the
+nodes whose input-channel slices were cut: group=1 Conv, Gemm, MatMul):
+
+1. ``bias`` -- bias compensation: the removed input channels' mean contribution
+   ``sum_c mean(x_c) * sum_k W[o, c, k]`` is folded into the consumer's bias (exact for the
+   mean of a linear consumer; ignores zero-padding at borders for k x k convs).
+2. ``lsq`` -- least-squares refit of each consumer's kept input weights (and bias) so that its
+   output on the pruned model's calibration activations matches the original layer's output
+   (channel-pruning / ThiNet reconstruction). Solved in float64 with ridge regularisation; a
+   layer keeps its refit only if its reconstruction error drops.
+3. ``bn`` -- BatchNormalization statistics recalibration: each BN's running mean and variance
+   are shifted by the drift between the pruned and the original model's BN inputs on the
+   calibration data (training statistics are kept, only the drift pruning caused is removed).
+
+Each step is kept only if held-out fidelity does not get worse (checked after the step).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from numpy.lib.stride_tricks import sliding_window_view
+from onnx import numpy_helper
+
+from . import calib
+from .graph import ChannelGraph
+from .rewrite import PrunePlan, channel_masks
+from .rules import attr
+from .verify import Fidelity, fidelity
+
+STEPS = ("bias", "lsq", "bn")
+_POSITIONS = 128  # output positions sampled per image for conv refits
+
+
+@dataclass
+class Consumer:
+    """A node whose input channels were cut: masks of its kept inputs and outputs."""
+
+    index: int
+    op: str
+    keep_in: np.ndarray
+    keep_out: np.ndarray
+
+
+@dataclass
+class RecoveryReport:
+    steps: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+
+
+def consumers(g: ChannelGraph, plan: PrunePlan) -> list[Consumer]:
+    mask = channel_masks(g, plan)
+    out = {}
+    for p in g.params:
+        if p.role != "in":
+            continue
+        keep = mask(p.tensor)
+        if keep.all():
+            continue
+        index = next(k for k, n in enumerate(g.model.graph.node) if n.name == p.node)
+        node = g.model.graph.node[index]
+        y = node.output[0]
+        keep_out = mask(y) if y in g.channels else np.ones(g.shapes[y][-1 if node.op_type == "MatMul" else 1], bool)
+        out[index] = Consumer(index, node.op_type, keep, keep_out)
+    return [out[k] for k in sorted(out)]
+
+
+def _init(model: onnx.ModelProto, name: str) -> np.ndarray:
+    return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == name))
+
+
+def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
+    init = next((i for i in model.graph.initializer if i.name == name), None)
+    new = numpy_helper.from_array(np.asarray(value), name)
+    if init is None:
+        model.graph.initializer.append(new)
+    else:
+        init.CopyFrom(new)
+
+
+def _bias_name(model: onnx.ModelProto, index: int) -> str | None:
+    """The consumer's bias initializer, created (zeros) for Conv/Gemm that have none."""
+    node = model.graph.node[index]
+    if node.op_type == "MatMul":
+        return None
+    if len(node.input) > 2 and node.input[2]:
+        return node.input[2]
+    w = _init(model, node.input[1])
+    n = w.shape[0] if node.op_type == "Conv" or attr(node, "transB", 0) else w.shape[1]
+    name = f"{node.name or node.output[0]}__recovered_bias"
+    _set(model, name, np.zeros(n, dtype=w.dtype))
+    while len(node.input) < 2:
+        node.input.append("")
+    node.input.append(name)
+    return name
+
+
+def _features(node: onnx.NodeProto, x: np.ndarray, rng: np.random.Generator,
+              picks: np.ndarray | None = None):
+    """Rows of the consumer's linear map: ``(F, positions)`` with F [rows, fan_in] ordered like
+    the flattened weight rows; ``positions`` selects the matching output rows."""
+    if node.op_type == "Conv":
+        kh, kw = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
+        sh, sw = attr(node, "strides", [1, 1])
+        dh, dw = attr(node, "dilations", [1, 1])
+        pads = attr(node, "pads", [0, 0, 0, 0])
+        xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+        win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # [N, C, Ho, Wo, kh, kw]
+        n, c, ho, wo = win.shape[:4]
+        if picks is None:
+            picks = rng.choice(ho * wo, size=min(_POSITIONS, ho * wo), replace=False)
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, c * kh * kw)[:, picks]
+        return cols.reshape(-1, c * kh * kw), picks
+    flat = x.reshape(-1, x.shape[-1]) if node.op_type == "MatMul" else x
+    return flat, None
+
+
+def _targets(node: onnx.NodeProto, y: np.ndarray, picks) -> np.ndarray:
+    if node.op_type == "Conv":
+        n, c = y.shape[:2]
+        return y.reshape(n, c, -1)[:, :, picks].transpose(0, 2, 1).reshape(-1, c)
+    return y.reshape(-1, y.shape[-1])
+
+
+def _weight_rows(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray:
+    """Weights as [out, fan_in] rows matching :func:`_features`."""
+    if node.op_type == "Conv":
+        return w.reshape(w.shape[0], -1)
+    if node.op_type == "Gemm" and attr(node, "transB", 0):
+        return w
+    return w.T
+
+
+def _rows_to_weight(node: onnx.NodeProto, rows: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if node.op_type == "Conv":
+        return rows.reshape(like.shape).astype(like.dtype)
+    if node.op_type == "Gemm" and attr(node, "transB", 0):
+        return rows.astype(like.dtype)
+    return rows.T.astype(like.dtype)
+
+
+def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
+                      samples: calib.Samples, cons: list[Consumer]) -> onnx.ModelProto:
+    """Fold the removed input channels' mean contribution into each consumer's bias."""
+    model = copy.deepcopy(pruned)
+    nodes = g.model.graph.node
+    names = [nodes[c.index].input[0] for c in cons]
+    sums = {n: 0.0 for n in names}
+    counts = 0
+    for out in calib.Tap(g.model, names).run(samples):
+        counts += 1
+        for c in cons:
+            x = out[nodes[c.index].input[0]].astype(np.float64)
+            axes = (0, 2, 3) if c.op == "Conv" else tuple(range(x.ndim - 1))
+            sums[nodes[c.index].input[0]] = sums[nodes[c.index].input[0]] + x.mean(axis=axes)
+    for c in cons:
+        node = nodes[c.index]
+        name = _bias_name(model, c.index)
+        if name is None:
+            continue
+        mean = sums[node.input[0]] / counts
+        w = _weight_rows(node, g.consts[node.input[1]])  # original [out, fan_in]
+        if c.op == "Conv":
+            w = w.reshape(w.shape[0], len(c.keep_in), -1).sum(2)
+        delta = w[:, ~c.keep_in] @ mean[~c.keep_in]
+        bias = _init(model, name).astype(np.float64) + delta[c.keep_out]
+        _set(model, name, bias.astype(_init(model, name).dtype))
+    return model
+
+
+def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
+              cons: list[Consumer], ridge: float = 1e-3, seed: int = 0
+              ) -> tuple[onnx.ModelProto, list[dict]]:
+    """Refit each consumer's kept weights (and bias) to the original layer's outputs."""
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(pruned)
+    nodes = model.graph.node
+    xs = [nodes[c.index].input[0] for c in cons]
+    ys = [g.model.graph.node[c.index].output[0] for c in cons]
+    acc = [None] * len(cons)
+    orig_runs = calib.Tap(g.model, ys).run(samples)
+    for got, ref in zip(calib.Tap(pruned, xs).run(samples), orig_runs):
+        for k, c in enumerate(cons):
+            node = nodes[c.index]
+            f, picks = _features(node, got[node.input[0]].astype(np.float64), rng)
+            t = _targets(node, ref[ys[k]].astype(np.float64), picks)[:, c.keep_out]
+            f = np.hstack([f, np.ones((len(f), 1))])
+            a, b, tt = f.T @ f, f.T @ t, (t * t).sum()
+            acc[k] = (a, b, tt) if acc[k] is None else (acc[k][0] + a, acc[k][1] + b, acc[k][2] + tt)
+    layers = []
+    for k, c in enumerate(cons):
+        node = nodes[c.index]
+        a, b, tt = acc[k]
+        w = _init(model, node.input[1])
+        bias_name = _bias_name(model, c.index)
+        rows = _weight_rows(node, w).astype(np.float64)
+        bias = _init(model, bias_name).astype(np.float64) if bias_name else np.zeros(len(rows))
+        old = np.hstack([rows, bias[:, None]])
+        dim = a.shape[0]
+        lam = ridge * np.trace(a) / dim
+        solved = np.linalg.solve(a + lam * np.eye(dim), b).T
+        if bias_name is None:  # MatMul: no bias to write, refit weights only
+            solved = np.hstack([np.linalg.solve(a[:-1, :-1] + lam * np.eye(dim - 1), b[:-1]).T,
+                                np.zeros((len(rows), 1))])
+
+        def err(m, a=a, b=b, tt=tt):
+            return float(tt - 2 * np.sum(m * b.T) + np.sum((m @ a) * m))
+
+        before, after = err(old), err(solved)
+        kept = after < before
+        layers.append({"node": node.name, "error_before": before, "error_after": after, "kept": kept})
+        if kept:
+            _set(model, node.input[1], _rows_to_weight(node, solved[:, :-1], w))
+            if bias_name:
+                _set(model, bias_name, solved[:, -1].astype(w.dtype))
+    return model, layers
+
+
+def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
+                     samples: calib.Samples) -> onnx.ModelProto:
+    """Shift each BN's running statistics by the drift of its input (pruned vs original)."""
+    model = copy.deepcopy(pruned)
+    mask = channel_masks(g, plan)
+    bns = [(k, n) for k, n in enumerate(model.graph.node) if n.op_type == "BatchNormalization"]
+    if not bns:
+        return model
+    names = [n.input[0] for _, n in bns]
+
+    def stats(m: onnx.ModelProto):
+        s1: dict[str, np.ndarray] = {}
+        s2: dict[str, np.ndarray] = {}
+        for out in calib.Tap(m, names).run(samples):
+            for name in names:
+                x = out[name].astype(np.float64)
+                axes = (0, *range(2, x.ndim))
+                s1[name] = s1.get(name, 0) + x.mean(axes)
+                s2[name] = s2.get(name, 0) + (x * x).mean(axes)
+        return s1, s2
+
+    (o1, o2), (p1, p2) = stats(g.model), stats(model)
+    for _, node in bns:
+        x = node.input[0]
+        keep = mask(x) if x in g.channels else np.ones(len(o1[x]), bool)
+        o_mean, o_var = o1[x][keep], np.maximum(o2[x][keep] - o1[x][keep] ** 2, 1e-12)
+        p_mean, p_var = p1[x], np.maximum(p2[x] - p1[x] ** 2, 1e-12)
+        if len(p_mean) != len(o_mean):
+            continue
+        mean, var = _init(model, node.input[3]), _init(model, node.input[4])
+        _set(model, node.input[3], (mean + (p_mean - o_mean)).astype(mean.dtype))
+        _set(model, node.input[4], (var * (p_var / o_var)).astype(var.dtype))
+    return model
+
+
+def _score(f: Fidelity) -> float:
+    """Higher is closer to the original (agreement first, then output cosine)."""
+    return (f.agreement if f.agreement is not None else 0.0) + min(f.cosine.values())
+
+
+def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: calib.Samples,
+            held_out: calib.Samples, reference: dict[str, np.ndarray],
+            steps: tuple[str, ...] = STEPS) -> tuple[onnx.ModelProto, RecoveryReport]:
+    """Apply the chosen recovery steps; each is kept only if held-out fidelity does not drop."""
+    report = RecoveryReport()
+    cons = consumers(g, plan)
+    current = pruned
+    best = fidelity(reference, current, held_out)
+    report.steps.append({"step": "none", **best.as_dict(), "kept": True})
+    for step in STEPS:
+        if step not in steps:
+            continue
+        if step == "bias":
+            candidate = bias_compensation(g, plan, current, fit, cons)
+        elif step == "lsq":
+            candidate, report.layers = lsq_refit(g, current, fit, cons)
+        else:
+            candidate = bn_recalibration(g, plan, current, fit)
+        got = fidelity(reference, candidate, held_out)
+        kept = _score(got) >= _score(best)
+        report.steps.append({"step": step, **got.as_dict(), "kept": kept})
+        if kept:
+            current, best = candidate, got
+    return current, report
