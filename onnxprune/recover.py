@@ -35,6 +35,7 @@ from .verify import Fidelity, fidelity
 
 STEPS = ("bias", "lsq", "bn")
 _POSITIONS = 128  # output positions sampled per image for conv refits
+VAR_CLIP = (0.5, 2.0)
 
 
 @dataclass
@@ -177,84 +178,93 @@ def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
 def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
               cons: list[Consumer], ridge: float = 1e-3, seed: int = 0
               ) -> tuple[onnx.ModelProto, list[dict]]:
-    """Refit each consumer's kept weights (and bias) to the original layer's outputs."""
+    """Refit each consumer's kept weights (and bias) to the original layer's outputs, in graph
+    order, each on the inputs the already-refitted model produces (so errors do not compound)."""
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(pruned)
-    nodes = model.graph.node
-    xs = [nodes[c.index].input[0] for c in cons]
-    ys = [g.model.graph.node[c.index].output[0] for c in cons]
-    acc = [None] * len(cons)
-    orig_runs = calib.Tap(g.model, ys).run(samples)
-    for got, ref in zip(calib.Tap(pruned, xs).run(samples), orig_runs):
-        for k, c in enumerate(cons):
-            node = nodes[c.index]
-            f, picks = _features(node, got[node.input[0]].astype(np.float64), rng)
-            t = _targets(node, ref[ys[k]].astype(np.float64), picks)[:, c.keep_out]
-            f = np.hstack([f, np.ones((len(f), 1))])
-            a, b, tt = f.T @ f, f.T @ t, (t * t).sum()
-            acc[k] = (a, b, tt) if acc[k] is None else (acc[k][0] + a, acc[k][1] + b, acc[k][2] + tt)
     layers = []
-    for k, c in enumerate(cons):
-        node = nodes[c.index]
-        a, b, tt = acc[k]
-        w = _init(model, node.input[1])
-        bias_name = _bias_name(model, c.index)
-        rows = _weight_rows(node, w).astype(np.float64)
-        bias = _init(model, bias_name).astype(np.float64) if bias_name else np.zeros(len(rows))
-        old = np.hstack([rows, bias[:, None]])
-        dim = a.shape[0]
-        lam = ridge * np.trace(a) / dim
-        solved = np.linalg.solve(a + lam * np.eye(dim), b).T
-        if bias_name is None:  # MatMul: no bias to write, refit weights only
-            solved = np.hstack([np.linalg.solve(a[:-1, :-1] + lam * np.eye(dim - 1), b[:-1]).T,
-                                np.zeros((len(rows), 1))])
-
-        def err(m, a=a, b=b, tt=tt):
-            return float(tt - 2 * np.sum(m * b.T) + np.sum((m @ a) * m))
-
-        before, after = err(old), err(solved)
-        kept = after < before
-        layers.append({"node": node.name, "error_before": before, "error_after": after, "kept": kept})
-        if kept:
-            _set(model, node.input[1], _rows_to_weight(node, solved[:, :-1], w))
-            if bias_name:
-                _set(model, bias_name, solved[:, -1].astype(w.dtype))
+    for c in cons:
+        node = model.graph.node[c.index]
+        y_name = g.model.graph.node[c.index].output[0]
+        a = b = None
+        tt = 0.0
+        picks = None
+        for got, ref in zip(calib.Tap(model, [node.input[0]]).run(samples),
+                            calib.Tap(g.model, [y_name]).run(samples)):
+            f, picks = _features(node, got[node.input[0]].astype(np.float64), rng, picks)
+            t = _targets(node, ref[y_name].astype(np.float64), picks)[:, c.keep_out]
+            f = np.hstack([f, np.ones((len(f), 1))])
+            a = f.T @ f if a is None else a + f.T @ f
+            b = f.T @ t if b is None else b + f.T @ t
+            tt += float((t * t).sum())
+        layers.append(_solve_layer(model, c.index, a, b, tt, ridge))
     return model, layers
+
+
+def _solve_layer(model: onnx.ModelProto, index: int, a: np.ndarray, b: np.ndarray, tt: float,
+                 ridge: float) -> dict:
+    """Ridge least squares for one consumer; written back only if the error drops."""
+    node = model.graph.node[index]
+    w = _init(model, node.input[1])
+    bias_name = _bias_name(model, index)
+    rows = _weight_rows(node, w).astype(np.float64)
+    bias = _init(model, bias_name).astype(np.float64) if bias_name else np.zeros(len(rows))
+    old = np.hstack([rows, bias[:, None]])
+    dim = a.shape[0] - (0 if bias_name else 1)
+    lam = ridge * np.trace(a[:dim, :dim]) / dim
+    solved = np.zeros_like(old)
+    solved[:, :dim] = np.linalg.solve(a[:dim, :dim] + lam * np.eye(dim), b[:dim]).T
+
+    def err(m: np.ndarray) -> float:
+        return float(tt - 2 * np.sum(m * b.T) + np.sum((m @ a) * m))
+
+    before, after = err(old), err(solved)
+    kept = after < before
+    if kept:
+        _set(model, node.input[1], _rows_to_weight(node, solved[:, :-1], w))
+        if bias_name:
+            _set(model, bias_name, solved[:, -1].astype(w.dtype))
+    return {"node": node.name, "error_before": before, "error_after": after, "kept": kept}
 
 
 def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
                      samples: calib.Samples) -> onnx.ModelProto:
-    """Shift each BN's running statistics by the drift of its input (pruned vs original)."""
+    """Shift each BN's running statistics by the drift of its input (pruned vs original), in
+    graph order, each measured on the model with the earlier BNs already corrected."""
     model = copy.deepcopy(pruned)
     mask = channel_masks(g, plan)
-    bns = [(k, n) for k, n in enumerate(model.graph.node) if n.op_type == "BatchNormalization"]
+    bns = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
     if not bns:
         return model
-    names = [n.input[0] for _, n in bns]
-
-    def stats(m: onnx.ModelProto):
-        s1: dict[str, np.ndarray] = {}
-        s2: dict[str, np.ndarray] = {}
-        for out in calib.Tap(m, names).run(samples):
-            for name in names:
-                x = out[name].astype(np.float64)
-                axes = (0, *range(2, x.ndim))
-                s1[name] = s1.get(name, 0) + x.mean(axes)
-                s2[name] = s2.get(name, 0) + (x * x).mean(axes)
-        return s1, s2
-
-    (o1, o2), (p1, p2) = stats(g.model), stats(model)
-    for _, node in bns:
+    o1, o2 = _channel_moments(g.model, [n.input[0] for n in bns], samples)
+    for node in bns:
         x = node.input[0]
+        p1, p2 = _channel_moments(model, [x], samples)
         keep = mask(x) if x in g.channels else np.ones(len(o1[x]), bool)
+        if int(keep.sum()) != len(p1[x]):
+            continue
         o_mean, o_var = o1[x][keep], np.maximum(o2[x][keep] - o1[x][keep] ** 2, 1e-12)
         p_mean, p_var = p1[x], np.maximum(p2[x] - p1[x] ** 2, 1e-12)
-        if len(p_mean) != len(o_mean):
-            continue
         mean, var = _init(model, node.input[3]), _init(model, node.input[4])
         _set(model, node.input[3], (mean + (p_mean - o_mean)).astype(mean.dtype))
-        _set(model, node.input[4], (var * (p_var / o_var)).astype(var.dtype))
+        scale = np.clip(p_var / o_var, *VAR_CLIP)
+        _set(model, node.input[4], (var * scale).astype(var.dtype))
     return model
+
+
+def _channel_moments(model: onnx.ModelProto, names: list[str], samples: calib.Samples):
+    """Per-channel (axis 1) first and second moments of tensors ``names`` over the samples."""
+    s1: dict[str, np.ndarray] = {}
+    s2: dict[str, np.ndarray] = {}
+    n = 0
+    for out in calib.Tap(model, names).run(samples):
+        n += 1
+        for name in names:
+            x = out[name].astype(np.float64)
+            axes = (0, *range(2, x.ndim))
+            s1[name] = s1.get(name, 0) + x.mean(axes)
+            s2[name] = s2.get(name, 0) + (x * x).mean(axes)
+    return {k: v / n for k, v in s1.items()}, {k: v / n for k, v in s2.items()}
 
 
 def _score(f: Fidelity) -> float:
