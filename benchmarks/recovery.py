@@ -8,7 +8,7 @@
 
 Widths come from the latency search (``--speedup``), found once per target; each recovery
 setting is then applied to the same pruned model. Needs scikit-image / scikit-learn / mlxtend.
-Usage: python benchmarks/recovery.py
+Usage: python benchmarks/recovery.py [--importance activation|l1|l2]
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ def top1(model, x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    import argparse
+
     from images import natural_images
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--importance", default="activation", choices=["activation", "l1", "l2"])
+    args = ap.parse_args()
     from mnist import mnist
 
     cases = []
@@ -48,10 +54,11 @@ def main() -> None:
     cases.append(("mnist_cnn", str(ROOT / "models" / "mnist_cnn.onnx"), {"input": mnist("calib")[0]},
                   x_test, y_test))
     config = runtime.RuntimeConfig()
+    print(f"importance: {args.importance}")
     print(f"{'model':13} {'target':>6} {'speedup':>8} {'recovery':9} {'held-out agree':>14} "
           f"{'test agree':>10} {'test acc':>9} {'min cos':>8}")
     for name, path, samples, test_x, test_y in cases:
-        prep = prepare(path, calib_data=samples)
+        prep = prepare(path, importance=args.importance, calib_data=samples)
         ref = top1(prep.model, test_x)
         base_acc = f"{np.mean(ref == test_y):.1%}" if test_y is not None else "-"
         print(f"{name:13} {'-':>6} {'1.000x':>8} {'unpruned':9} {'100.0%':>14} {'100.0%':>10} {base_acc:>9}")

@@ -86,7 +86,7 @@ class Runner:
             self._run()
         return (time.perf_counter() - start) * 1e3 / repeat
 
-    def calibrate(self, budget_ms: float = 20.0) -> int:
+    def calibrate(self, budget_ms: float = 10.0) -> int:
         """Runs per round so that one round lasts about ``budget_ms`` (at least 1)."""
         self.time_once()
         one = min(self.time_once() for _ in range(3))

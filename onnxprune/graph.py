@@ -272,11 +272,12 @@ class ChannelGraph:
         return [g for g in self.groups if len(g.prunable) > 0]
 
     def summary(self) -> dict:
-        """Counts for reports: groups, channels, frozen share."""
-        total = sum(g.width for g in self.groups)
-        prunable = sum(len(g.prunable) for g in self.groups)
+        """Counts for reports: groups, channels, prunable share (graph inputs not counted)."""
+        groups = [g for g in self.groups if any(s.op_type != "Input" for s in g.sources)]
+        total = sum(g.width for g in groups)
+        prunable = sum(len(g.prunable) for g in groups)
         return {
-            "groups": len(self.groups),
+            "groups": len(groups),
             "prunable_groups": len(self.prunable_groups()),
             "channels": total,
             "prunable_channels": prunable,

@@ -1,8 +1,9 @@
 """Channel importance: weight norms summed over every coupled weight slice.
 
 For each scored member slice (producer rows, consumer input slices, depthwise filters) the norm
-of each channel's slice is divided by the mean norm over that member's channels, then summed over
-members. A channel of typical magnitude therefore scores about 1 per weight tensor it touches:
+of each channel's slice (times the BN scale ``|gamma|/sqrt(var)`` when a BatchNormalization
+reads the producer's output) is divided by the mean norm over that member's channels, then
+summed over members. A channel of typical magnitude therefore scores about 1 per weight tensor it touches:
 scores are dimensionless and comparable across groups, and a channel coupled into many layers
 (a residual stream) counts for each of them.
 """
@@ -10,6 +11,7 @@ scores are dimensionless and comparable across groups, and a channel coupled int
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from .graph import ChannelGraph
 
@@ -22,11 +24,14 @@ def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}")
     score: dict[int, float] = {}
+    bn_scale = _bn_scales(g)
     for p in g.params:
         if not p.scored:
             continue
         w = np.moveaxis(g.consts[p.param].astype(np.float64), p.axis, 0).reshape(g.consts[p.param].shape[p.axis], -1)
         per_pos = np.abs(w).sum(1) if norm == "l1" else np.sqrt((w * w).sum(1))
+        if p.role != "in" and p.tensor in bn_scale:
+            per_pos = per_pos * bn_scale[p.tensor]
         mean = per_pos.mean()
         if mean <= 0:
             continue
@@ -35,6 +40,24 @@ def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:
             score[root] = score.get(root, 0.0) + value
     for group in g.groups:
         group.importance = np.array([score.get(int(r), 0.0) for r in group.classes])
+
+
+def _bn_scales(g: ChannelGraph) -> dict[str, np.ndarray]:
+    """``|gamma| / sqrt(var + eps)`` of a BatchNormalization that is the only reader of a
+    tensor: the scale a producer's output channel really has (weight norms alone ignore it)."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    out = {}
+    for name, nodes in readers.items():
+        if len(nodes) == 1 and nodes[0].op_type == "BatchNormalization" and nodes[0].input[0] == name:
+            bn = nodes[0]
+            eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+            gamma, var = g.consts.get(bn.input[1]), g.consts.get(bn.input[4])
+            if gamma is not None and var is not None:
+                out[name] = np.abs(gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+    return out
 
 
 def activation_importance(g: ChannelGraph, samples) -> None:

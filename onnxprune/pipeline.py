@@ -155,7 +155,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
                     cache_path: str | None = None, band: float = 0.93,
                     progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
                     evaluate: Callable[[str], float] | None = None,
-                    max_drop: float | None = None) -> TargetResult:
+                    max_drop: float | None = None, timer=None) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`).
 
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
@@ -172,7 +172,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
     if baseline <= target_ms:
         return TargetResult(None, baseline, target_ms, None, None, already_met=True)
     run = profile.profile_model(prep.graph, config, profile.Cache(cache_path, config),
-                                min_fraction=floor, progress=progress)
+                                min_fraction=floor, progress=progress, timer=timer)
     choices = search.latency_choices(prep.graph, run.groups, floor)
     if not choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")

@@ -149,9 +149,11 @@ class LayerBench:
     """Builds and times isolated one-node models of a layer at a given swept dimension."""
 
     def __init__(self, g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
-                 rounds: int = 5, round_ms: float = 4.0):
+                 rounds: int = 5, round_ms: float = 4.0,
+                 timer: Callable[[Layer, int], float] | None = None):
         self.g, self.config, self.cache = g, config, cache
         self.rounds, self.round_ms = rounds, round_ms
+        self.timer = timer  # replaces measuring (tests, or an external latency table)
         self.nodes = {n.name: n for n in g.model.graph.node}
         self.measured = self.hits = 0
 
@@ -159,6 +161,8 @@ class LayerBench:
         """Latency (ms, best round) of ``layer`` at group width ``width``, measured until it
         has ``count`` independent measurements; the best is kept (interference only adds)."""
         dim = layer.dim(width)
+        if self.timer is not None:
+            return self.timer(layer, dim)
         got = self.cache.get(layer.signature, dim)
         if got is not None and got[1] >= count:
             self.hits += 1
@@ -198,8 +202,9 @@ def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int):
     else:  # MatMul
         x_axis, w_in, w_out = len(x_shape) - 1, 0, 1
     depthwise = mode == "both"
-    if mode in ("in", "both"):
-        x_shape[x_axis] = dim
+    groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+    if mode in ("in", "both"):  # a grouped conv's "in" dim counts one group's channels
+        x_shape[x_axis] = dim * (1 if depthwise else groups)
         if not depthwise:
             w_shape[w_in] = dim
     if mode in ("out", "both"):
@@ -334,7 +339,7 @@ def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int 
     layers = [LayerProfile(layer) for layer in group_layers(g, group)]
     key = json.dumps(["v2", [lp.layer.signature for lp in layers], group.width, min_width,
                       rel_tol, confirm, align])
-    done = lb.cache.get(key, 0)
+    done = lb.cache.get(key, 0) if lb.timer is None else None
     if done is not None:  # this exact group was swept before: reuse the sweep
         lb.hits += 1
         for lp, points in zip(layers, done[0]["layers"]):
@@ -354,7 +359,8 @@ def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int 
                 curve[w] = total(w, count)
     for lp in layers:
         lp.points = {w: lb.time(lp.layer, w) for w in curve}
-    lb.cache.put(key, 0, {"layers": [lp.points for lp in layers]}, 1)
+    if lb.timer is None:
+        lb.cache.put(key, 0, {"layers": [lp.points for lp in layers]}, 1)
     return _finish(group, min_width, layers, rel_tol, align)
 
 
@@ -417,14 +423,16 @@ class ProfileRun:
 
 def profile_model(g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
                   groups: list[Group] | None = None, min_fraction: float = 0.0,
-                  rel_tol: float = 0.05, progress: bool = True) -> ProfileRun:
-    """Profile every prunable group (or ``groups``), caching layer measurements."""
+                  rel_tol: float = 0.05, progress: bool = True,
+                  timer: Callable[[Layer, int], float] | None = None) -> ProfileRun:
+    """Profile every prunable group (or ``groups``), caching layer measurements
+    (``timer(layer, dim) -> ms`` replaces measuring: tests, external latency tables)."""
     import time
 
     from rich.progress import Progress
 
     start = time.perf_counter()
-    lb = LayerBench(g, config, cache)
+    lb = LayerBench(g, config, cache, timer=timer)
     todo = groups if groups is not None else g.prunable_groups()
     out = []
     with Progress(transient=True, disable=not progress) as bar:

@@ -65,6 +65,8 @@ def consumers(g: ChannelGraph, plan: PrunePlan) -> list[Consumer]:
             continue
         index = next(k for k, n in enumerate(g.model.graph.node) if n.name == p.node)
         node = g.model.graph.node[index]
+        if attr(node, "group", 1) != 1:  # grouped convs are left to BN recalibration
+            continue
         y = node.output[0]
         keep_out = mask(y) if y in g.channels else np.ones(g.shapes[y][-1 if node.op_type == "MatMul" else 1], bool)
         out[index] = Consumer(index, node.op_type, keep, keep_out)

@@ -79,7 +79,9 @@ def _axes_input(g: ChannelGraph, node: onnx.NodeProto, index: int, name: str = "
 def conv(g: ChannelGraph, node: onnx.NodeProto) -> None:
     """W [Cout, Cin/group, k...]. group=1: X axis 1 <-> W axis 1 (consumer), Y axis 1 is a new
     source <-> W axis 0 and B. Depthwise (group = Cin = Cout): Y carries X's labels, W axis 0 and
-    B follow them and ``group`` becomes the kept width. Other groups: frozen."""
+    B follow them and ``group`` becomes the kept width. Other groups: every group must keep the
+    same count, so channel j of each input group is unified across groups (W axis 1 follows the
+    first group's positions), and likewise output channel j of each group."""
     x, w = node.input[0], g.const(node.input[1])
     bias = node.input[2] if len(node.input) > 2 else ""
     ch, y = g.ch(x), node.output[0]
@@ -90,23 +92,33 @@ def conv(g: ChannelGraph, node: onnx.NodeProto) -> None:
         freeze_inputs(g, node, "Conv input channels not on axis 1")
         ch = None
     groups = attr(node, "group", 1)
-    cout = w.shape[0]
-    if groups == 1:
-        if ch is not None:
-            g.param(node.input[1], 1, x, "in", node, scored=True)
-        g.new_source(y, 1, cout, node.name, node.op_type)
-        g.param(node.input[1], 0, y, "out", node, scored=True)
-        g.param(bias, 0, y, "channelwise", node)
-        return
-    if ch is not None and groups == len(ch.labels) == cout:
+    cout, cin_g = w.shape[0], w.shape[1]
+    if groups > 1 and cin_g == 1 and cout == groups:  # depthwise
+        if ch is None:
+            return
         g.set_channels(y, 1, ch.labels, x, how="depthwise")
         g.param(node.input[1], 0, y, "channelwise", node, scored=True)
         g.param(bias, 0, y, "channelwise", node)
         g.edit(lambda r: r.set_attr("group", int(r.mask(r.node.output[0]).sum())))
         return
-    reason = f"grouped Conv (group={groups})"
-    freeze_inputs(g, node, reason)
-    g.freeze(g.new_source(y, 1, cout, node.name, node.op_type), reason)
+    if groups > 1 and (cout % groups or (ch is not None and len(ch.labels) != cin_g * groups)):
+        reason = f"grouped Conv (group={groups}) with a channel multiplier"
+        freeze_inputs(g, node, reason)
+        g.freeze(g.new_source(y, 1, cout, node.name, node.op_type), reason)
+        return
+    if ch is not None:
+        blocks = ch.labels.reshape(groups, cin_g)
+        for k in range(1, groups):
+            g.unify(blocks[0], blocks[k])
+        first = x if groups == 1 else f"{x}#{node.name or node.output[0]}:group0"
+        if groups > 1:
+            g.set_channels(first, 1, blocks[0], x, how=f"group block of {cin_g}")
+        g.param(node.input[1], 1, first, "in", node, scored=True)
+    labels = g.new_source(y, 1, cout, node.name, node.op_type).reshape(groups, cout // groups)
+    for k in range(1, groups):
+        g.unify(labels[0], labels[k])
+    g.param(node.input[1], 0, y, "out", node, scored=True)
+    g.param(bias, 0, y, "channelwise", node)
 
 
 @rule("ConvTranspose")
@@ -406,6 +418,9 @@ def slice_(g: ChannelGraph, node: onnx.NodeProto) -> None:
     ends = attr(node, "ends") if old else g.const(node.input[2])
     axes = (attr(node, "axes") if old else _axes_input(g, node, 3)) or list(range(len(starts)))
     steps = None if old or len(node.input) < 5 or not node.input[4] else g.const(node.input[4])
+    computed = starts is None or ends is None
+    if computed and not old:
+        starts, ends = g.value(node.input[1]), g.value(node.input[2])
     if starts is None or ends is None or axes is None or (len(node.input) > 4 and node.input[4] and steps is None):
         freeze_inputs(g, node, "Slice with computed bounds")
         return
@@ -419,6 +434,9 @@ def slice_(g: ChannelGraph, node: onnx.NodeProto) -> None:
         return
     start, end, _ = slice(int(np.ravel(starts)[k]), int(np.ravel(ends)[k])).indices(len(ch.labels))
     g.set_channels(node.output[0], ch.axis, ch.labels[start:end], node.input[0], how=f"slice@{start}")
+    if computed:
+        _chunk(g, node, ch.labels, start, end)
+        return
     source = node.input[0]
 
     def set_bounds(r: Rewriter) -> None:
@@ -432,6 +450,20 @@ def slice_(g: ChannelGraph, node: onnx.NodeProto) -> None:
         r.set_const(r.node.input[1], _replace(r.const(r.node.input[1]), k, new_start))
         r.set_const(r.node.input[2], _replace(r.const(r.node.input[2]), k, new_end))
     g.edit(set_bounds)
+
+
+def _chunk(g: ChannelGraph, node: onnx.NodeProto, labels: np.ndarray, start: int, end: int) -> None:
+    """Bounds computed from the tensor's shape (``torch.chunk``: Shape -> Gather -> Div -> Slice)
+    are proportional to the width: with bounds on multiples of ``C / d``, the ``d`` chunks must
+    keep equal counts, so position i of every chunk is unified (pruning removes it from all)."""
+    size = len(labels)
+    step = np.gcd.reduce([start, end, size])
+    if step == 0 or size // step > 8:
+        g.freeze(labels, f"Slice with computed, non-proportional bounds ({node.name})")
+        return
+    blocks = labels.reshape(size // step, step)
+    for k in range(1, len(blocks)):
+        g.unify(blocks[0], blocks[k])
 
 
 def _replace(values, k: int, new: int):
