@@ -3,9 +3,9 @@ is one channel; the group attribute stays, W's per-group input axis shrinks."""
 
 import tiny
 from onnx import numpy_helper
+from prunecheck import group_of, prove
 
 from onnxprune.rewrite import apply_plan, ratio_plan
-from prunecheck import group_of, prove
 
 
 def test_grouped_conv_prunes_equal_counts_per_group():
