@@ -41,10 +41,15 @@ _SMALL_VALUE = 64  # traced integer tensors up to this size keep their values (s
 
 @dataclass
 class Channels:
-    """The channel axis of a tensor and the label of each position along it."""
+    """The channel axis of a tensor and the label of each position along it.
+
+    ``block``: when a reshape splits the channel axis (channel shuffle: C -> (g, C/g)) the
+    channels span ``len(block)`` consecutive axes from ``axis``, ``labels`` in row-major order
+    over them. Only Reshape and Transpose accept such tensors; other ops freeze them."""
 
     axis: int
     labels: np.ndarray
+    block: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -155,7 +160,10 @@ class ChannelGraph:
         for k, node in enumerate(model.graph.node):
             self.node_index = k
             rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            if rule is None:
+            blocked = any(self.ch(n) is not None and self.ch(n).block for n in node.input)
+            if blocked and node.op_type not in ("Reshape", "Transpose"):
+                freeze_inputs(self, node, f"{node.op_type} on a split channel axis")
+            elif rule is None:
                 freeze_inputs(self, node, f"no rule for {node.op_type}")
             else:
                 rule(self, node)
@@ -194,8 +202,9 @@ class ChannelGraph:
         return labels
 
     def set_channels(self, tensor: str, axis: int, labels: np.ndarray,
-                     src: str | None = None, how: str = "identity") -> None:
-        self.channels[tensor] = Channels(axis, np.asarray(labels, dtype=np.int64))
+                     src: str | None = None, how: str = "identity",
+                     block: tuple[int, ...] | None = None) -> None:
+        self.channels[tensor] = Channels(axis, np.asarray(labels, dtype=np.int64), block)
         self.spaces.add_node((tensor, axis))
         if src is not None and src in self.channels:
             self.spaces.add_edge((src, self.channels[src].axis), (tensor, axis), how=how)

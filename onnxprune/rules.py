@@ -312,7 +312,18 @@ def transpose(g: ChannelGraph, node: onnx.NodeProto) -> None:
         return
     rank = len(g.shape(node.input[0]))
     perm = list(attr(node, "perm", list(reversed(range(rank)))))
-    g.set_channels(node.output[0], perm.index(ch.axis), ch.labels, node.input[0], how="transpose")
+    if not ch.block:
+        g.set_channels(node.output[0], perm.index(ch.axis), ch.labels, node.input[0], how="transpose")
+        return
+    where = [perm.index(a) for a in range(ch.axis, ch.axis + len(ch.block))]
+    start = min(where)
+    if sorted(where) != list(range(start, start + len(where))):
+        freeze_inputs(g, node, "Transpose separates a split channel axis")
+        return
+    order = np.argsort(where)  # block axes in their new order
+    labels = ch.labels.reshape(ch.block).transpose(order)
+    g.set_channels(node.output[0], start, labels.reshape(-1), node.input[0], how="shuffle",
+                   block=tuple(labels.shape))
 
 
 @rule("Concat")
@@ -490,7 +501,8 @@ def reshape(g: ChannelGraph, node: onnx.NodeProto) -> None:
     in_shape, out_shape = g.shape(x), g.shape(y)
     found = _follow_reshape(ch, in_shape, out_shape)
     if found is None:
-        freeze_inputs(g, node, f"{node.op_type} splits or mixes the channel axis")
+        if not _split_reshape(g, node, ch, in_shape, out_shape):
+            freeze_inputs(g, node, f"{node.op_type} splits or mixes the channel axis")
         return
     axis, labels = found
     if node.op_type == "Reshape":
@@ -508,15 +520,51 @@ def reshape(g: ChannelGraph, node: onnx.NodeProto) -> None:
     g.set_channels(y, axis, labels, x, how=f"repeat x{repeat}" if repeat > 1 else "reshape")
 
 
-def _follow_reshape(ch, in_shape, out_shape):
+def _split_reshape(g: ChannelGraph, node: onnx.NodeProto, ch, in_shape, out_shape) -> bool:
+    """Channel shuffle's first Reshape, C -> (rows, C / rows) on two consecutive axes with a
+    constant shape: the block must stay rectangular, so column j of every row is one channel
+    (unified), and the shape's column entry becomes the kept count / rows."""
+    field = _label_field(ch, in_shape, out_shape)
+    if field is None or ch.block or node.op_type != "Reshape" or g.const(node.input[1]) is None:
+        return False
+    lead = int(np.prod(in_shape[:ch.axis]))
+    for axis in range(len(out_shape) - 1):
+        if int(np.prod(out_shape[:axis])) != lead or out_shape[axis] * out_shape[axis + 1] != len(ch.labels):
+            continue
+        moved = np.moveaxis(field, (axis, axis + 1), (0, 1)).reshape(out_shape[axis], out_shape[axis + 1], -1)
+        if not (moved == moved[:, :, :1]).all():
+            continue
+        block = moved[:, :, 0]
+        for row in block[1:]:
+            g.unify(block[0], row)
+        rows, shape_name, y = out_shape[axis], node.input[1], node.output[0]
+
+        def set_shape(r: Rewriter, axis=axis, rows=rows, y=y, shape_name=shape_name) -> None:
+            r.set_const(shape_name, _replace(r.const(shape_name), axis + 1, int(r.mask(y).sum()) // rows))
+        g.edit(set_shape)
+        g.set_channels(y, axis, block.reshape(-1), node.input[0], how=f"split into {rows} rows",
+                       block=block.shape)
+        return True
+    return False
+
+
+def _label_field(ch, in_shape, out_shape):
+    """The input's labels laid out over its shape, reshaped to ``out_shape`` (or None)."""
     if in_shape is None or out_shape is None:
         return None
     size = int(np.prod(in_shape))
     if size > (1 << 24) or size != int(np.prod(out_shape)):
         return None
+    block = ch.block or (len(ch.labels),)
     view = [1] * len(in_shape)
-    view[ch.axis] = in_shape[ch.axis]
-    field = np.broadcast_to(ch.labels.reshape(view), in_shape).reshape(out_shape)
+    view[ch.axis:ch.axis + len(block)] = block
+    return np.broadcast_to(ch.labels.reshape(view), in_shape).reshape(out_shape)
+
+
+def _follow_reshape(ch, in_shape, out_shape):
+    field = _label_field(ch, in_shape, out_shape)
+    if field is None:
+        return None
     lead = int(np.prod(in_shape[:ch.axis]))
     for axis in range(len(out_shape)):
         if int(np.prod(out_shape[:axis])) != lead:
