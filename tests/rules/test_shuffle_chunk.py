@@ -4,9 +4,9 @@ the tensor's shape): both need equal counts per part, so the parts' channels are
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from prunecheck import group_of, prove
 
 from onnxprune.rewrite import apply_plan, ratio_plan
-from prunecheck import group_of, prove
 
 
 def _model(nodes, inits):
