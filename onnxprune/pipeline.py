@@ -179,7 +179,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
 
     def measure(widths: dict[int, int]) -> float:
         model = apply_plan(prep.graph, search.plan_for(prep.graph, widths))
-        cmp = bench.compare(base_runner, bench.Runner(model, prep.feeds, config), rounds=20)
+        cmp = bench.compare(base_runner, bench.Runner(model, prep.feeds, config), rounds=30)
         return baseline / cmp.speedup
 
     try:
