@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,34 +118,9 @@ def train(
 
 def export(model, out: str | Path, opset: int = 17) -> Path:
     """Export the trained model to ``out`` (see module docstring for the invariants)."""
-    import onnx
-    import torch
+    from export import export_classifier
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", "You are using the legacy TorchScript", DeprecationWarning
-        )
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 1, 28, 28),),
-            str(out),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            training=torch.onnx.TrainingMode.EVAL,
-            # Conv+BN fusion only happens in constant folding: keep BatchNormalization nodes.
-            do_constant_folding=False,
-        )
-    proto = onnx.load(str(out))
-    proto.ir_version = min(proto.ir_version, 10)
-    onnx.save(proto, str(out))
-    onnx.checker.check_model(str(out), full_check=True)
-    return out
+    return export_classifier(model, (1, 1, 28, 28), out, opset)
 
 
 def accuracy_onnx(path: str | Path, x: np.ndarray, y: np.ndarray) -> float:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import warnings
 from pathlib import Path
 
 import torch
@@ -130,34 +129,9 @@ def load_pretrained() -> MobileNetV2:
 
 def export(out: str | Path, opset: int = 17) -> Path:
     """Export the pretrained model to ``out`` (see module docstring for the invariants)."""
-    import onnx
+    from export import export_classifier
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = load_pretrained()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", "You are using the legacy TorchScript", DeprecationWarning
-        )
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 3, 224, 224),),
-            str(out),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            training=torch.onnx.TrainingMode.EVAL,
-            # The Conv+BN fusion pass only runs as part of constant folding: turning it off
-            # keeps BatchNormalization nodes (nothing else in this graph is foldable).
-            do_constant_folding=False,
-        )
-    proto = onnx.load(str(out))
-    proto.ir_version = min(proto.ir_version, 10)
-    onnx.save(proto, str(out))
-    onnx.checker.check_model(str(out), full_check=True)
-    return out
+    return export_classifier(load_pretrained(), (1, 3, 224, 224), out, opset)
 
 
 def main(argv: list[str] | None = None) -> None:

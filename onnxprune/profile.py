@@ -423,9 +423,6 @@ class ProfileRun:
     cached: int
     seconds: float
 
-    def by_group(self) -> dict[int, GroupProfile]:
-        return {p.group: p for p in self.groups}
-
 
 def profile_model(g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
                   groups: list[Group] | None = None, min_fraction: float = 0.0,
