@@ -118,7 +118,8 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
     reference = verify.outputs_on(prep.model, held)
     if steps and plan.removed(prep.graph):
         pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, fit, held, reference, steps)
-    quality.fidelity = verify.fidelity(reference, pruned, held, evaluate)
+    done = quality.recovery.final if quality.recovery is not None and evaluate is None else None
+    quality.fidelity = done or verify.fidelity(reference, pruned, held, evaluate)
     quality.drop = quality.fidelity.drop(quality.baseline_metric)
     return pruned, quality
 

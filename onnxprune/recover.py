@@ -50,8 +50,12 @@ class Consumer:
 
 @dataclass
 class RecoveryReport:
+    """Held-out fidelity after each step (and whether it was kept), per-layer refit errors,
+    and the fidelity of the returned model."""
+
     steps: list[dict] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)
+    final: Fidelity | None = None
 
 
 def consumers(g: ChannelGraph, plan: PrunePlan) -> list[Consumer]:
@@ -297,4 +301,5 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
         report.steps.append({"step": step, **got.as_dict(), "kept": kept})
         if kept:
             current, best = candidate, got
+    report.final = best
     return current, report
