@@ -15,10 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from onnxprune import bench, runtime, search  # noqa: E402
-from onnxprune.pipeline import prepare  # noqa: E402
-from onnxprune.profile import Cache, profile_model  # noqa: E402
-from onnxprune.rewrite import apply_plan  # noqa: E402
+from onnxprune import bench, runtime, search
+from onnxprune.pipeline import prepare
+from onnxprune.profile import Cache, profile_model
+from onnxprune.rewrite import apply_plan
 
 
 def timer(layer, dim: int) -> float:
