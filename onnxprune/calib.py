@@ -61,7 +61,7 @@ def from_arrays(arrays: dict[str, np.ndarray], model: onnx.ModelProto, where: st
         dims = inp.type.tensor_type.shape.dim
         if value.ndim != len(dims):
             raise OnnxPruneError(f"{where}: {inp.name!r} has rank {value.ndim}, the model expects {len(dims)}")
-        dtype = runtime._NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
+        dtype = runtime.NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
         out[inp.name] = value.astype(dtype, copy=False)
     return out
 

@@ -26,7 +26,7 @@ OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-_NP_TYPES = {
+NP_TYPES = {
     onnx.TensorProto.FLOAT: np.float32,
     onnx.TensorProto.FLOAT16: np.float16,
     onnx.TensorProto.DOUBLE: np.float64,
@@ -112,7 +112,7 @@ def random_feeds(
     feeds = {}
     shapes = input_shapes(model, overrides)
     for inp in graph_inputs(model):
-        dtype = _NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
+        dtype = NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
         shape = shapes[inp.name]
         if np.issubdtype(dtype, np.floating):
             feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
