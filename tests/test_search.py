@@ -135,3 +135,17 @@ def test_real_loop_on_a_small_model(tmp_path):
     assert tr.final.speedup > 1.3
     assert all(w % 8 == 0 for w in widths), widths  # step edges, not arbitrary widths
     assert tr.loop.steps[0].measured_ms < tr.baseline_ms
+
+
+def test_exclude_freezes_matching_layers():
+    """A layer left alone keeps both its input and its output channels."""
+    from onnxprune.pipeline import prepare
+    from onnxprune.rewrite import apply_plan, ratio_plan
+
+    prep = prepare(tiny.conv_chain(), exclude=["^conv_2$"])
+    frozen = next(g for g in prep.graph.groups if g.name == "conv_1")  # conv_2 reads it
+    assert len(frozen.prunable) == 0 and "excluded" in frozen.frozen_reason
+    pruned = apply_plan(prep.graph, ratio_plan(prep.graph, 0.5))
+    dims = {i.name: tuple(i.dims) for i in pruned.graph.initializer}
+    assert dims["conv_2.weight"][1] == 24 and dims["conv_1.weight"][0] == 24
+    assert dims["conv_0.weight"][0] == 8  # the other group is still pruned
