@@ -11,8 +11,9 @@ of its labels -- that is the index map of every rule, made explicit and checkabl
 
 Two networkx graphs expose the structure:
 
-* ``spaces``: nodes are channel spaces ``(tensor, axis)``; an edge joins the spaces an op couples
-  and says how (``identity``, ``concat@offset``, ``repeat x49``, ``unify``, ...).
+* ``spaces`` (directed): nodes are channel spaces ``(tensor, axis)``; an edge goes from a space
+  an op reads to the one it writes and says how indices map (``identity``, ``concat@offset``,
+  ``slice@start``, ``repeat x49``, ``unify``, ``depthwise``, ...). ``analyze --json`` lists them.
 * ``sources``: nodes are sources; an edge joins two sources whose channels are unified. A
   connected set of sources is a *group*, the unit that loses channels together (concatenated
   branches stay separate groups: Concat is an index map, not a coupling).
@@ -145,7 +146,7 @@ class ChannelGraph:
         self.params: list[ParamSlice] = []
         self.edits: list[tuple[int, Edit]] = []
         self.sources_list: list[Source] = []
-        self.spaces = nx.Graph()
+        self.spaces = nx.DiGraph()
         self._parent: list[int] = []
         self._frozen: dict[int, str] = {}
         self.node_index = 0
@@ -276,6 +277,15 @@ class ChannelGraph:
             for gid in {by_root[self.find(int(x))].id for x in np.unique(labs).tolist()}:
                 groups[gid].members.append(p)
         return groups
+
+    def group_spaces(self) -> dict[int, list[tuple[str, int]]]:
+        """Channel spaces ``(tensor, axis)`` each group's channels occupy, by group id."""
+        by_root = {int(r): grp.id for grp in self.groups for r in grp.classes}
+        out: dict[int, list[tuple[str, int]]] = {grp.id: [] for grp in self.groups}
+        for tensor, ch in self.channels.items():
+            for gid in {by_root[int(r)] for r in np.unique(self.roots(np.unique(ch.labels)))}:
+                out[gid].append((tensor, ch.axis))
+        return out
 
     def prunable_groups(self) -> list[Group]:
         return [g for g in self.groups if len(g.prunable) > 0]

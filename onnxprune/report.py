@@ -46,8 +46,12 @@ def conv_flops(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> in
 def groups_table(g: ChannelGraph) -> list[dict]:
     """One row per group: members, width, prunable channels, importance, frozen reason."""
     rows = []
+    spaces = g.group_spaces()
     for group in g.groups:
         imp = group.importance if group.importance is not None else np.zeros(group.width)
+        mine = set(spaces[group.id])
+        maps = sorted({f"{a[0]} -> {b[0]}: {g.spaces.edges[a, b]['how']}"
+                       for a, b in g.spaces.edges(mine) if a in mine and b in mine})
         rows.append({
             "id": group.id,
             "name": group.name,
@@ -58,6 +62,8 @@ def groups_table(g: ChannelGraph) -> list[dict]:
             "importance_mean": float(imp.mean()) if len(imp) else 0.0,
             "importance_min": float(imp.min()) if len(imp) else 0.0,
             "frozen": group.frozen_reason,
+            "spaces": [f"{t}[axis {a}]" for t, a in spaces[group.id]],
+            "index_maps": maps,
         })
     return rows
 

@@ -41,7 +41,9 @@ def test_analyze_json(model_path, capsys):
     main(["analyze", str(model_path), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["prunable_groups"] == 4
-    assert {"id", "name", "width", "prunable", "members", "frozen"} <= set(data["groups"][0])
+    assert {"id", "name", "width", "prunable", "members", "frozen", "index_maps"} <= set(data["groups"][0])
+    stem = next(g for g in data["groups"] if g["name"] == "conv_0")
+    assert any(m.endswith(": unify") for m in stem["index_maps"])  # the residual Add
 
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "ratio", "outdir", "noratio", "same"])
