@@ -30,6 +30,27 @@ class Prepared:
     feeds: dict[str, np.ndarray]
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     calib: calib.Samples | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def reference(self) -> dict[str, np.ndarray]:
+        """The unpruned model's outputs on ``feeds`` (computed once)."""
+        if "ref" not in self._cache:
+            self._cache["ref"] = runtime.run(self.model, self.feeds)
+        return self._cache["ref"]
+
+    def held_out(self) -> tuple[calib.Samples, calib.Samples, dict[str, np.ndarray]]:
+        """(fit samples, held-out samples, unpruned outputs on the held-out ones), computed once."""
+        if "held" not in self._cache:
+            fit, held = calib.split(self.calib)
+            self._cache["held"] = (fit, held, verify.outputs_on(self.model, held))
+        return self._cache["held"]
+
+    def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
+        """The user's metric on the unpruned model (computed once per callable)."""
+        key = ("metric", id(evaluate))
+        if key not in self._cache:
+            self._cache[key] = verify.evaluate_model(self.model, evaluate)
+        return self._cache[key]
 
 
 @dataclass
@@ -89,11 +110,11 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics."""
     pruned = apply_plan(prep.graph, plan)
-    err = verify.zero_filter_error(prep.graph, plan, prep.feeds) if plan.removed(prep.graph) else 0.0
+    err = verify.zero_filter_error(prep.graph, plan, prep.feeds, pruned) if plan.removed(prep.graph) else 0.0
     if err > 1e-4:
         raise OnnxPruneError(f"internal: pruned outputs differ from the zero-filter model ({err:.1e})")
     pruned, quality = _polish(prep, plan, pruned, steps, evaluate)
-    verify.check_model(pruned, prep.feeds, prep.model)
+    verify.check_model(pruned, prep.feeds, prep.reference())
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     return PruneResult(
         pruned, plan, param_count(prep.model), param_count(pruned),
@@ -107,15 +128,14 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
     """Recovery and fidelity on held-out calibration data (the last quarter of it)."""
     quality = Quality()
     if evaluate is not None:
-        quality.baseline_metric = verify.evaluate_model(prep.model, evaluate)
+        quality.baseline_metric = prep.baseline_metric(evaluate)
     if prep.calib is None:
         if evaluate is not None:
             metric = verify.evaluate_model(pruned, evaluate)
             quality.fidelity = verify.Fidelity(None, {}, {}, metric)
             quality.drop = quality.baseline_metric - metric
         return pruned, quality
-    fit, held = calib.split(prep.calib)
-    reference = verify.outputs_on(prep.model, held)
+    fit, held, reference = prep.held_out()
     if steps and plan.removed(prep.graph):
         pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, fit, held, reference, steps)
     done = quality.recovery.final if quality.recovery is not None and evaluate is None else None

@@ -168,7 +168,7 @@ class LayerBench:
             self.hits += 1
             return got[0]
         best, done = got if got is not None else (float("inf"), 0)
-        model, feeds = self.build(layer, dim)
+        model, feeds = isolate(self.g, self.nodes[layer.node], layer.mode, dim)
         runner = bench.Runner(model, feeds, self.config)
         repeat = runner.calibrate(self.round_ms)
         for _ in range(count - done):
@@ -177,14 +177,10 @@ class LayerBench:
         self.cache.put(layer.signature, dim, best, count)
         return best
 
-    def build(self, layer: Layer, dim: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-        """The one-node model: the original node and attributes, weights resized on the swept
-        axis, the real input shape with the swept input dimension."""
-        return isolate(self.g, self.nodes[layer.node], layer.mode, dim)
-
 
 def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int):
-    """One-node model of ``node`` with its swept dimension set to ``dim`` (see LayerBench)."""
+    """The one-node model of ``node`` at swept dimension ``dim``, and its feeds: the original
+    node and attributes, random weights resized on the swept axis, the real input shape."""
     rng = np.random.default_rng(0)
     x_name = node.input[0]
     x_shape = list(g.shapes[x_name])

@@ -189,14 +189,15 @@ def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(pruned)
     layers = []
+    original = calib.Tap(g.model, [g.model.graph.node[c.index].output[0] for c in cons])
     for c in cons:
         node = model.graph.node[c.index]
         y_name = g.model.graph.node[c.index].output[0]
         a = b = None
         tt = 0.0
         picks = None
-        for got, ref in zip(calib.Tap(model, [node.input[0]]).run(samples),
-                            calib.Tap(g.model, [y_name]).run(samples)):
+        # the refitted model changes after every layer, so only its session is rebuilt
+        for got, ref in zip(calib.Tap(model, [node.input[0]]).run(samples), original.run(samples)):
             f, picks = _features(node, got[node.input[0]].astype(np.float64), rng, picks)
             t = _targets(node, ref[y_name].astype(np.float64), picks)[:, c.keep_out]
             f = np.hstack([f, np.ones((len(f), 1))])

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .graph import ChannelGraph
+from .search import kept_importance
 
 console = Console(stderr=False)
 
@@ -137,7 +138,6 @@ def target_report(g: ChannelGraph, tr) -> dict:
     groups = []
     for gid, w in sorted(tr.widths.items()):
         group = g.groups[gid]
-        from .search import kept_importance
         groups.append({"group": gid, "name": group.name, "width_before": group.width,
                        "width_after": w,
                        "importance_kept": kept_importance(group, w) / max(float(group.importance.sum()), 1e-12)})

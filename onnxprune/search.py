@@ -85,7 +85,12 @@ def keep_order(group: Group) -> np.ndarray:
 
 
 def kept_importance(group: Group, width: int) -> float:
-    return float(group.importance[keep_order(group)[:width]].sum())
+    return float(kept_curve(group)[width])
+
+
+def kept_curve(group: Group) -> np.ndarray:
+    """``kept_curve(group)[w]``: importance kept at width ``w`` (``[0] = 0``)."""
+    return np.concatenate([[0.0], np.cumsum(group.importance[keep_order(group)])])
 
 
 def plan_for(g: ChannelGraph, widths: dict[int, int]) -> PrunePlan:
@@ -111,8 +116,9 @@ def latency_choices(g: ChannelGraph, profiles: list[GroupProfile], floor: float)
         widths = sorted({w for w in prof.candidates if w >= low} | {group.width})
         if len(widths) < 2:
             continue
+        kept = kept_curve(group)
         out.append(Choice(group.id, widths, [prof.curve[w] for w in widths],
-                          [kept_importance(group, w) for w in widths]))
+                          [float(kept[w]) for w in widths]))
     return out
 
 
@@ -124,8 +130,8 @@ def flops_choices(g: ChannelGraph, flops_per_channel: dict[int, float], floor: f
         widths = list(range(floor_width(group, floor), group.width + 1))
         if len(widths) < 2:
             continue
-        out.append(Choice(gid, widths, [per * w for w in widths],
-                          [kept_importance(group, w) for w in widths]))
+        kept = kept_curve(group)
+        out.append(Choice(gid, widths, [per * w for w in widths], [float(kept[w]) for w in widths]))
     return out
 
 

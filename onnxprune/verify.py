@@ -25,17 +25,16 @@ from .rewrite import PrunePlan, apply_plan, channel_masks
 
 
 def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
-                reference: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
-    """Full onnx check, load and run in onnxruntime; outputs keep the reference's names and
-    shapes. Returns the outputs."""
+                reference: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Full onnx check, load and run in onnxruntime; outputs keep the names and shapes of the
+    ``reference`` outputs (the unpruned model's on the same feeds). Returns the outputs."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise OnnxPruneError(f"internal: pruned model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
     out = runtime.run(runtime.session(model), feeds)
     if reference is not None:
-        ref = runtime.run(runtime.session(reference), feeds)
-        for name, value in ref.items():
+        for name, value in reference.items():
             if name not in out or out[name].shape != value.shape:
                 raise OnnxPruneError(f"internal: output {name!r} changed shape after pruning")
     return out
@@ -63,11 +62,13 @@ def zeroed_model(g: ChannelGraph, plan: PrunePlan) -> onnx.ModelProto:
     return model
 
 
-def zero_filter_error(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray]) -> float:
-    """Max relative output error between the zeroed and the pruned model (should be ~1e-7)."""
+def zero_filter_error(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray],
+                      pruned: onnx.ModelProto | None = None) -> float:
+    """Max relative output error between the zeroed and the pruned model (should be ~1e-7);
+    ``pruned`` is ``apply_plan(g, plan)`` when the caller already has it."""
     cfg = runtime.RuntimeConfig(opt_level="disable")
     ref = runtime.run(runtime.session(zeroed_model(g, plan), cfg), feeds)
-    got = runtime.run(runtime.session(apply_plan(g, plan), cfg), feeds)
+    got = runtime.run(runtime.session(pruned or apply_plan(g, plan), cfg), feeds)
     return runtime.max_rel_error(ref, got)
 
 
