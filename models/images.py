@@ -4,9 +4,15 @@ Base photos come from data files shipped inside PyPI wheels; a source whose
 package is not installed is skipped:
 
   * scikit-image ``skimage.data``: astronaut, coffee, chelsea (cat), rocket,
-    motorcycle (left view of ``stereo_motorcycle``);
+    motorcycle (left view of ``stereo_motorcycle``), and the extra photos camera,
+    moon, coins, clock, brick, grass, gravel, hubble (deep field), retina, ihc
+    (grey ones replicated to RGB);
   * scikit-learn ``load_sample_images()``: china, flower;
-  * matplotlib sample data: grace_hopper.jpg.
+  * matplotlib sample data: grace_hopper.jpg, Minduka_Present_Blue_Pack.png.
+
+``natural_images(bases=...)`` draws from named base photos only; ``CALIB_BASES`` and
+``TEST_BASES`` are disjoint, so a calibration set and a test set built from them never
+share a photo (only crops of *different* photos are on the two sides).
 
 ``natural_images()`` turns them into float32 NCHW batches normalised with the
 ImageNet mean/std. Image ``i`` is base image ``i % B`` (B = number of base
@@ -28,13 +34,33 @@ from PIL import Image
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 AUGMENTATIONS = 8  # default count per base image
+ORIGINAL = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "china", "flower", "grace_hopper")
+# disjoint photo sets: calibration never sees a test photo (objects and textures on both sides)
+CALIB_BASES = ("coffee", "motorcycle", "flower", "minduka_pack", "hubble", "coins", "clock",
+               "brick", "grass", "ihc")
+TEST_BASES = ("chelsea", "astronaut", "rocket", "china", "grace_hopper", "camera", "moon",
+              "retina", "gravel")
 
 
 def _skimage() -> list[tuple[str, np.ndarray]]:
     from skimage import data
 
     out = [(n, getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
-    return out + [("motorcycle", data.stereo_motorcycle()[0])]
+    out.append(("motorcycle", data.stereo_motorcycle()[0]))
+    extra = {"camera": "camera", "moon": "moon", "coins": "coins", "clock": "clock",
+             "brick": "brick", "grass": "grass", "gravel": "gravel", "hubble": "hubble_deep_field",
+             "retina": "retina", "ihc": "immunohistochemistry"}
+    return out + [(name, _rgb(getattr(data, fn)())) for name, fn in extra.items()]
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 from a grey or RGBA image."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = (255 * (img.astype(np.float64) / max(float(img.max()), 1e-9))).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return img[..., :3]
 
 
 def _sklearn() -> list[tuple[str, np.ndarray]]:
@@ -49,8 +75,11 @@ def _sklearn() -> list[tuple[str, np.ndarray]]:
 def _matplotlib() -> list[tuple[str, np.ndarray]]:
     from matplotlib import cbook
 
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return [("grace_hopper", np.asarray(Image.open(f).convert("RGB")))]
+    out = []
+    for name, fn in (("grace_hopper", "grace_hopper.jpg"), ("minduka_pack", "Minduka_Present_Blue_Pack.png")):
+        with cbook.get_sample_data(fn) as f:
+            out.append((name, np.asarray(Image.open(f).convert("RGB"))))
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,14 +113,19 @@ def _view(img: np.ndarray, size: int, short: int, rng: np.random.Generator | Non
     return crop[:, ::-1] if flip else crop
 
 
-def natural_images(n: int | None = None, size: int = 224, seed: int = 0) -> np.ndarray:
-    """``n`` ImageNet-normalised float32 images, shape (n, 3, size, size).
+def natural_images(n: int | None = None, size: int = 224, seed: int = 0,
+                   bases: tuple[str, ...] = ORIGINAL) -> np.ndarray:
+    """``n`` ImageNet-normalised float32 images, shape (n, 3, size, size), from the base
+    photos named in ``bases`` (those available, in that order; default: the original eight).
 
     Default ``n`` is ``AUGMENTATIONS`` (8) views of every base image (64 with all
-    three sources installed). The first ``len(base_images())`` images are the
-    plain centre crops, one per base photo, in ``base_images()`` order.
+    three sources installed). The first ``len(bases)`` images are the
+    plain centre crops, one per base photo, in ``bases`` order.
     """
-    bases = base_images()
+    have = dict(base_images())
+    bases = tuple((name, have[name]) for name in bases if name in have)
+    if not bases:
+        raise RuntimeError("none of the requested base photos is available")
     n = len(bases) * AUGMENTATIONS if n is None else n
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")

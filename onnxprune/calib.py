@@ -79,6 +79,12 @@ def split(samples: Samples, holdout: float = 0.25) -> tuple[Samples, Samples]:
     return ({a: v[:cut] for a, v in samples.items()}, {a: v[cut:] for a, v in samples.items()})
 
 
+def halves(samples: Samples) -> tuple[Samples, Samples]:
+    """The first and the second half of the samples (two folds for cross-validation)."""
+    cut = (count(samples) + 1) // 2
+    return ({a: v[:cut] for a, v in samples.items()}, {a: v[cut:] for a, v in samples.items()})
+
+
 def batch_size(model: onnx.ModelProto, wanted: int = 16) -> tuple[int, bool]:
     """(batch size, static?): ``wanted``, unless an input has a static batch dimension."""
     for inp in runtime.graph_inputs(model):
@@ -98,16 +104,23 @@ def batches(samples: Samples, size: int, exact: bool = False) -> Iterator[dict[s
 
 
 class Tap:
-    """Runs a model and returns chosen intermediate tensors as well as its outputs."""
+    """Runs a model and returns chosen intermediate tensors as well as its outputs.
 
-    def __init__(self, model: onnx.ModelProto, names: Iterable[str]):
+    ``prefix``: return only ``names`` and run only the nodes they depend on (onnxruntime runs
+    every node of a graph whatever outputs are asked for, so the graph itself is cut)."""
+
+    def __init__(self, model: onnx.ModelProto, names: Iterable[str], threads: int = 1,
+                 prefix: bool = False):
         probe = copy.deepcopy(model)
+        names = list(names)
+        if prefix:
+            _cut_to(probe, names)
         have = {o.name for o in probe.graph.output}
         for name in names:
             if name not in have:
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))
                 have.add(name)
-        self.session = runtime.session(probe, runtime.RuntimeConfig(opt_level="disable"))
+        self.session = runtime.session(probe, runtime.RuntimeConfig(threads=threads, opt_level="disable"))
         self.batch, self.static = batch_size(model)
 
     def run(self, samples: Samples) -> Iterator[dict[str, np.ndarray]]:
@@ -122,3 +135,47 @@ class Tap:
             for n in names:
                 parts[n].append(out[n])
         return {n: np.concatenate(v) for n, v in parts.items()}
+
+
+def _cut_to(model: onnx.ModelProto, names: list[str]) -> None:
+    """Keep only the nodes ``names`` depend on, and no graph outputs (the caller adds
+    ``names``). Initializers and inputs are kept as they are."""
+    producer = {o: k for k, n in enumerate(model.graph.node) for o in n.output}
+    need, todo = set(), [n for n in names if n in producer]
+    while todo:
+        k = producer[todo.pop()]
+        if k in need:
+            continue
+        need.add(k)
+        todo.extend(i for i in model.graph.node[k].input if i in producer)
+    kept = [n for k, n in enumerate(model.graph.node) if k in need]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    del model.graph.output[:]
+
+
+def synthetic(model: onnx.ModelProto, n: int, shapes: dict[str, tuple[int, ...]] | None = None,
+              seed: int = 0) -> Samples:
+    """Stand-in samples when no calibration data is given: for image-like float inputs
+    ([N, C, H, W]) smooth random images with a natural-image (1/f) spectrum, per-channel zero
+    mean and unit variance (what normalised photos look like); other float inputs standard
+    normal; integer inputs zeros. Only a proxy: it ranks cuts, it says nothing of accuracy."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in runtime.input_shapes(model, shapes).items():
+        dtype = np.asarray(runtime.random_feeds(model, shapes)[name]).dtype
+        full = (n, *shape[1:])
+        if not np.issubdtype(dtype, np.floating):
+            out[name] = np.zeros(full, dtype=dtype)
+        elif len(shape) == 4 and min(shape[2:]) >= 8:
+            h, w = shape[2:]
+            fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+            amp = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(h, w))
+            spec = (rng.standard_normal((*full[:2], *amp.shape)) + 1j * rng.standard_normal((*full[:2], *amp.shape))) * amp
+            img = np.fft.irfft2(spec, s=(h, w))
+            img -= img.mean(axis=(2, 3), keepdims=True)
+            img /= np.maximum(img.std(axis=(2, 3), keepdims=True), 1e-12)
+            out[name] = img.astype(dtype)
+        else:
+            out[name] = rng.standard_normal(full).astype(dtype)
+    return out

@@ -93,6 +93,21 @@ class Group:
     frozen: list[str]
     members: list[ParamSlice] = field(default_factory=list)
     importance: np.ndarray | None = None
+    order: np.ndarray | None = None
+
+    def removal_order(self) -> np.ndarray:
+        """Prunable channel indices, first to remove first: ``order`` when a data-aware
+        selection set it (reconstruction cost), else ascending importance."""
+        if self.order is not None:
+            return self.order
+        prunable = self.prunable
+        return prunable[np.argsort(self.importance[prunable], kind="stable")]
+
+    def keep_order(self) -> np.ndarray:
+        """Channel indices in the order they are kept: frozen first, then the reverse of the
+        removal order; keeping ``w`` channels keeps ``keep_order()[:w]``."""
+        frozen = np.array([i for i, r in enumerate(self.frozen) if r], dtype=np.int64)
+        return np.concatenate([frozen, self.removal_order()[::-1]])
 
     @property
     def width(self) -> int:

@@ -16,7 +16,7 @@ import onnx
 from .graph import ChannelGraph
 
 NORMS = ("l1", "l2")
-KINDS = (*NORMS, "activation")
+KINDS = ("auto", *NORMS, "activation", "reconstruction")
 
 
 def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import bench, calib, load, profile, recover, runtime, search, verify
+from . import bench, calib, load, profile, recover, runtime, search, sensitivity, verify
 from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
@@ -30,6 +30,7 @@ class Prepared:
     feeds: dict[str, np.ndarray]
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     calib: calib.Samples | None = None
+    stats: dict[str, sensitivity.ConsumerStats] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def reference(self) -> dict[str, np.ndarray]:
@@ -44,6 +45,17 @@ class Prepared:
             fit, held = calib.split(self.calib)
             self._cache["held"] = (fit, held, verify.outputs_on(self.model, held))
         return self._cache["held"]
+
+    def value_samples(self, limit: int = 48) -> tuple[calib.Samples, bool]:
+        """Samples the sensitivity table is measured on, and whether they are synthetic: up to
+        ``limit`` samples of the second half of the fit part (the table's local refits are
+        solved on the first half), or smooth random images without calibration data."""
+        if self.calib is not None:
+            second = calib.halves(calib.split(self.calib)[0])[1]
+            return {k: v[:limit] for k, v in second.items()}, False
+        if "synthetic" not in self._cache:
+            self._cache["synthetic"] = calib.synthetic(self.model, min(limit, 32), self.shapes)
+        return self._cache["synthetic"], True
 
     def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
         """The user's metric on the unpruned model (computed once per callable)."""
@@ -79,29 +91,36 @@ class PruneResult:
 
 
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
-            importance: str = "l1", exclude: list[str] | None = None,
+            importance: str = "auto", exclude: list[str] | None = None,
             calib_data: calib.Samples | str | None = None) -> Prepared:
-    """Load (from a path) and normalise a model, build its channel graph and score channels
-    (``importance``: l1, l2, or activation, which needs calibration data). Groups whose name or
-    member nodes match an ``exclude`` pattern are frozen."""
+    """Load (from a path) and normalise a model, build its channel graph and choose which
+    channels go first (``importance``: l1 / l2 weight norms; activation; reconstruction, the
+    least-squares refit cost on calibration data; auto = reconstruction with calibration data,
+    else l1). Groups whose name or member nodes match an ``exclude`` pattern are frozen."""
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
     samples = calib.load_npz(calib_data, original) if isinstance(calib_data, str) else calib_data
-    if importance == "activation" and samples is None:
-        raise OnnxPruneError("--importance activation needs calibration data (--calib data.npz)")
+    if importance == "auto":
+        importance = "reconstruction" if samples is not None else "l1"
+    if importance in ("activation", "reconstruction") and samples is None:
+        raise OnnxPruneError(f"--importance {importance} needs calibration data (--calib data.npz)")
     normalised = load.normalise(original, shapes)
     graph = build_graph(normalised, shapes)
-    if importance == "activation":
-        activation_importance(graph, calib.split(samples)[0])
-    else:
-        weight_importance(graph, importance)
     for group in graph.groups:
         names = [s.node for s in group.sources] + [p.node for p in group.members]
         if exclude and any(matches(n, exclude) for n in names):
             group.frozen = [r or "excluded by --exclude" for r in group.frozen]
+    stats: dict[str, sensitivity.ConsumerStats] = {}
+    if importance == "activation":
+        activation_importance(graph, calib.split(samples)[0])
+    else:
+        weight_importance(graph, "l1" if importance == "reconstruction" else importance)
+    if importance == "reconstruction":
+        stats = sensitivity.consumer_stats(graph, calib.split(samples)[0])
+        sensitivity.select_by_reconstruction(graph, stats)
     return Prepared(original, normalised, graph, runtime.random_feeds(normalised, shapes),
-                    shapes or {}, samples)
+                    shapes or {}, samples, stats)
 
 
 def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STEPS,
@@ -169,6 +188,9 @@ class TargetResult:
     widths: dict[int, int] = field(default_factory=dict)
     already_met: bool = False
     profile_seconds: float = 0.0
+    table: sensitivity.Table | None = None
+    synthetic: bool = False
+    points: list[dict] = field(default_factory=list)
 
 
 def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
@@ -176,9 +198,12 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
                     cache_path: str | None = None, band: float = 0.93,
                     progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
                     evaluate: Callable[[str], float] | None = None,
-                    max_drop: float | None = None, timer=None) -> TargetResult:
+                    max_drop: float | None = None, timer=None,
+                    value: str = "sensitivity") -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`).
 
+    ``value``: what the knapsack keeps: ``sensitivity`` (least measured output distortion; on
+    synthetic images without calibration data) or ``importance`` (summed channel importance).
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
     if not 0.0 < floor <= 1.0:
         raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
@@ -195,6 +220,10 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
     run = profile.profile_model(prep.graph, config, profile.Cache(cache_path, config),
                                 min_fraction=floor, progress=progress, timer=timer)
     choices = search.latency_choices(prep.graph, run.groups, floor)
+    table, synthetic = None, False
+    if value == "sensitivity" and choices:
+        table, synthetic = sensitivity_table(prep, choices, cache_path)
+        choices = search.with_values(choices, table.values)
     if not choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
 
@@ -217,7 +246,18 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
         widths, result = _within_drop(prep, found, target_ms, max_drop, steps, evaluate, result)
     final = bench.compare(base_runner, bench.Runner(result.model, prep.feeds, config), rounds=40)
     return TargetResult(result, baseline, target_ms, final, found, evolve_steps, widths,
-                        profile_seconds=run.seconds)
+                        profile_seconds=run.seconds, table=table, synthetic=synthetic)
+
+
+def sensitivity_table(prep: Prepared, choices: list[search.Choice],
+                      cache_path: str | None) -> tuple[sensitivity.Table, bool]:
+    """The measured sensitivity of every candidate width (cached next to the profile cache),
+    and whether it was measured on synthetic images (no calibration data)."""
+    samples, synthetic = prep.value_samples()
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "sensitivity") if cache_path else None
+    widths = {ch.group: ch.widths for ch in choices}
+    stats = prep.stats if not synthetic else {}
+    return sensitivity.sensitivity_table(prep.graph, widths, samples, stats, cache_dir=cache_dir), synthetic
 
 
 def _within_drop(prep: Prepared, found: search.SearchResult, target_ms: float, max_drop: float,

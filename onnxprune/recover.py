@@ -8,8 +8,9 @@ nodes whose input-channel slices were cut: group=1 Conv, Gemm, MatMul):
    mean of a linear consumer; ignores zero-padding at borders for k x k convs).
 2. ``lsq`` -- least-squares refit of each consumer's kept input weights (and bias) so that its
    output on the pruned model's calibration activations matches the original layer's output
-   (channel-pruning / ThiNet reconstruction). Solved in float64 with ridge regularisation; a
-   layer keeps its refit only if its reconstruction error drops.
+   (channel-pruning / ThiNet reconstruction). Solved in float64 with ridge regularisation
+   towards the layer's current weights (calibration sets are small: stay close to the trained
+   weights); a layer keeps its refit only if its reconstruction error drops.
 3. ``bn`` -- BatchNormalization statistics recalibration: each BN's running mean and variance
    are shifted by the drift between the pruned and the original model's BN inputs on the
    calibration data (training statistics are kept, only the drift pruning caused is removed).
@@ -24,17 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from numpy.lib.stride_tricks import sliding_window_view
 from onnx import numpy_helper
 
 from . import calib
 from .graph import ChannelGraph
+from .linear import _features, _rows_to_weight, _targets, _weight_rows, fold_error, ridge_cv
 from .rewrite import PrunePlan, channel_masks
 from .rules import attr
 from .verify import Fidelity, fidelity
 
 STEPS = ("bias", "lsq", "bn")
-_POSITIONS = 128  # output positions sampled per image for conv refits
 VAR_CLIP = (0.5, 2.0)
 
 
@@ -107,51 +107,6 @@ def _bias_name(model: onnx.ModelProto, index: int) -> str | None:
     return name
 
 
-def _features(node: onnx.NodeProto, x: np.ndarray, rng: np.random.Generator,
-              picks: np.ndarray | None = None):
-    """Rows of the consumer's linear map: ``(F, positions)`` with F [rows, fan_in] ordered like
-    the flattened weight rows; ``positions`` selects the matching output rows."""
-    if node.op_type == "Conv":
-        kh, kw = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
-        sh, sw = attr(node, "strides", [1, 1])
-        dh, dw = attr(node, "dilations", [1, 1])
-        pads = attr(node, "pads", [0, 0, 0, 0])
-        xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-        win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-        win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # [N, C, Ho, Wo, kh, kw]
-        n, c, ho, wo = win.shape[:4]
-        if picks is None:
-            picks = rng.choice(ho * wo, size=min(_POSITIONS, ho * wo), replace=False)
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, c * kh * kw)[:, picks]
-        return cols.reshape(-1, c * kh * kw), picks
-    flat = x.reshape(-1, x.shape[-1]) if node.op_type == "MatMul" else x
-    return flat, None
-
-
-def _targets(node: onnx.NodeProto, y: np.ndarray, picks) -> np.ndarray:
-    if node.op_type == "Conv":
-        n, c = y.shape[:2]
-        return y.reshape(n, c, -1)[:, :, picks].transpose(0, 2, 1).reshape(-1, c)
-    return y.reshape(-1, y.shape[-1])
-
-
-def _weight_rows(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray:
-    """Weights as [out, fan_in] rows matching :func:`_features`."""
-    if node.op_type == "Conv":
-        return w.reshape(w.shape[0], -1)
-    if node.op_type == "Gemm" and attr(node, "transB", 0):
-        return w
-    return w.T
-
-
-def _rows_to_weight(node: onnx.NodeProto, rows: np.ndarray, like: np.ndarray) -> np.ndarray:
-    if node.op_type == "Conv":
-        return rows.reshape(like.shape).astype(like.dtype)
-    if node.op_type == "Gemm" and attr(node, "transB", 0):
-        return rows.astype(like.dtype)
-    return rows.T.astype(like.dtype)
-
-
 def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
                       samples: calib.Samples, cons: list[Consumer]) -> onnx.ModelProto:
     """Fold the removed input channels' mean contribution into each consumer's bias."""
@@ -182,56 +137,57 @@ def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
 
 
 def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
-              cons: list[Consumer], ridge: float = 1e-3, seed: int = 0
-              ) -> tuple[onnx.ModelProto, list[dict]]:
+              cons: list[Consumer], seed: int = 0) -> tuple[onnx.ModelProto, list[dict]]:
     """Refit each consumer's kept weights (and bias) to the original layer's outputs, in graph
-    order, each on the inputs the already-refitted model produces (so errors do not compound)."""
+    order, each on the inputs the already-refitted model produces (so errors do not compound).
+    The ridge strength (pull towards the current weights) is cross-validated per layer on the
+    two halves of the samples."""
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(pruned)
     layers = []
-    original = calib.Tap(g.model, [g.model.graph.node[c.index].output[0] for c in cons])
     for c in cons:
         node = model.graph.node[c.index]
         y_name = g.model.graph.node[c.index].output[0]
-        a = b = None
-        tt = 0.0
+        folds = []
         picks = None
-        # the refitted model changes after every layer, so only its session is rebuilt
-        for got, ref in zip(calib.Tap(model, [node.input[0]]).run(samples), original.run(samples)):
-            f, picks = _features(node, got[node.input[0]].astype(np.float64), rng, picks)
-            t = _targets(node, ref[y_name].astype(np.float64), picks)[:, c.keep_out]
-            f = np.hstack([f, np.ones((len(f), 1))])
-            a = f.T @ f if a is None else a + f.T @ f
-            b = f.T @ t if b is None else b + f.T @ t
-            tt += float((t * t).sum())
-        layers.append(_solve_layer(model, c.index, a, b, tt, ridge))
+        original = calib.Tap(g.model, [y_name], prefix=True)
+        tap = calib.Tap(model, [node.input[0]], prefix=True)  # the model changes after every refit
+        for part in calib.halves(samples):
+            a = b = None
+            tt = 0.0
+            for got, ref in zip(tap.run(part), original.run(part)):
+                f, picks = _features(node, got[node.input[0]].astype(np.float64), rng, picks)
+                t = _targets(node, ref[y_name].astype(np.float64), picks)[:, c.keep_out]
+                f = np.hstack([f, np.ones((len(f), 1))])
+                a = f.T @ f if a is None else a + f.T @ f
+                b = f.T @ t if b is None else b + f.T @ t
+                tt += float((t * t).sum())
+            folds.append((a, b, tt))
+        layers.append(_solve_layer(model, c.index, folds))
     return model, layers
 
 
-def _solve_layer(model: onnx.ModelProto, index: int, a: np.ndarray, b: np.ndarray, tt: float,
-                 ridge: float) -> dict:
-    """Ridge least squares for one consumer; written back only if the error drops."""
+def _solve_layer(model: onnx.ModelProto, index: int, folds: list) -> dict:
+    """Cross-validated ridge least squares for one consumer (pulled towards its current
+    weights); written back only if the error on all samples drops."""
     node = model.graph.node[index]
     w = _init(model, node.input[1])
     bias_name = _bias_name(model, index)
     rows = _weight_rows(node, w).astype(np.float64)
     bias = _init(model, bias_name).astype(np.float64) if bias_name else np.zeros(len(rows))
     old = np.hstack([rows, bias[:, None]])
-    dim = a.shape[0] - (0 if bias_name else 1)
-    lam = ridge * np.trace(a[:dim, :dim]) / dim
+    dim = old.shape[1] - (0 if bias_name else 1)
+    folds = [(a[:dim, :dim], b[:dim], tt) for a, b, tt in folds]
     solved = np.zeros_like(old)
-    solved[:, :dim] = np.linalg.solve(a[:dim, :dim] + lam * np.eye(dim), b[:dim]).T
-
-    def err(m: np.ndarray) -> float:
-        return float(tt - 2 * np.sum(m * b.T) + np.sum((m @ a) * m))
-
-    before, after = err(old), err(solved)
+    solved[:, :dim], rel = ridge_cv(folds, old[:, :dim])
+    a, b, tt = (sum(f[k] for f in folds) for k in range(3))
+    before, after = fold_error(old[:, :dim], a, b, tt), fold_error(solved[:, :dim], a, b, tt)
     kept = after < before
     if kept:
         _set(model, node.input[1], _rows_to_weight(node, solved[:, :-1], w))
         if bias_name:
             _set(model, bias_name, solved[:, -1].astype(w.dtype))
-    return {"node": node.name, "error_before": before, "error_after": after, "kept": kept}
+    return {"node": node.name, "error_before": before, "error_after": after, "ridge": rel, "kept": kept}
 
 
 def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
@@ -264,7 +220,7 @@ def _channel_moments(model: onnx.ModelProto, names: list[str], samples: calib.Sa
     s1: dict[str, np.ndarray] = {}
     s2: dict[str, np.ndarray] = {}
     n = 0
-    for out in calib.Tap(model, names).run(samples):
+    for out in calib.Tap(model, names, prefix=True).run(samples):
         n += 1
         for name in names:
             x = out[name].astype(np.float64)

@@ -52,11 +52,10 @@ def ratio_plan(g: ChannelGraph, ratio: float) -> PrunePlan:
     least one channel always stays)."""
     plan = PrunePlan()
     for group in g.prunable_groups():
-        prunable = group.prunable
-        n_remove = min(round(ratio * group.width), len(prunable), group.width - 1)
+        n_remove = min(round(ratio * group.width), len(group.prunable), group.width - 1)
         if n_remove <= 0:
             continue
-        order = prunable[np.argsort(group.importance[prunable], kind="stable")]
+        order = group.removal_order()
         plan.keep[group.id] = np.sort(np.setdiff1d(np.arange(group.width), order[:n_remove]))
     return plan
 

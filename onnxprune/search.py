@@ -76,21 +76,13 @@ def knapsack(choices: list[Choice], budget: float, bins: int = 4000) -> list[int
     return list(reversed(picks))
 
 
-def keep_order(group: Group) -> np.ndarray:
-    """Channel indices in the order they are kept: frozen first, then by importance."""
-    frozen = np.array([i for i, r in enumerate(group.frozen) if r], dtype=np.int64)
-    prunable = group.prunable
-    order = prunable[np.argsort(-group.importance[prunable], kind="stable")]
-    return np.concatenate([frozen, order])
-
-
 def kept_importance(group: Group, width: int) -> float:
     return float(kept_curve(group)[width])
 
 
 def kept_curve(group: Group) -> np.ndarray:
     """``kept_curve(group)[w]``: importance kept at width ``w`` (``[0] = 0``)."""
-    return np.concatenate([[0.0], np.cumsum(group.importance[keep_order(group)])])
+    return np.concatenate([[0.0], np.cumsum(group.importance[group.keep_order()])])
 
 
 def plan_for(g: ChannelGraph, widths: dict[int, int]) -> PrunePlan:
@@ -99,7 +91,7 @@ def plan_for(g: ChannelGraph, widths: dict[int, int]) -> PrunePlan:
     for gid, w in widths.items():
         group = g.groups[gid]
         if w < group.width:
-            plan.keep[gid] = np.sort(keep_order(group)[:w])
+            plan.keep[gid] = np.sort(group.keep_order()[:w])
     return plan
 
 
@@ -119,6 +111,20 @@ def latency_choices(g: ChannelGraph, profiles: list[GroupProfile], floor: float)
         kept = kept_curve(group)
         out.append(Choice(group.id, widths, [prof.curve[w] for w in widths],
                           [float(kept[w]) for w in widths]))
+    return out
+
+
+def with_values(choices: list[Choice], table: dict[int, dict[int, float]]) -> list[Choice]:
+    """The same options valued by measured distortion: value = -distortion (0 at full width),
+    so the knapsack keeps the least summed distortion under the latency budget. Options the
+    table lacks are dropped."""
+    out = []
+    for ch in choices:
+        row = table.get(ch.group, {})
+        keep = [k for k, w in enumerate(ch.widths) if w in row]
+        if len(keep) >= 2:
+            out.append(Choice(ch.group, [ch.widths[k] for k in keep], [ch.cost[k] for k in keep],
+                              [-row[ch.widths[k]] for k in keep]))
     return out
 
 

@@ -22,6 +22,7 @@ from . import calib, runtime
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .rewrite import PrunePlan, apply_plan, channel_masks
+from .sensitivity import distortion
 
 
 def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
@@ -77,13 +78,18 @@ class Fidelity:
     """How close a pruned model stays to the original on held-out calibration data.
 
     ``agreement``: top-1 agreement of the first classifier-like output ([N, K], K > 1), or None;
-    ``cosine`` / ``rel_l2``: per output, mean per-sample cosine similarity and relative L2 error
+    ``top5``: share of samples whose original top-1 class is among the pruned model's top 5
+    (K > 5), or None;
+    ``distortion``: summed output distortion (KL for classifier-like outputs, squared relative
+    L2 otherwise; see :func:`onnxprune.sensitivity.distortion`); ``cosine`` / ``rel_l2``: per output, mean per-sample cosine similarity and relative L2 error
     over the whole set; ``metric``: the user's evaluate callable on the pruned model, or None."""
 
     agreement: float | None
     cosine: dict[str, float]
     rel_l2: dict[str, float]
     metric: float | None = None
+    top5: float | None = None
+    distortion: float | None = None
 
     def drop(self, baseline_metric: float | None = None) -> float:
         """The fidelity loss ``--max-drop`` bounds: metric drop when a metric is given, else
@@ -95,8 +101,8 @@ class Fidelity:
         return 1.0 - min(self.cosine.values())
 
     def as_dict(self) -> dict:
-        return {"agreement": self.agreement, "cosine": self.cosine, "rel_l2": self.rel_l2,
-                "metric": self.metric}
+        return {"agreement": self.agreement, "top5": self.top5, "distortion": self.distortion,
+                "cosine": self.cosine, "rel_l2": self.rel_l2, "metric": self.metric}
 
 
 def outputs_on(model: onnx.ModelProto, samples: calib.Samples) -> dict[str, np.ndarray]:
@@ -109,7 +115,7 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
              evaluate: Callable[[str], float] | None = None) -> Fidelity:
     """Compare ``pruned`` with the reference outputs (from :func:`outputs_on`)."""
     got = outputs_on(pruned, samples)
-    agreement = None
+    agreement = top5 = None
     cosine, rel = {}, {}
     for name, a in reference.items():
         b = got[name]
@@ -119,9 +125,20 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         cosine[name] = float(np.mean((a2 * b2).sum(1) / np.maximum(norms, 1e-30)))
         rel[name] = float(np.linalg.norm(a2 - b2) / max(np.linalg.norm(a2), 1e-30))
         if agreement is None and a.ndim == 2 and a.shape[1] > 1:
-            agreement = float(np.mean(a.argmax(1) == b.argmax(1)))
+            agreement, top5 = top_agreement(a, b)
     metric = evaluate_model(pruned, evaluate) if evaluate is not None else None
-    return Fidelity(agreement, cosine, rel, metric)
+    return Fidelity(agreement, cosine, rel, metric, top5, distortion(reference, got))
+
+
+def top_agreement(reference: np.ndarray, got: np.ndarray) -> tuple[float, float | None]:
+    """(top-1 agreement, share of reference top-1 classes within ``got``'s top 5) for
+    ``[N, K]`` scores; the second is None when K <= 5."""
+    top1 = reference.argmax(1)
+    agree = float(np.mean(top1 == got.argmax(1)))
+    if got.shape[1] <= 5:
+        return agree, None
+    top5 = np.argpartition(-got, 5, axis=1)[:, :5]
+    return agree, float(np.mean((top5 == top1[:, None]).any(1)))
 
 
 def evaluate_model(model: onnx.ModelProto, evaluate: Callable[[str], float]) -> float:

@@ -1,0 +1,398 @@
+"""Sensitivity: which channels to cut and what cutting them does to the outputs, measured on
+calibration data (the *value* side of the search; latency is the cost side, see profile).
+
+Three measured quantities, all on the *unpruned* model's calibration activations:
+
+* **Consumer statistics.** For every linear consumer of tracked channels (Conv with group 1,
+  Gemm, MatMul: the ``in`` member slices of the channel graph), the second-moment matrix
+  ``H = E[f f^T]`` of its fan-in features ``f`` (for a k x k conv: every input channel times
+  every kernel tap, sampled output positions; for Gemm/MatMul: the input vector), plus a
+  constant feature for the bias. Input position ``c`` of a consumer owns the feature block
+  ``[c K, (c + 1) K)`` (``K`` = kernel taps, 1 for Gemm/MatMul): the consumer weight
+  ``W[out, fan_in]`` columns of that block are its input slice.
+* **Reconstruction selection.** Removing a set ``S`` of input features and refitting the kept
+  weights by least squares costs ``tr(W_S (H^-1)_SS^-1 W_S^T)`` of output error (optimal brain
+  surgeon, block form). Per group, channels are removed greedily (a few at a time) by that cost
+  summed over the group's consumers, each divided by its output energy ``tr(W H W^T)``, with the
+  OBS update of ``H^-1`` after every removal: ``Group.order`` is the resulting removal order
+  (first removed first). Channels whose consumers have no statistics keep their importance
+  order (see :meth:`onnxprune.graph.Group.removal_order`).
+* **Sensitivity table.** For each group and candidate width: the distortion of the model's
+  outputs on calibration samples when only that group is cut to that width, after the local
+  refit that recovery applies (kept consumer weights solved by ridge regression towards their
+  original values, bias included). Distortion per output: KL divergence of the softmax for
+  classifier-like outputs ``[N, K]``, else squared relative L2 error; summed over outputs.
+  Cutting is emulated exactly by zeroing the removed input slices (the zero-filter proof shows
+  this equals the pruned model), with the consumer weights fed as graph inputs so one session
+  per group serves every width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from . import calib, runtime
+from .graph import ChannelGraph, Group
+from .linear import _features, _rows_to_weight, _weight_rows, ridge_cv, ridge_solve
+from .rules import attr
+
+MAX_FAN_IN = 4608  # larger consumers (e.g. a Gemm after Flatten) get no statistics
+_DAMP = 0.01  # H is damped by this share of its mean diagonal (rank-deficient activations)
+
+
+@dataclass
+class ConsumerStats:
+    """Fan-in second moments of one linear consumer on the unpruned model.
+
+    ``folds``: two ``[F + 1, F + 1]`` mean Gram matrices (constant bias feature last), of the
+    first and the second half of the samples; ``h`` is their mean. ``taps``: features per input
+    position (kernel taps); ``weight``: ``W[out, F]`` rows (see linear._weight_rows); ``bias``:
+    ``[out]`` (zeros when the node has none); ``energy``: ``tr(W~ H W~^T)``."""
+
+    node: str
+    param: str
+    tensor: str
+    taps: int
+    folds: tuple[np.ndarray, np.ndarray]
+    weight: np.ndarray
+    bias: np.ndarray
+    energy: float
+
+    @property
+    def h(self) -> np.ndarray:
+        return (self.folds[0] + self.folds[1]) / 2
+
+    def wfull(self) -> np.ndarray:
+        return np.hstack([self.weight, self.bias[:, None]])
+
+    def features_of(self, positions: np.ndarray) -> np.ndarray:
+        return (positions[:, None] * self.taps + np.arange(self.taps)[None, :]).ravel()
+
+    def refit(self, removed_positions: np.ndarray, first_fold_only: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Weights ``[out, F]`` (removed columns zero) and bias after the least-squares refit of
+        the kept features to the original output, pulled towards the original weights with a
+        cross-validated strength (:func:`onnxprune.linear.ridge_cv`). ``first_fold_only``: solve
+        on the first half of the samples only, so the second half can score it honestly."""
+        full = self.wfull()
+        keep = np.ones(len(full[0]), dtype=bool)
+        keep[self.features_of(removed_positions)] = False
+        folds = [(h[np.ix_(keep, keep)], h[keep] @ full.T, float(np.sum((full @ h) * full)))
+                 for h in self.folds]
+        solved, rel = ridge_cv(folds, full[:, keep])
+        if first_fold_only:
+            solved = ridge_solve(folds[0][0], folds[0][1], full[:, keep], rel)
+        out = np.zeros_like(full)
+        out[:, keep] = solved
+        return out[:, :-1], out[:, -1]
+
+
+def linear_consumers(g: ChannelGraph) -> list[tuple[onnx.NodeProto, object]]:
+    """``(node, member slice)`` for every ``in`` member slice of a linear consumer whose input
+    tensor is the node's real first input (group-1 Conv, Gemm without transA, MatMul with a
+    2-D constant weight)."""
+    nodes = {n.name: n for n in g.model.graph.node}
+    out = []
+    for p in g.params:
+        node = nodes.get(p.node)
+        if p.role != "in" or node is None or p.param != node.input[1] or p.tensor != node.input[0]:
+            continue
+        if node.op_type == "Conv" and attr(node, "group", 1) == 1 and len(g.shapes[p.tensor]) == 4 or node.op_type == "Gemm" and not attr(node, "transA", 0) or node.op_type == "MatMul" and g.consts[p.param].ndim == 2:
+            out.append((node, p))
+    return out
+
+
+def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MAX_FAN_IN,
+                   seed: int = 0) -> dict[str, ConsumerStats]:
+    """Second moments of every linear consumer's fan-in on ``samples`` (keyed by weight name)."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for node, p in linear_consumers(g):
+        w = g.consts[p.param]
+        taps = int(np.prod(w.shape[2:])) if node.op_type == "Conv" else 1
+        rows = _weight_rows(node, w)
+        if rows.shape[1] <= max_fan_in:
+            picked.append((node, p, taps, rows))
+    if not picked:
+        return {}
+    acc: dict[tuple[str, int], np.ndarray] = {}
+    count: dict[tuple[str, int], int] = {}
+    picks: dict[str, np.ndarray | None] = {}
+    tap = calib.Tap(g.model, sorted({p.tensor for _, p, _, _ in picked}), threads=os.cpu_count() or 1)
+    for k, part in enumerate(calib.halves(samples)):
+        for out in tap.run(part):
+            for node, p, _, _ in picked:
+                x = out[p.tensor].astype(np.float64)
+                f, picks[p.param] = _features(node, x, rng, picks.get(p.param))
+                f = np.hstack([f, np.ones((len(f), 1))])
+                acc[p.param, k] = acc.get((p.param, k), 0) + f.T @ f
+                count[p.param, k] = count.get((p.param, k), 0) + len(f)
+    stats = {}
+    for node, p, taps, rows in picked:
+        folds = tuple(acc[p.param, k] / count[p.param, k] for k in (0, 1))
+        h = (folds[0] + folds[1]) / 2
+        bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+        bias = (g.consts[bias_name].astype(np.float64).reshape(-1) if bias_name in g.consts
+                else np.zeros(len(rows)))
+        if node.op_type == "MatMul":  # no bias input: the constant feature must not be used
+            for f in folds:
+                f[-1, :-1] = f[:-1, -1] = 0.0
+        full = np.hstack([rows.astype(np.float64), bias[:, None]])
+        energy = float(np.sum((full @ h) * full))
+        stats[p.param] = ConsumerStats(node.name, p.param, p.tensor, taps, folds,
+                                       rows.astype(np.float64), bias, max(energy, 1e-30))
+    return stats
+
+
+def _positions(g: ChannelGraph, group: Group, tensor: str) -> list[np.ndarray]:
+    """For each channel of ``group``: its positions along ``tensor``'s channel axis."""
+    roots = g.roots(g.channels[tensor].labels)
+    index = {int(r): i for i, r in enumerate(group.classes)}
+    out: list[list[int]] = [[] for _ in range(group.width)]
+    for pos, r in enumerate(roots.tolist()):
+        if r in index:
+            out[index[r]].append(pos)
+    return [np.asarray(v, dtype=np.int64) for v in out]
+
+
+def group_consumers(g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats]) -> list[ConsumerStats]:
+    names = {p.param for p in group.members if p.role == "in"}
+    return [stats[n] for n in sorted(names) if n in stats]
+
+
+def reconstruction_order(g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats],
+                         stop: int = 1) -> np.ndarray | None:
+    """Greedy OBS removal order of ``group``'s prunable channels (first removed first), or None
+    when none of its consumers has statistics. Channels are removed ``~n/24`` at a time until
+    ``stop`` remain (the rest follow by their last cost)."""
+    cons = group_consumers(g, group, stats)
+    prunable = group.prunable
+    if not cons or len(prunable) == 0:
+        return None
+    state = []
+    for c in cons:
+        pos = _positions(g, group, c.tensor)
+        blocks = [c.features_of(pos[i]) for i in prunable]
+        if len({len(b) for b in blocks}) != 1 or len(blocks[0]) == 0:
+            return None
+        d = np.diag(c.h)
+        hinv = np.linalg.inv(c.h + _DAMP * float(d[:-1].mean() or 1.0) * np.eye(len(c.h)))
+        state.append([np.asarray(blocks), hinv, c.wfull(), c.energy])
+    alive = np.ones(len(prunable), dtype=bool)
+    order: list[int] = []
+    cost = np.zeros(len(prunable))
+    while alive.sum() > stop:
+        idx = np.flatnonzero(alive)
+        cost = np.zeros(len(prunable))
+        for blocks, hinv, w, energy in state:
+            b = blocks[idx]  # [n, K]
+            sub = hinv[b[:, :, None], b[:, None, :]]
+            inv = np.linalg.inv(sub + 1e-12 * np.eye(b.shape[1]))
+            wb = w[:, b]  # [out, n, K]
+            cost[idx] += np.einsum("oik,ikl,oil->i", wb, inv, wb) / energy
+        chunk = max(1, int(alive.sum() - stop) // 24 if alive.sum() - stop > 48 else 1)
+        pick = idx[np.argsort(cost[idx], kind="stable")[:chunk]]
+        for st in state:
+            blocks, hinv, w, _ = st
+            feats = blocks[pick].ravel()
+            m = np.linalg.inv(hinv[np.ix_(feats, feats)] + 1e-12 * np.eye(len(feats)))
+            st[2] = w - (w[:, feats] @ m) @ hinv[feats]
+            st[1] = hinv - (hinv[:, feats] @ m) @ hinv[feats]
+        alive[pick] = False
+        order.extend(int(prunable[k]) for k in pick)
+    rest = np.flatnonzero(alive)
+    order.extend(int(prunable[k]) for k in rest[np.argsort(cost[rest], kind="stable")])
+    return np.asarray(order, dtype=np.int64)
+
+
+def select_by_reconstruction(g: ChannelGraph, stats: dict[str, ConsumerStats],
+                             floor: float = 0.0) -> int:
+    """Set ``group.order`` of every prunable group that has consumer statistics; returns how
+    many groups got one. The greedy stops at the floor width (narrower widths are never used)."""
+    done = 0
+    for group in g.prunable_groups():
+        frozen = group.width - len(group.prunable)
+        stop = max(1, int(np.ceil(floor * group.width)) - frozen)
+        order = reconstruction_order(g, group, stats, stop)
+        if order is not None:
+            group.order = order
+            done += 1
+    return done
+
+
+# -- distortion of the outputs -----------------------------------------------------------------
+
+def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> float:
+    """Summed over outputs: mean KL(softmax(ref) || softmax(got)) for classifier-like outputs
+    ([N, K], K > 1), else squared relative L2 error."""
+    total = 0.0
+    for name, a in reference.items():
+        b = got[name]
+        if a.ndim == 2 and a.shape[1] > 1:
+            total += float(np.mean(_kl(a, b)))
+        else:
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            total += float(np.sum((a64 - b64) ** 2) / max(np.sum(a64 ** 2), 1e-30))
+    return total
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    if np.all(x >= 0) and np.allclose(x.sum(1), 1.0, atol=1e-3):  # already probabilities
+        return np.log(np.maximum(x, 1e-12))
+    x = x - x.max(1, keepdims=True)
+    return x - np.log(np.exp(x).sum(1, keepdims=True))
+
+
+def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    la, lb = _log_softmax(a), _log_softmax(b)
+    return (np.exp(la) * (la - lb)).sum(1)
+
+
+class GroupProbe:
+    """The unpruned model with one group's consumer weights (and biases) as graph inputs: runs
+    the model with any cut of that group (zeroed input slices, refitted kept weights)."""
+
+    def __init__(self, g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats],
+                 samples: calib.Samples):
+        self.g, self.group, self.samples = g, group, samples
+        self.nodes = {n.name: n for n in g.model.graph.node}
+        self._positions: dict[str, list[np.ndarray]] = {}
+        self.slices = [p for p in group.members if p.role == "in"]
+        self.stats = group_consumers(g, group, stats)
+        model = onnx.ModelProto()
+        model.CopyFrom(g.model)
+        fed = {p.param for p in self.slices}
+        nodes = {n.name: n for n in model.graph.node}
+        self.bias_names: dict[str, str] = {}
+        for c in self.stats:
+            node = nodes[c.node]
+            if node.op_type == "MatMul":
+                continue
+            if len(node.input) < 3 or not node.input[2]:
+                name = f"{c.param}__probe_bias"
+                model.graph.initializer.append(numpy_helper.from_array(
+                    np.zeros(len(c.bias), dtype=g.consts[c.param].dtype), name))
+                while len(node.input) < 2:
+                    node.input.append("")
+                node.input.append(name)
+            self.bias_names[c.param] = node.input[2]
+            fed.add(node.input[2])
+        inits = [i for i in model.graph.initializer if i.name not in fed]
+        self.base = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in fed}
+        for name, value in self.base.items():
+            model.graph.input.append(onnx.helper.make_tensor_value_info(
+                name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(inits)
+        self.session = runtime.session(model, runtime.RuntimeConfig(threads=os.cpu_count() or 1))
+        self.batch, self.static = calib.batch_size(g.model)
+
+    def weights(self, removed: np.ndarray, refit: bool = True) -> dict[str, np.ndarray]:
+        """Feeds for the cut removing channel indices ``removed`` of the group."""
+        feeds = {k: v.copy() for k, v in self.base.items()}
+        for p in self.slices:
+            index = [slice(None)] * feeds[p.param].ndim
+            index[p.axis] = self.removed_positions(p.tensor, removed)
+            feeds[p.param][tuple(index)] = 0
+        if refit:
+            for c in self.stats:
+                rows, bias = c.refit(self.removed_positions(c.tensor, removed), first_fold_only=True)
+                feeds[c.param] = _rows_to_weight(self.nodes[c.node], rows, self.base[c.param])
+                if c.param in self.bias_names:
+                    name = self.bias_names[c.param]
+                    feeds[name] = bias.astype(self.base[name].dtype).reshape(self.base[name].shape)
+        return feeds
+
+    def removed_positions(self, tensor: str, removed: np.ndarray) -> np.ndarray:
+        """Positions along ``tensor``'s channel axis of the group channels ``removed``."""
+        if tensor not in self._positions:
+            self._positions[tensor] = _positions(self.g, self.group, tensor)
+        per = self._positions[tensor]
+        return np.concatenate([per[i] for i in removed]) if len(removed) else np.zeros(0, np.int64)
+
+    def outputs(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for feed in calib.batches(self.samples, self.batch, self.static):
+            got = runtime.run(self.session, {**feed, **weights})
+            for n in names:
+                parts[n].append(got[n])
+        return {n: np.concatenate(v) for n, v in parts.items()}
+
+
+@dataclass
+class Table:
+    """``values[group id][width]``: measured distortion when only that group is cut to that
+    width (0 at full width), and how it was measured."""
+
+    values: dict[int, dict[int, float]] = field(default_factory=dict)
+    samples: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "seconds": self.seconds, "cached": self.cached,
+                "values": {str(g): {str(w): v for w, v in row.items()} for g, row in self.values.items()}}
+
+
+def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Samples,
+                      stats: dict[str, ConsumerStats], refit: bool = True,
+                      cache_dir: str | None = None) -> Table:
+    """Distortion per group and width (see the module docstring) on ``samples``; cached on
+    disk under ``cache_dir`` by model, samples, widths, channel orders and settings."""
+    start = time.perf_counter()
+    key = _table_key(g, widths, samples, refit)
+    path = os.path.join(cache_dir, f"{key}.json") if cache_dir else None
+    if path and os.path.exists(path):
+        try:
+            with open(path) as f:
+                raw = json.load(f)
+            return Table({int(k): {int(w): v for w, v in row.items()} for k, row in raw.items()},
+                         calib.count(samples), time.perf_counter() - start, True)
+        except (OSError, ValueError):
+            pass
+    reference = calib.Tap(g.model, [], threads=os.cpu_count() or 1).collect(
+        samples, [o.name for o in g.model.graph.output])
+    table = Table(samples=calib.count(samples))
+    for gid, ws in widths.items():
+        group = g.groups[gid]
+        probe = GroupProbe(g, group, stats, samples)
+        keep = group.keep_order()
+        row = {group.width: 0.0}
+        for w in ws:
+            if w >= group.width:
+                continue
+            removed = np.sort(keep[w:])
+            row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)))
+        table.values[gid] = row
+    table.seconds = time.perf_counter() - start
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({str(k): {str(w): v for w, v in row.items()} for k, row in table.values.items()}, f)
+        os.replace(tmp, path)
+    return table
+
+
+def _table_key(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Samples, refit: bool) -> str:
+    h = hashlib.sha256()
+    h.update(g.model.SerializeToString(deterministic=True))
+    for name in sorted(samples):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(samples[name]).tobytes())
+    h.update(json.dumps({str(k): sorted(v) for k, v in sorted(widths.items())}).encode())
+    for group in g.prunable_groups():
+        h.update(group.keep_order().tobytes())
+    h.update(f"v2|{refit}".encode())
+    return h.hexdigest()[:32]
