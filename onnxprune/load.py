@@ -8,7 +8,8 @@ The canonical form, which every later stage relies on:
 * an initializer feeds exactly one node input, so slicing it for one consumer never changes
   another (shared ones are copied);
 * the IR version and opsets of the input are kept, so the runtime that loaded the input loads
-  the output.
+  the output; :func:`export_form` puts a model back into what its IR version requires (before
+  IR 4 every initializer must also be a graph input).
 
 Normalisation never changes what the model computes; :func:`normalise` checks it by running both.
 """
@@ -91,6 +92,25 @@ def normalise(
         if err > 1e-6:
             raise OnnxPruneError(f"internal: normalisation changed the outputs (rel. error {err:.2e})")
     return out
+
+
+INITIALIZERS_ARE_INPUTS_BEFORE_IR = 4
+
+
+def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (changed in place and returned) in the form its IR version requires: before
+    IR 4, every initializer is also listed as a graph input, with its current shape (after
+    real inputs); from IR 4 on, nothing changes."""
+    if model.ir_version >= INITIALIZERS_ARE_INPUTS_BEFORE_IR:
+        return model
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    real = [i for i in graph.input if i.name not in inits]
+    del graph.input[:]
+    graph.input.extend(real)
+    graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+                       for i in graph.initializer)
+    return model
 
 
 def _fold_constants(model: onnx.ModelProto) -> None:

@@ -96,6 +96,7 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
         pruned = apply_plan(prep.graph, plan)
         err = verify.zero_filter_error(prep.graph, plan, prep.feeds, pruned) if plan.removed(prep.graph) else 0.0
     pruned, quality = _polish(prep, plan, pruned, steps, evaluate)
+    load.export_form(pruned)  # recovery may have added initializers (biases)
     verify.check_model(pruned, prep.feeds, prep.reference())
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     return PruneResult(
