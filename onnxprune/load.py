@@ -23,19 +23,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import runtime
+from . import ops, runtime
 from .errors import OnnxPruneError
 
-QUANTIZED_OPS = {
-    "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
-    "DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear",
-}
-# Ops that are pure functions of their inputs and cheap to fold when all inputs are constant.
-FOLDABLE_OPS = {
-    "Identity", "Cast", "ConstantOfShape", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
-    "Concat", "Add", "Sub", "Mul", "Div", "Neg", "Sqrt", "Reciprocal", "Flatten", "Expand",
-    "Gather", "Slice", "Range",
-}
 _FOLD_MAX_ELEMENTS = 1 << 26
 
 
@@ -70,7 +60,7 @@ def normalise(
 
     Raises OnnxPruneError for quantized graphs and for models onnxruntime cannot run.
     """
-    quantized = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    quantized = ops.quantized_ops(model.graph)
     if quantized:
         raise OnnxPruneError(
             f"quantized graphs are not supported (found {', '.join(quantized)}); "
@@ -114,7 +104,7 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _fold_constants(model: onnx.ModelProto) -> None:
-    """Fold Constant nodes and all-constant subexpressions of FOLDABLE_OPS into initializers."""
+    """Fold Constant nodes and all-constant subexpressions of foldable ops into initializers."""
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
@@ -122,9 +112,8 @@ def _fold_constants(model: onnx.ModelProto) -> None:
     outputs = {o.name for o in graph.output}
     kept, folded = [], []
     for node in graph.node:
-        fold = node.op_type == "Constant" or (
-            node.op_type in FOLDABLE_OPS
-            and node.domain in ("", "ai.onnx")
+        fold = ops.is_constant(node) or (
+            ops.is_foldable(node)
             and all(not name or name in values for name in node.input)
             and not any(o in outputs for o in node.output)
         )

@@ -41,12 +41,14 @@ from .base import (
     freeze_inputs,
     opset_version,
 )
+from .kinds import is_constant, is_foldable, quantized_ops
 from .linear import LinearSpec
 from .registry import LATEST_OPSET, REGISTRY, Registry, register, spec_for
 
 __all__ = [
     "LATEST_OPSET", "REGISTRY", "ChannelSpace", "Edit", "EditContext", "LinearSpec", "OpSpec", "Registry",
-    "RuleGraph", "WeightLayout", "attr", "freeze_inputs", "linear_spec", "opset_version",
+    "RuleGraph", "WeightLayout", "attr", "freeze_inputs", "is_constant", "is_foldable",
+    "linear_spec", "opset_version", "quantized_ops",
     "register", "spec_for",
 ]
 
