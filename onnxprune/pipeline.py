@@ -88,13 +88,12 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     unproven: dict[int, str] = prep._cache.setdefault("unproven", {})
     asked = plan.removed(prep.graph)
     plan = PrunePlan({k: v for k, v in plan.keep.items() if k not in unproven})
-    pruned = apply_plan(prep.graph, plan)
-    why, err = verify.proof_failure(prep.graph, plan, prep.feeds, pruned) if plan.removed(prep.graph) else ("", 0.0)
-    if why:  # never fail whole: leave the groups that break the proof unpruned, list them
+    proof = verify.check_plan(prep.graph, plan, prep.feeds)
+    if proof.why:  # never fail whole: leave the groups that break the proof unpruned, list them
         plan, failures = verify.prove(prep.graph, plan, prep.feeds)
         unproven.update(failures)
-        pruned = apply_plan(prep.graph, plan)
-        err = verify.zero_filter_error(prep.graph, plan, prep.feeds, pruned) if plan.removed(prep.graph) else 0.0
+        proof = verify.check_plan(prep.graph, plan, prep.feeds)
+    pruned, err = proof.model, proof.error
     pruned, quality = _polish(prep, plan, pruned, steps, evaluate)
     load.export_form(pruned)  # recovery may have added initializers (biases)
     verify.check_model(pruned, prep.feeds, prep.reference())

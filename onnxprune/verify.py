@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -80,20 +81,27 @@ def zero_filter_error(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndar
     return runtime.max_rel_error(ref, got)
 
 
-def proof_failure(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray],
-                  pruned: onnx.ModelProto | None = None) -> tuple[str, float]:
-    """``(why, zero-filter error)``: why ``plan``'s rewrite is not proven ('' when it is: it
-    rewrites, passes the checker, runs in onnxruntime and matches the zero-filter model to
-    :data:`PROOF_TOLERANCE`). ``pruned`` is ``apply_plan(g, plan)`` when the caller has it."""
+class Proof(NamedTuple):
+    """The outcome of proving a plan: ``why`` it is not proven ('' when it is), its zero-filter
+    error (inf when the rewrite fails) and the pruned model (None when the rewrite fails)."""
+
+    why: str
+    error: float
+    model: onnx.ModelProto | None
+
+
+def check_plan(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray]) -> Proof:
+    """Prove ``plan``: it rewrites, passes the checker, runs in onnxruntime and matches the
+    zero-filter model to :data:`PROOF_TOLERANCE`."""
     try:
-        pruned = pruned if pruned is not None else apply_plan(g, plan)
+        pruned = apply_plan(g, plan)
         check_structure(pruned)
         err = zero_filter_error(g, plan, feeds, pruned)
     except OnnxPruneError as exc:
-        return str(exc).removeprefix("internal: "), float("inf")
+        return Proof(str(exc).removeprefix("internal: "), float("inf"), None)
     if err > PROOF_TOLERANCE:
-        return f"pruned outputs differ from the zero-filter model ({err:.1e})", err
-    return "", err
+        return Proof(f"pruned outputs differ from the zero-filter model ({err:.1e})", err, pruned)
+    return Proof("", err, pruned)
 
 
 def prove(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray]
@@ -102,13 +110,13 @@ def prove(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray]
 
     Bisection over the plan's groups: with a proven base set, a failing set of groups is halved;
     a failing half is searched on its own, a passing half joins the base (so groups that fail
-    only together are found too). Invariant: the returned plan passes :func:`proof_failure`.
+    only together are found too). Invariant: the returned plan passes :func:`check_plan`.
     Each failure is ``(group id, "index map not proven for <op types>: <why>")``.
     Raises OnnxPruneError when even the empty plan fails (the model itself does not check)."""
     gids = sorted(plan.removed(g))
 
     def why(subset: list[int]) -> str:
-        return proof_failure(g, PrunePlan({k: plan.keep[k] for k in subset}), feeds)[0]
+        return check_plan(g, PrunePlan({k: plan.keep[k] for k in subset}), feeds).why
 
     base_failure = why([])
     if base_failure:

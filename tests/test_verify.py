@@ -28,13 +28,13 @@ def test_wrong_index_map_is_found_and_frozen(monkeypatch):
     monkeypatch.setattr(Concat, "rule", _reversed_concat)
     prep = prepare(tiny.convtranspose())
     plan = ratio_plan(prep.graph, 0.3)
-    assert verify.proof_failure(prep.graph, plan, prep.feeds)[0].startswith("pruned outputs differ")
+    assert verify.check_plan(prep.graph, plan, prep.feeds).why.startswith("pruned outputs differ")
     good, failures = verify.prove(prep.graph, plan, prep.feeds)
     bad = {gid for gid, _ in failures}
     assert bad and bad <= _concat_groups(prep)
     assert all(why.startswith("index map not proven for ") and "Concat" in why for _, why in failures)
     assert set(good.keep) == set(plan.removed(prep.graph)) - bad and good.keep
-    assert verify.proof_failure(prep.graph, good, prep.feeds)[0] == ""
+    assert verify.check_plan(prep.graph, good, prep.feeds).why == ""
 
 
 def test_finish_continues_with_the_proven_groups(monkeypatch):

@@ -39,10 +39,6 @@ class Registry:
                 return spec
         return None
 
-    def op_types(self) -> set[str]:
-        """Every op type some spec describes."""
-        return set(self._specs)
-
 
 def _overlap(a: OpSpec, b: OpSpec) -> bool:
     a_max = a.max_opset if a.max_opset is not None else 10**9
