@@ -130,9 +130,9 @@ def _bias_name(model: onnx.ModelProto, index: int) -> str | None:
     w = _init(model, node.input[1])
     name = f"{node.name or node.output[0]}__recovered_bias"
     _set(model, name, np.zeros(spec.out_size(node, w.shape), dtype=w.dtype))
-    while len(node.input) < spec.bias_input:
+    while len(node.input) <= spec.bias_input:
         node.input.append("")
-    node.input.append(name)
+    node.input[spec.bias_input] = name
     return name
 
 
