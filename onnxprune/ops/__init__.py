@@ -9,8 +9,6 @@ and add a test under ``tests/ops/`` that runs ``prunecheck.prove`` on a small mo
 
 from __future__ import annotations
 
-import onnx
-
 from . import (  # noqa: F401 -- importing registers the specs
     broadcast,
     concat,
@@ -43,17 +41,10 @@ from .base import (
 )
 from .kinds import is_constant, is_foldable, quantized_ops
 from .linear import LinearSpec
-from .registry import LATEST_OPSET, REGISTRY, Registry, register, spec_for
+from .registry import LATEST_OPSET, REGISTRY, Registry, linear_spec, register, spec_for
 
 __all__ = [
-    "LATEST_OPSET", "REGISTRY", "ChannelSpace", "Edit", "EditContext", "LinearSpec", "OpSpec", "Registry",
-    "RuleGraph", "WeightLayout", "attr", "freeze_inputs", "is_constant", "is_foldable",
-    "linear_spec", "opset_version", "quantized_ops",
-    "register", "spec_for",
+    "LATEST_OPSET", "REGISTRY", "ChannelSpace", "Edit", "EditContext", "LinearSpec", "OpSpec",
+    "Registry", "RuleGraph", "WeightLayout", "attr", "freeze_inputs", "is_constant",
+    "is_foldable", "linear_spec", "opset_version", "quantized_ops", "register", "spec_for",
 ]
-
-
-def linear_spec(node: onnx.NodeProto, opset: int) -> LinearSpec | None:
-    """The node's spec when it is a weight-bearing (linear) op, else None."""
-    spec = spec_for(node, opset)
-    return spec if isinstance(spec, LinearSpec) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import onnx
 
 from .base import OpSpec
+from .linear import LinearSpec
 
 
 class Registry:
@@ -54,3 +55,9 @@ register = REGISTRY.register
 def spec_for(node: onnx.NodeProto, opset: int) -> OpSpec | None:
     """The registered spec for ``node`` in a model importing ``opset`` of the default domain."""
     return REGISTRY.lookup(node.op_type, opset, node.domain)
+
+
+def linear_spec(node: onnx.NodeProto, opset: int) -> LinearSpec | None:
+    """The node's spec when it is a weight-bearing (linear) op, else None."""
+    spec = spec_for(node, opset)
+    return spec if isinstance(spec, LinearSpec) else None
