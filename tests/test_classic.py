@@ -2,6 +2,7 @@
 exports, structure only: weights are ConstantOfShape nodes): with random weights folded in,
 every index map is proven by the zero-filter check, and the written models keep IR 3."""
 
+import json
 import os
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 from prunecheck import prove
 
 from onnxprune import load_model, prune
+from onnxprune.cli import main
 from onnxprune.load import export_form, normalise
+from onnxprune.stats import param_count
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
@@ -45,3 +48,15 @@ def test_classic_network_written_by_prune_passes_the_checker():
     out = prune(original, ratio=0.3)
     assert out.model.ir_version == 3 and out.report["params_after"] < out.report["params_before"]
     onnx.checker.check_model(out.model, full_check=True)
+
+
+def test_classic_network_from_the_command_line(tmp_path, capsys):
+    path = os.path.join(LIGHT, "light_squeezenet.onnx")
+    main(["analyze", path, "--json"])
+    assert json.loads(capsys.readouterr().out)["summary"]["prunable_groups"] >= 20
+    out = tmp_path / "out.onnx"
+    main([path, "-o", str(out), "--ratio", "0.3", "--no-latency"])
+    written = onnx.load(out)
+    assert written.ir_version == 3 and [o.version for o in written.opset_import] == [9]
+    onnx.checker.check_model(written, full_check=True)
+    assert param_count(written) < 0.7 * param_count(normalise(load_model(path), verify=False))
