@@ -65,7 +65,7 @@ def _linear(node: onnx.NodeProto) -> ops.LinearSpec | None:
     return ops.linear_spec(node, ops.LATEST_OPSET)
 
 
-def _refit_candidates(g: ChannelGraph, plan: PrunePlan):
+def _refit_candidates(g: ChannelGraph, plan: PrunePlan) -> list[tuple[int, np.ndarray, str]]:
     """``(node index, kept input mask, skip reason)`` for every node whose input channels the
     plan cuts (each once, in graph order); the reason is '' when its spec can refit it."""
     mask = channel_masks(g, plan)

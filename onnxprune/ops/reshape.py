@@ -19,8 +19,10 @@ import onnx
 from .base import ChannelSpace, EditContext, OpSpec, RuleGraph, freeze_inputs, replace_at
 from .registry import register
 
+Shape = tuple[int, ...]
 
-def label_field(ch: ChannelSpace, in_shape, out_shape) -> np.ndarray | None:
+
+def label_field(ch: ChannelSpace, in_shape: Shape | None, out_shape: Shape | None) -> np.ndarray | None:
     """The input's labels laid out over its shape, reshaped to ``out_shape`` (or None)."""
     if in_shape is None or out_shape is None:
         return None
@@ -33,7 +35,8 @@ def label_field(ch: ChannelSpace, in_shape, out_shape) -> np.ndarray | None:
     return np.broadcast_to(ch.labels.reshape(view), in_shape).reshape(out_shape)
 
 
-def follow_reshape(ch: ChannelSpace, in_shape, out_shape) -> tuple[int, np.ndarray] | None:
+def follow_reshape(ch: ChannelSpace, in_shape: Shape | None, out_shape: Shape | None
+                   ) -> tuple[int, np.ndarray] | None:
     """``(output axis, labels along it)`` when the labels vary along exactly that axis."""
     field = label_field(ch, in_shape, out_shape)
     if field is None:
@@ -80,8 +83,8 @@ class _Reshape(OpSpec):
         repeat = len(labels) // max(len(ch.labels), 1)
         g.set_channels(y, axis, labels, x, how=f"repeat x{repeat}" if repeat > 1 else "reshape")
 
-    def split_channels(self, g: RuleGraph, node: onnx.NodeProto, ch: ChannelSpace, in_shape,
-                       out_shape) -> bool:
+    def split_channels(self, g: RuleGraph, node: onnx.NodeProto, ch: ChannelSpace,
+                       in_shape: Shape | None, out_shape: Shape | None) -> bool:
         """Channel shuffle's C -> (rows, C / rows) split (see the module docstring)."""
         field = label_field(ch, in_shape, out_shape)
         if field is None or ch.block or not self.shape_input or g.const(node.input[1]) is None:
