@@ -3,18 +3,33 @@
 The public API is deliberately small:
 
 * :func:`prune` -- the whole job: latency target / speedup / ratio, calibration, recovery;
+  returns an :class:`Outcome` (model, typed result, ``to_dict()`` report);
+* :class:`RuntimeConfig` -- the deployment session measured against (provider, threads, ...);
 * :func:`load_model` -- read an ONNX file (one-line errors as :class:`OnnxPruneError`);
 * :func:`prepare` -- normalise, build the channel graph, score channels;
 * :class:`ChannelGraph` / :class:`PrunePlan` -- the groups and which channels to keep;
-* :func:`apply_plan` -- the pruned model for a plan.
+* :func:`apply_plan` -- the pruned model for a plan;
+* :class:`PruneResult` / :class:`TargetResult` -- what a ratio / latency-targeted run produced.
 """
 
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .load import load_model
 from .pipeline import prepare, prune
+from .results import Outcome, PruneResult, TargetResult
 from .rewrite import PrunePlan, apply_plan
+from .runtime import RuntimeConfig
 
 __all__ = [
-    "ChannelGraph", "OnnxPruneError", "PrunePlan", "apply_plan", "load_model", "prepare", "prune",
+    "ChannelGraph",
+    "OnnxPruneError",
+    "Outcome",
+    "PrunePlan",
+    "PruneResult",
+    "RuntimeConfig",
+    "TargetResult",
+    "apply_plan",
+    "load_model",
+    "prepare",
+    "prune",
 ]

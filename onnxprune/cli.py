@@ -16,15 +16,16 @@ from . import bench, pipeline, profile, recover, runtime
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
+from .output import check_output_path, write_model, write_text
 from .report import (
     console,
     print_analysis,
+    print_frozen,
     print_kv,
     print_kv_single,
     print_profiles,
     print_quality,
     print_target,
-    target_report,
 )
 
 
@@ -112,9 +113,9 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         raise OnnxPruneError(f"--target-ms must be positive, got {target_ms}")
     config = make_config(provider, threads, opt_level, provider_options)
     shapes = runtime.parse_shape_overrides(shape_specs)
-    pipeline.check_output_path(output, model)
+    check_output_path(output, model)
     if report_path:
-        pipeline.check_output_path(report_path, model)
+        check_output_path(report_path, model)
     steps = parse_recovery(recover_steps)
     if max_drop is not None and calib_path is None:
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
@@ -124,19 +125,21 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
                                       cache_path or profile.default_cache_path(), steps=steps,
                                       max_drop=max_drop)
         if tr.already_met:
-            pipeline.write_model(prep.original, output, prep.feeds)
+            write_model(prep.original, output, prep.feeds)
             console.print(f"the model already meets the target: {tr.baseline_ms:.3f} ms <= "
                           f"{tr.target_ms:.3f} ms; wrote an unchanged copy to {output}")
         else:
-            pipeline.write_model(tr.result.model, output, prep.feeds)
+            write_model(tr.result.model, output, prep.feeds)
             print_target(prep.graph, tr)
             print_quality(tr.result)
+            print_frozen(tr.result)
         if report_path:
-            pipeline.write_text(json.dumps(target_report(prep.graph, tr), indent=2), report_path)
+            write_text(json.dumps(tr.to_dict(prep.graph), indent=2), report_path)
         return
     result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop)
-    pipeline.write_model(result.model, output, prep.feeds)
+    write_model(result.model, output, prep.feeds)
     print_quality(result)
+    print_frozen(result)
     rows = [
         ("parameters", f"{result.params_before:,}", f"{result.params_after:,}"),
         ("MACs", f"{result.flops_before:,}", f"{result.flops_after:,}"),
@@ -149,8 +152,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         rows.append(("speedup (interleaved)", "", f"{cmp.speedup:.2f}x"))
     print_kv(f"{os.path.basename(model)} -> {output}", rows)
     if report_path:
-        pipeline.write_text(json.dumps({"ratio": ratio, **pipeline.quality_report(result)},
-                                       indent=2), report_path)
+        write_text(json.dumps({"ratio": ratio, **result.to_dict()}, indent=2), report_path)
 
 
 def parse_recovery(text: str) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import runtime
+from . import ops, runtime
 from .errors import OnnxPruneError
 from .load import subgraph_names
 
@@ -124,11 +124,9 @@ class Group:
         return "; ".join(reasons)
 
 
-Edit = Callable[["Rewriter"], None]
-
-
 class Rewriter:
-    """What an :data:`Edit` sees at rewrite time: the node, the masks and the initializers."""
+    """What an edit sees at rewrite time (:class:`onnxprune.ops.EditContext`): the node, the
+    kept-position masks and the initializers."""
 
     def __init__(self, node: onnx.NodeProto, mask: Callable[[str], np.ndarray],
                  inits: dict[str, onnx.TensorProto], graph: onnx.GraphProto):
@@ -149,17 +147,17 @@ class Rewriter:
 
 
 class ChannelGraph:
-    """The channel-dependency graph of a normalised model (see the module docstring)."""
+    """The channel-dependency graph of a normalised model (see the module docstring); it is the
+    :class:`onnxprune.ops.RuleGraph` every op spec's rule reads and writes."""
 
     def __init__(self, model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None):
-        from .rules import RULES, freeze_inputs
-
         self.model = model
+        self.opset = ops.opset_version(model)
         self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         self.shapes, self.values = trace(model, shapes)
         self.channels: dict[str, Channels] = {}
         self.params: list[ParamSlice] = []
-        self.edits: list[tuple[int, Edit]] = []
+        self.edits: list[tuple[int, ops.Edit]] = []
         self.sources_list: list[Source] = []
         self.spaces = nx.DiGraph()
         self._parent: list[int] = []
@@ -175,14 +173,14 @@ class ChannelGraph:
         nested = subgraph_names(model.graph)
         for k, node in enumerate(model.graph.node):
             self.node_index = k
-            rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            spec = ops.spec_for(node, self.opset)
             blocked = any(self.ch(n) is not None and self.ch(n).block for n in node.input)
-            if blocked and node.op_type not in ("Reshape", "Transpose"):
-                freeze_inputs(self, node, f"{node.op_type} on a split channel axis")
-            elif rule is None:
-                freeze_inputs(self, node, f"no rule for {node.op_type}")
+            if blocked and not (spec is not None and spec.split_axis_ok):
+                ops.freeze_inputs(self, node, f"{node.op_type} on a split channel axis")
+            elif spec is None:
+                ops.freeze_inputs(self, node, f"no rule for {node.op_type}")
             else:
-                rule(self, node)
+                spec.rule(self, node)
         for name in nested:
             self.freeze_tensor(name, "used inside a control-flow subgraph")
         for out in model.graph.output:
@@ -246,7 +244,7 @@ class ChannelGraph:
         if param and param in self.consts:
             self.params.append(ParamSlice(param, axis, tensor, role, node.name, scored))
 
-    def edit(self, fn: Edit) -> None:
+    def edit(self, fn: ops.Edit) -> None:
         """Register a node edit (attribute or shape constant) run at rewrite time."""
         self.edits.append((self.node_index, fn))
 

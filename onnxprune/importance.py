@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from . import ops
 from .graph import ChannelGraph
 
 NORMS = ("l1", "l2")
@@ -51,12 +52,10 @@ def _bn_scales(g: ChannelGraph) -> dict[str, np.ndarray]:
             readers.setdefault(name, []).append(node)
     out = {}
     for name, nodes in readers.items():
-        if len(nodes) == 1 and nodes[0].op_type == "BatchNormalization" and nodes[0].input[0] == name:
-            bn = nodes[0]
-            eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-            gamma, var = g.consts.get(bn.input[1]), g.consts.get(bn.input[4])
-            if gamma is not None and var is not None:
-                out[name] = np.abs(gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        spec = ops.spec_for(nodes[0], g.opset) if len(nodes) == 1 and nodes[0].input[0] == name else None
+        scale = spec.channel_scale(nodes[0], g.consts) if spec is not None else None
+        if scale is not None:
+            out[name] = scale
     return out
 
 

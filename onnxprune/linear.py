@@ -1,65 +1,45 @@
-"""Linear consumers as matrices: the fan-in features and weight rows of Conv (group 1), Gemm
-and MatMul, shared by the sensitivity stage (consumer statistics) and recovery (refits).
+"""Linear consumers as matrices, and the ridge least squares that refits them; shared by the
+sensitivity stage (consumer statistics, local refits) and recovery (sequential refits).
 
-Invariant: ``_features(node, x)`` rows and ``_weight_rows(node, W)`` columns use the same
-fan-in order (Conv: input channel major, kernel taps minor, i.e. ``W.reshape(out, -1)``), so
-``_features @ _weight_rows.T`` is the node's output (without bias) at the sampled positions.
+The matrices come from each op's :class:`onnxprune.ops.LinearSpec`. Invariant: ``_features(node,
+x)`` rows and ``_weight_rows(node, W)`` columns use the same fan-in order (Conv: input channel
+major, kernel taps minor, i.e. ``W.reshape(out, -1)``), so ``_features @ _weight_rows.T`` is the
+node's output (without bias) at the sampled positions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from numpy.lib.stride_tricks import sliding_window_view
 
-from .rules import attr
+from . import ops
 
-_POSITIONS = 128  # output positions sampled per image for conv refits
+
+def linear(node: onnx.NodeProto) -> ops.LinearSpec | None:
+    """The linear spec of ``node``, or None when it has no linear map (linear maps do not
+    change across opsets)."""
+    return ops.linear_spec(node, ops.LATEST_OPSET)
 
 
 def _features(node: onnx.NodeProto, x: np.ndarray, rng: np.random.Generator,
               picks: np.ndarray | None = None):
     """Rows of the consumer's linear map: ``(F, positions)`` with F [rows, fan_in] ordered like
-    the flattened weight rows; ``positions`` selects the matching output rows."""
-    if node.op_type == "Conv":
-        kh, kw = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
-        sh, sw = attr(node, "strides", [1, 1])
-        dh, dw = attr(node, "dilations", [1, 1])
-        pads = attr(node, "pads", [0, 0, 0, 0])
-        xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-        win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-        win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # [N, C, Ho, Wo, kh, kw]
-        n, c, ho, wo = win.shape[:4]
-        if picks is None:
-            picks = rng.choice(ho * wo, size=min(_POSITIONS, ho * wo), replace=False)
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, c * kh * kw)[:, picks]
-        return cols.reshape(-1, c * kh * kw), picks
-    flat = x.reshape(-1, x.shape[-1]) if node.op_type == "MatMul" else x
-    return flat, None
+    the flattened weight rows; ``positions`` selects the matching output rows (see
+    :meth:`onnxprune.ops.LinearSpec.features`)."""
+    return linear(node).features(node, x, rng, picks)
 
 
 def _targets(node: onnx.NodeProto, y: np.ndarray, picks) -> np.ndarray:
-    if node.op_type == "Conv":
-        n, c = y.shape[:2]
-        return y.reshape(n, c, -1)[:, :, picks].transpose(0, 2, 1).reshape(-1, c)
-    return y.reshape(-1, y.shape[-1])
+    return linear(node).targets(node, y, picks)
 
 
 def _weight_rows(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray:
     """Weights as [out, fan_in] rows matching :func:`_features`."""
-    if node.op_type == "Conv":
-        return w.reshape(w.shape[0], -1)
-    if node.op_type == "Gemm" and attr(node, "transB", 0):
-        return w
-    return w.T
+    return linear(node).weight_rows(node, w)
 
 
 def _rows_to_weight(node: onnx.NodeProto, rows: np.ndarray, like: np.ndarray) -> np.ndarray:
-    if node.op_type == "Conv":
-        return rows.reshape(like.shape).astype(like.dtype)
-    if node.op_type == "Gemm" and attr(node, "transB", 0):
-        return rows.astype(like.dtype)
-    return rows.T.astype(like.dtype)
+    return linear(node).rows_to_weight(node, rows, like)
 
 
 RIDGE_GRID = (0.003, 0.03, 0.3, 3.0)  # ridge strengths tried, relative to mean diag of the Gram

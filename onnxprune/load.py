@@ -8,7 +8,8 @@ The canonical form, which every later stage relies on:
 * an initializer feeds exactly one node input, so slicing it for one consumer never changes
   another (shared ones are copied);
 * the IR version and opsets of the input are kept, so the runtime that loaded the input loads
-  the output.
+  the output; :func:`export_form` puts a model back into what its IR version requires (before
+  IR 4 every initializer must also be a graph input).
 
 Normalisation never changes what the model computes; :func:`normalise` checks it by running both.
 """
@@ -22,19 +23,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import runtime
+from . import ops, runtime
 from .errors import OnnxPruneError
 
-QUANTIZED_OPS = {
-    "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
-    "DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear",
-}
-# Ops that are pure functions of their inputs and cheap to fold when all inputs are constant.
-FOLDABLE_OPS = {
-    "Identity", "Cast", "ConstantOfShape", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
-    "Concat", "Add", "Sub", "Mul", "Div", "Neg", "Sqrt", "Reciprocal", "Flatten", "Expand",
-    "Gather", "Slice", "Range",
-}
 _FOLD_MAX_ELEMENTS = 1 << 26
 
 
@@ -69,7 +60,7 @@ def normalise(
 
     Raises OnnxPruneError for quantized graphs and for models onnxruntime cannot run.
     """
-    quantized = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    quantized = ops.quantized_ops(model.graph)
     if quantized:
         raise OnnxPruneError(
             f"quantized graphs are not supported (found {', '.join(quantized)}); "
@@ -93,8 +84,27 @@ def normalise(
     return out
 
 
+INITIALIZERS_ARE_INPUTS_BEFORE_IR = 4
+
+
+def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (changed in place and returned) in the form its IR version requires: before
+    IR 4, every initializer is also listed as a graph input, with its current shape (after
+    real inputs); from IR 4 on, nothing changes."""
+    if model.ir_version >= INITIALIZERS_ARE_INPUTS_BEFORE_IR:
+        return model
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    real = [i for i in graph.input if i.name not in inits]
+    del graph.input[:]
+    graph.input.extend(real)
+    graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+                       for i in graph.initializer)
+    return model
+
+
 def _fold_constants(model: onnx.ModelProto) -> None:
-    """Fold Constant nodes and all-constant subexpressions of FOLDABLE_OPS into initializers."""
+    """Fold Constant nodes and all-constant subexpressions of foldable ops into initializers."""
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
@@ -102,9 +112,8 @@ def _fold_constants(model: onnx.ModelProto) -> None:
     outputs = {o.name for o in graph.output}
     kept, folded = [], []
     for node in graph.node:
-        fold = node.op_type == "Constant" or (
-            node.op_type in FOLDABLE_OPS
-            and node.domain in ("", "ai.onnx")
+        fold = ops.is_constant(node) or (
+            ops.is_foldable(node)
             and all(not name or name in values for name in node.input)
             and not any(o in outputs for o in node.output)
         )

@@ -4,7 +4,6 @@ plan -> rewrite -> verify -> write."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,8 +15,9 @@ from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
-from .report import conv_flops, param_count
+from .results import Outcome, PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
+from .stats import macs, param_count
 
 
 @dataclass
@@ -65,31 +65,6 @@ class Prepared:
         return self._cache[key]
 
 
-@dataclass
-class Quality:
-    """Fidelity of the final model on held-out calibration data, and what recovery did."""
-
-    fidelity: verify.Fidelity | None = None
-    baseline_metric: float | None = None
-    drop: float | None = None
-    recovery: recover.RecoveryReport | None = None
-
-
-@dataclass
-class PruneResult:
-    """What a pruning run produced and measured."""
-
-    model: onnx.ModelProto
-    plan: PrunePlan
-    params_before: int
-    params_after: int
-    flops_before: int
-    flops_after: int
-    zero_filter_error: float
-    channels_removed: int
-    quality: Quality = field(default_factory=Quality)
-
-
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
             importance: str = "auto", exclude: list[str] | None = None,
             calib_data: calib.Samples | str | None = None) -> Prepared:
@@ -127,18 +102,27 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
            evaluate: Callable[[str], float] | None = None) -> PruneResult:
     """Apply ``plan``, prove its index maps (zero-filter check), run the recovery ``steps`` when
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
-    measure fidelity and statistics."""
-    pruned = apply_plan(prep.graph, plan)
-    err = verify.zero_filter_error(prep.graph, plan, prep.feeds, pruned) if plan.removed(prep.graph) else 0.0
-    if err > 1e-4:
-        raise OnnxPruneError(f"internal: pruned outputs differ from the zero-filter model ({err:.1e})")
+    measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
+    (found by :func:`onnxprune.verify.prove`, remembered on ``prep``) and listed in
+    ``PruneResult.frozen``."""
+    unproven: dict[int, str] = prep._cache.setdefault("unproven", {})
+    asked = plan.removed(prep.graph)
+    plan = PrunePlan({k: v for k, v in plan.keep.items() if k not in unproven})
+    proof = verify.check_plan(prep.graph, plan, prep.feeds)
+    if proof.why:  # never fail whole: leave the groups that break the proof unpruned, list them
+        plan, failures = verify.prove(prep.graph, plan, prep.feeds)
+        unproven.update(failures)
+        proof = verify.check_plan(prep.graph, plan, prep.feeds)
+    pruned, err = proof.model, proof.error
     pruned, quality = _polish(prep, plan, pruned, steps, evaluate)
+    load.export_form(pruned)  # recovery may have added initializers (biases)
     verify.check_model(pruned, prep.feeds, prep.reference())
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     return PruneResult(
         pruned, plan, param_count(prep.model), param_count(pruned),
-        conv_flops(prep.model, prep.graph.shapes), conv_flops(pruned, after_graph_shapes),
+        macs(prep.model, prep.graph.shapes), macs(pruned, after_graph_shapes),
         err, sum(len(v) for v in plan.removed(prep.graph).values()), quality,
+        [(gid, unproven[gid]) for gid in sorted(asked) if gid in unproven],
     )
 
 
@@ -173,24 +157,6 @@ def prune_ratio(prep: Prepared, ratio: float, steps: tuple[str, ...] = recover.S
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
         raise OnnxPruneError(f"fidelity drop {result.quality.drop:.4f} exceeds --max-drop {max_drop}")
     return result
-
-
-@dataclass
-class TargetResult:
-    """What the latency-targeted search produced: the pruned model and its evidence."""
-
-    result: PruneResult | None
-    baseline_ms: float
-    target_ms: float
-    final: bench.Comparison | None
-    loop: search.SearchResult | None
-    evolve_steps: list = field(default_factory=list)
-    widths: dict[int, int] = field(default_factory=dict)
-    already_met: bool = False
-    profile_seconds: float = 0.0
-    table: sensitivity.Table | None = None
-    synthetic: bool = False
-    points: list[dict] = field(default_factory=list)
 
 
 def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
@@ -284,61 +250,6 @@ def quick_latency(prep: Prepared, pruned: onnx.ModelProto, rounds: int = 20) -> 
     return bench.compare(a, b, rounds=rounds)
 
 
-def check_output_path(out: str, inp: str | None = None) -> None:
-    """Fail early (before any work) when ``out`` cannot be written or would overwrite ``inp``."""
-    if inp is not None:
-        load.check_readable(inp)
-    if inp is not None and os.path.exists(out) and os.path.exists(inp) and os.path.samefile(out, inp):
-        raise OnnxPruneError(f"{out}: refusing to overwrite the input model")
-    parent = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out):
-        raise OnnxPruneError(f"{out}: is a directory")
-    if not os.path.isdir(parent):
-        raise OnnxPruneError(f"{out}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OnnxPruneError(f"{out}: directory {parent} is not writable")
-
-
-def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) -> None:
-    """Atomically write ``model`` (already verified): temp file in the target directory, load and
-    run it once more in onnxruntime from disk, then rename over ``out``."""
-    check_output_path(out)
-    parent = os.path.dirname(os.path.abspath(out))
-    large = model.ByteSize() > 1_900_000_000
-    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".onnx", dir=parent)
-    os.close(fd)
-    try:
-        if large:
-            location = os.path.basename(out) + ".data"
-            onnx.save(model, tmp, save_as_external_data=True, location=location)
-        else:
-            onnx.save(model, tmp)
-        runtime.run(runtime.session(tmp), feeds)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise OnnxPruneError(f"{out}: cannot write ({exc.strerror})") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(text: str, out: str) -> None:
-    """Atomically write a text file (reports)."""
-    parent = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".json", dir=parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, out)
-
-
-@dataclass
-class Outcome:
-    """What :func:`prune` returns: the pruned (and recovered) model and a JSON-able report."""
-
-    model: onnx.ModelProto
-    report: dict
-
-
 def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           speedup: float | None = None, ratio: float | None = None,
           calib=None, evaluate: Callable[[str], float] | None = None,
@@ -353,8 +264,6 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     recovery, fidelity and activation importance. ``evaluate(model_path) -> float`` is the
     pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it, the
     loss of top-1 agreement). Raises OnnxPruneError with a one-line reason on failure."""
-    from .report import target_report
-
     if sum(v is not None for v in (target_ms, speedup, ratio)) != 1:
         raise OnnxPruneError("give exactly one of target_ms, speedup, ratio")
     loaded = load.load_model(model) if isinstance(model, str) else model
@@ -363,20 +272,8 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     config = config or runtime.RuntimeConfig()
     if ratio is not None:
         result = prune_ratio(prep, ratio, recovery, evaluate, max_drop)
-        return Outcome(result.model, {"ratio": ratio, **quality_report(result)})
+        return Outcome(result.model, {"ratio": ratio, **result.to_dict()}, result)
     tr = prune_to_target(prep, config, target_ms, speedup, floor, method,
                          cache_path or profile.default_cache_path(), progress=False,
                          steps=recovery, evaluate=evaluate, max_drop=max_drop)
-    return Outcome(prep.original if tr.already_met else tr.result.model, target_report(prep.graph, tr))
-
-
-def quality_report(result: PruneResult) -> dict:
-    """Fidelity and recovery figures of a result, as plain data."""
-    q = result.quality
-    out: dict = {"params_before": result.params_before, "params_after": result.params_after,
-                 "zero_filter_error": result.zero_filter_error}
-    if q.fidelity is not None:
-        out["fidelity"] = {**q.fidelity.as_dict(), "drop": q.drop, "baseline_metric": q.baseline_metric}
-    if q.recovery is not None:
-        out["recovery"] = {"steps": q.recovery.steps, "layers": q.recovery.layers}
-    return out
+    return Outcome(prep.original if tr.already_met else tr.result.model, tr.to_dict(prep.graph), tr)

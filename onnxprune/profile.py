@@ -29,10 +29,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from . import bench, runtime
+from . import bench, ops, runtime
 from .graph import ChannelGraph, Group
-
-SWEEPABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
@@ -180,31 +178,23 @@ class LayerBench:
 
 def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int):
     """The one-node model of ``node`` at swept dimension ``dim``, and its feeds: the original
-    node and attributes, random weights resized on the swept axis, the real input shape."""
+    node and attributes, random weights resized on the swept axis, the real input shape. Which
+    axes are swept comes from the op spec's :class:`~onnxprune.ops.WeightLayout`."""
     rng = np.random.default_rng(0)
     x_name = node.input[0]
     x_shape = list(g.shapes[x_name])
     weights = {n: g.consts[n] for n in node.input[1:] if n in g.consts}
     w = weights[node.input[1]]
     w_shape = list(w.shape)
+    lay = ops.linear_spec(node, g.opset).layout(node, w.shape, len(x_shape))
     node = onnx.NodeProto.FromString(node.SerializeToString())
-    if node.op_type == "Conv":
-        x_axis, w_in, w_out = 1, 1, 0
-    elif node.op_type == "ConvTranspose":
-        x_axis, w_in, w_out = 1, 0, 1
-    elif node.op_type == "Gemm":
-        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-        x_axis, w_in, w_out = 1, (1 if trans_b else 0), (0 if trans_b else 1)
-    else:  # MatMul
-        x_axis, w_in, w_out = len(x_shape) - 1, 0, 1
     depthwise = mode == "both"
-    groups = next((a.i for a in node.attribute if a.name == "group"), 1)
     if mode in ("in", "both"):  # a grouped conv's "in" dim counts one group's channels
-        x_shape[x_axis] = dim * (1 if depthwise else groups)
+        x_shape[lay.x_axis] = dim * (1 if depthwise else lay.groups)
         if not depthwise:
-            w_shape[w_in] = dim
+            w_shape[lay.w_in] = dim
     if mode in ("out", "both"):
-        w_shape[w_out] = dim
+        w_shape[lay.w_out] = dim
     if depthwise:
         for a in node.attribute:
             if a.name == "group":
@@ -235,15 +225,9 @@ def group_layers(g: ChannelGraph, group: Group) -> list[Layer]:
     seen: dict[tuple[str, str], Layer] = {}
     for p in group.members:
         node = nodes.get(p.node)
-        if node is None or node.op_type not in SWEEPABLE or p.param != node.input[1]:
-            continue
-        if p.role == "out":
-            mode = "out"
-        elif p.role == "in":
-            mode = "in"
-        elif node.op_type == "Conv":
-            mode = "both"
-        else:
+        spec = ops.spec_for(node, g.opset) if node is not None else None
+        mode = spec.sweep_mode(node, p.role) if spec is not None else None
+        if mode is None or p.param != node.input[1]:
             continue
         roots = g.roots(g.channels[p.tensor].labels)
         mine = int(np.isin(roots, list(classes)).sum())

@@ -1,7 +1,10 @@
 """Recover: bring a pruned model's outputs back towards the original's, without training.
 
 Three steps, each switchable, applied in this order to the consumers of removed channels (the
-nodes whose input-channel slices were cut: group=1 Conv, Gemm, MatMul):
+nodes whose input-channel slices were cut and whose op spec gives a linear map: group=1 2-D
+Conv, Gemm, MatMul; the others, e.g. ConvTranspose, are listed in ``RecoveryReport.skipped``).
+Each op's linear map -- weight rows, input features, bias -- lives in its spec
+(:class:`onnxprune.ops.LinearSpec`); the helpers below delegate to it.
 
 1. ``bias`` -- bias compensation: the removed input channels' mean contribution
    ``sum_c mean(x_c) * sum_k W[o, c, k]`` is folded into the consumer's bias (exact for the
@@ -27,11 +30,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import calib
+from . import calib, ops
 from .graph import ChannelGraph
-from .linear import _features, _rows_to_weight, _targets, _weight_rows, fold_error, ridge_cv
+from .linear import _features, _rows_to_weight, _targets, _weight_rows, fold_error, linear, ridge_cv
 from .rewrite import PrunePlan, channel_masks
-from .rules import attr
 from .verify import Fidelity, fidelity
 
 STEPS = ("bias", "lsq", "bn")
@@ -46,6 +48,7 @@ class Consumer:
     op: str
     keep_in: np.ndarray
     keep_out: np.ndarray
+    x_axis: int = 1  # the channel axis of the node's input 0
 
 
 @dataclass
@@ -56,25 +59,48 @@ class RecoveryReport:
     steps: list[dict] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)
     final: Fidelity | None = None
+    skipped: list[dict] = field(default_factory=list)  # consumers left alone, with why
 
 
-def consumers(g: ChannelGraph, plan: PrunePlan) -> list[Consumer]:
+def _refit_candidates(g: ChannelGraph, plan: PrunePlan) -> list[tuple[int, np.ndarray, str]]:
+    """``(node index, kept input mask, skip reason)`` for every node whose input channels the
+    plan cuts (each once, in graph order); the reason is '' when its spec can refit it."""
     mask = channel_masks(g, plan)
-    out = {}
+    found: dict[int, tuple[np.ndarray, str]] = {}
+    index_of = {n.name: k for k, n in enumerate(g.model.graph.node)}
     for p in g.params:
-        if p.role != "in":
+        if p.role != "in" or p.node not in index_of:
             continue
         keep = mask(p.tensor)
         if keep.all():
             continue
-        index = next(k for k, n in enumerate(g.model.graph.node) if n.name == p.node)
-        node = g.model.graph.node[index]
-        if attr(node, "group", 1) != 1:  # grouped convs are left to BN recalibration
+        node = g.model.graph.node[index_of[p.node]]
+        spec = linear(node)
+        reason = f"no linear map for {node.op_type}" if spec is None else spec.refit_skip(
+            node, g.consts[node.input[1]].shape)
+        found.setdefault(index_of[p.node], (keep, reason))
+    return [(k, *found[k]) for k in sorted(found)]
+
+
+def consumers(g: ChannelGraph, plan: PrunePlan) -> list[Consumer]:
+    """The refittable nodes whose input channels ``plan`` cuts, in graph order."""
+    mask = channel_masks(g, plan)
+    out = []
+    for index, keep, reason in _refit_candidates(g, plan):
+        if reason:
             continue
+        node = g.model.graph.node[index]
         y = node.output[0]
-        keep_out = mask(y) if y in g.channels else np.ones(g.shapes[y][-1 if node.op_type == "MatMul" else 1], bool)
-        out[index] = Consumer(index, node.op_type, keep, keep_out)
-    return [out[k] for k in sorted(out)]
+        lay = linear(node).layout(node, g.consts[node.input[1]].shape, len(g.shapes[y]))
+        keep_out = mask(y) if y in g.channels else np.ones(g.shapes[y][lay.y_axis], bool)
+        out.append(Consumer(index, node.op_type, keep, keep_out, lay.x_axis))
+    return out
+
+
+def skipped(g: ChannelGraph, plan: PrunePlan) -> list[dict]:
+    """The nodes whose input channels ``plan`` cuts but recovery leaves alone, with why."""
+    return [{"node": g.model.graph.node[index].name, "skipped": reason}
+            for index, _, reason in _refit_candidates(g, plan) if reason]
 
 
 def _init(model: onnx.ModelProto, name: str) -> np.ndarray:
@@ -91,19 +117,19 @@ def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
 
 
 def _bias_name(model: onnx.ModelProto, index: int) -> str | None:
-    """The consumer's bias initializer, created (zeros) for Conv/Gemm that have none."""
+    """The consumer's bias initializer, created (zeros) when its op takes one but has none;
+    None when its op has no bias (MatMul)."""
     node = model.graph.node[index]
-    if node.op_type == "MatMul":
-        return None
-    if len(node.input) > 2 and node.input[2]:
-        return node.input[2]
+    spec = linear(node)
+    name = spec.bias_name(node)
+    if name is None or name:
+        return name
     w = _init(model, node.input[1])
-    n = w.shape[0] if node.op_type == "Conv" or attr(node, "transB", 0) else w.shape[1]
     name = f"{node.name or node.output[0]}__recovered_bias"
-    _set(model, name, np.zeros(n, dtype=w.dtype))
-    while len(node.input) < 2:
+    _set(model, name, np.zeros(spec.out_size(node, w.shape), dtype=w.dtype))
+    while len(node.input) <= spec.bias_input:
         node.input.append("")
-    node.input.append(name)
+    node.input[spec.bias_input] = name
     return name
 
 
@@ -119,7 +145,7 @@ def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
         counts += 1
         for c in cons:
             x = out[nodes[c.index].input[0]].astype(np.float64)
-            axes = (0, 2, 3) if c.op == "Conv" else tuple(range(x.ndim - 1))
+            axes = tuple(a for a in range(x.ndim) if a != c.x_axis)
             sums[nodes[c.index].input[0]] = sums[nodes[c.index].input[0]] + x.mean(axis=axes)
     for c in cons:
         node = nodes[c.index]
@@ -128,8 +154,7 @@ def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
             continue
         mean = sums[node.input[0]] / counts
         w = _weight_rows(node, g.consts[node.input[1]])  # original [out, fan_in]
-        if c.op == "Conv":
-            w = w.reshape(w.shape[0], len(c.keep_in), -1).sum(2)
+        w = w.reshape(w.shape[0], len(c.keep_in), -1).sum(2)  # summed over kernel taps
         delta = w[:, ~c.keep_in] @ mean[~c.keep_in]
         bias = _init(model, name).astype(np.float64) + delta[c.keep_out]
         _set(model, name, bias.astype(_init(model, name).dtype))
@@ -196,11 +221,13 @@ def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
     graph order, each measured on the model with the earlier BNs already corrected."""
     model = copy.deepcopy(pruned)
     mask = channel_masks(g, plan)
-    bns = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    opset = ops.opset_version(model)
+    bns = [(n, stats) for n in model.graph.node
+           if (spec := ops.spec_for(n, opset)) is not None and (stats := spec.running_stats(n))]
     if not bns:
         return model
-    o1, o2 = _channel_moments(g.model, [n.input[0] for n in bns], samples)
-    for node in bns:
+    o1, o2 = _channel_moments(g.model, [n.input[0] for n, _ in bns], samples)
+    for node, (mean_name, var_name) in bns:
         x = node.input[0]
         p1, p2 = _channel_moments(model, [x], samples)
         keep = mask(x) if x in g.channels else np.ones(len(o1[x]), bool)
@@ -208,10 +235,10 @@ def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
             continue
         o_mean, o_var = o1[x][keep], np.maximum(o2[x][keep] - o1[x][keep] ** 2, 1e-12)
         p_mean, p_var = p1[x], np.maximum(p2[x] - p1[x] ** 2, 1e-12)
-        mean, var = _init(model, node.input[3]), _init(model, node.input[4])
-        _set(model, node.input[3], (mean + (p_mean - o_mean)).astype(mean.dtype))
+        mean, var = _init(model, mean_name), _init(model, var_name)
+        _set(model, mean_name, (mean + (p_mean - o_mean)).astype(mean.dtype))
         scale = np.clip(p_var / o_var, *VAR_CLIP)
-        _set(model, node.input[4], (var * scale).astype(var.dtype))
+        _set(model, var_name, (var * scale).astype(var.dtype))
     return model
 
 
@@ -259,4 +286,5 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
         if kept:
             current, best = candidate, got
     report.final = best
+    report.skipped = skipped(g, plan)
     return current, report

@@ -1,47 +1,16 @@
-"""Report: model statistics and the human/JSON views of analyses and pruning results."""
+"""Report: the human/JSON views of analyses and pruning results (rendering only)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import onnx
 from rich.console import Console
 from rich.table import Table
 
 from .graph import ChannelGraph
-from .search import kept_importance
 
 console = Console(stderr=False)
-
-
-def param_count(model: onnx.ModelProto) -> int:
-    """Number of elements in floating-point initializers."""
-    total = 0
-    for init in model.graph.initializer:
-        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
-                              onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16):
-            total += int(np.prod(init.dims))
-    return total
-
-
-def conv_flops(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int:
-    """Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul with constant weights."""
-    inits = {i.name: i for i in model.graph.initializer}
-    total = 0
-    for node in model.graph.node:
-        if len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        w = tuple(inits[node.input[1]].dims)
-        if node.op_type == "Conv" and node.output[0] in shapes:
-            total += int(np.prod(shapes[node.output[0]])) * int(np.prod(w[1:]))
-        elif node.op_type == "ConvTranspose" and node.input[0] in shapes:
-            total += int(np.prod(shapes[node.input[0]])) * int(np.prod(w[1:]))
-        elif node.op_type in ("Gemm", "MatMul") and node.output[0] in shapes:
-            k = w[1] if node.op_type == "Gemm" and any(
-                a.name == "transB" and a.i for a in node.attribute) else w[0]
-            total += int(np.prod(shapes[node.output[0]])) * int(k)
-    return total
 
 
 def groups_table(g: ChannelGraph) -> list[dict]:
@@ -121,40 +90,9 @@ def print_profiles(profs) -> None:
     console.print(table)
 
 
-def target_report(g: ChannelGraph, tr) -> dict:
-    """Everything a latency-targeted run measured, as plain data (``--report``)."""
-    out = {"baseline_ms": tr.baseline_ms, "target_ms": tr.target_ms, "already_met": tr.already_met,
-           "profile_seconds": tr.profile_seconds}
-    if tr.result is None:
-        return out
-    r = tr.result
-    out["final"] = {
-        "pruned_ms": tr.final.b.median_ms, "baseline_ms_interleaved": tr.final.a.median_ms,
-        "speedup_interleaved": tr.final.speedup, "ratio_p10": tr.final.ratio_p10,
-        "ratio_p90": tr.final.ratio_p90, "params_before": r.params_before,
-        "params_after": r.params_after, "macs_before": r.flops_before, "macs_after": r.flops_after,
-        "zero_filter_error": r.zero_filter_error,
-    }
-    groups = []
-    for gid, w in sorted(tr.widths.items()):
-        group = g.groups[gid]
-        groups.append({"group": gid, "name": group.name, "width_before": group.width,
-                       "width_after": w,
-                       "importance_kept": kept_importance(group, w) / max(float(group.importance.sum()), 1e-12)})
-    out["groups"] = groups
-    out["loop"] = [{"savings_asked": s.savings_asked, "predicted_ms": s.predicted_ms,
-                    "measured_ms": s.measured_ms, "importance": s.importance, "accepted": s.accepted}
-                   for s in tr.loop.steps]
-    from .pipeline import quality_report
-    out["quality"] = quality_report(r)
-    out["evolve"] = [{"measured_ms": s.measured_ms, "importance": s.importance, "feasible": s.accepted}
-                     for s in tr.evolve_steps]
-    return out
-
-
 def print_target(g: ChannelGraph, tr) -> None:
     """Summary tables of a latency-targeted run."""
-    data = target_report(g, tr)
+    data = tr.to_dict(g)
     if tr.result is None:
         return
     table = Table(title="groups changed (width before -> after, importance kept)")
@@ -181,6 +119,12 @@ def print_target(g: ChannelGraph, tr) -> None:
         ("MACs", f"{f['macs_before']:,}", f"{f['macs_after']:,}"),
         ("zero-filter error", "", f"{f['zero_filter_error']:.1e}"),
     ])
+
+
+def print_frozen(result) -> None:
+    """The groups left unpruned because their rewrite could not be proven, with why."""
+    for gid, why in result.frozen:
+        console.print(f"group {gid} left unpruned: {why}")
 
 
 def print_quality(result) -> None:

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, Rewriter
+from .load import export_form
 
 
 @dataclass
@@ -74,7 +75,8 @@ def channel_masks(g: ChannelGraph, plan: PrunePlan):
 
 
 def apply_plan(g: ChannelGraph, plan: PrunePlan) -> onnx.ModelProto:
-    """The pruned model (``g.model`` is not modified)."""
+    """The pruned model (``g.model`` is not modified), in the form its IR version requires
+    (:func:`onnxprune.load.export_form`)."""
     model = copy.deepcopy(g.model)
     graph = model.graph
     mask = channel_masks(g, plan)
@@ -91,6 +93,7 @@ def apply_plan(g: ChannelGraph, plan: PrunePlan) -> onnx.ModelProto:
     for index, edit in g.edits:
         edit(Rewriter(graph.node[index], mask, inits, graph))
     del graph.value_info[:]
+    export_form(model)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as exc:

@@ -15,6 +15,8 @@ import onnxruntime as ort
 
 from .errors import OnnxPruneError
 
+ort.set_default_logger_severity(4)  # fatal only: failures reach the user as our one stderr line
+
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -133,7 +135,7 @@ def session(
     opts.intra_op_num_threads = config.threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = OPT_LEVELS[config.opt_level]
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     provider = PROVIDERS[config.provider]
     if provider not in ort.get_available_providers():
         raise OnnxPruneError(

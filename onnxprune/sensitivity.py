@@ -42,8 +42,7 @@ from onnx import numpy_helper
 
 from . import calib, runtime
 from .graph import ChannelGraph, Group
-from .linear import _features, _rows_to_weight, _weight_rows, ridge_cv, ridge_solve
-from .rules import attr
+from .linear import _features, _rows_to_weight, _weight_rows, linear, ridge_cv, ridge_solve
 
 MAX_FAN_IN = 4608  # larger consumers (e.g. a Gemm after Flatten) get no statistics
 _DAMP = 0.01  # H is damped by this share of its mean diagonal (rank-deficient activations)
@@ -97,16 +96,21 @@ class ConsumerStats:
 
 
 def linear_consumers(g: ChannelGraph) -> list[tuple[onnx.NodeProto, object]]:
-    """``(node, member slice)`` for every ``in`` member slice of a linear consumer whose input
-    tensor is the node's real first input (group-1 Conv, Gemm without transA, MatMul with a
-    2-D constant weight)."""
+    """``(node, member slice)`` for every ``in`` member slice of a node whose spec gives a
+    refittable linear map (see :class:`onnxprune.ops.LinearSpec`), when the slice follows the
+    node's real first input and the input's channels are on the spec's input axis."""
     nodes = {n.name: n for n in g.model.graph.node}
     out = []
     for p in g.params:
         node = nodes.get(p.node)
         if p.role != "in" or node is None or p.param != node.input[1] or p.tensor != node.input[0]:
             continue
-        if node.op_type == "Conv" and attr(node, "group", 1) == 1 and len(g.shapes[p.tensor]) == 4 or node.op_type == "Gemm" and not attr(node, "transA", 0) or node.op_type == "MatMul" and g.consts[p.param].ndim == 2:
+        spec = linear(node)
+        w_shape = g.consts[p.param].shape
+        if spec is None or spec.refit_skip(node, w_shape):
+            continue
+        lay = spec.layout(node, w_shape, len(g.shapes[node.output[0]]))
+        if g.channels[p.tensor].axis % len(g.shapes[p.tensor]) == lay.x_axis % len(g.shapes[p.tensor]):
             out.append((node, p))
     return out
 
@@ -117,9 +121,8 @@ def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MA
     rng = np.random.default_rng(seed)
     picked = []
     for node, p in linear_consumers(g):
-        w = g.consts[p.param]
-        taps = int(np.prod(w.shape[2:])) if node.op_type == "Conv" else 1
-        rows = _weight_rows(node, w)
+        rows = _weight_rows(node, g.consts[p.param])
+        taps = rows.shape[1] // len(g.channels[p.tensor].labels)  # fan-in per input position
         if rows.shape[1] <= max_fan_in:
             picked.append((node, p, taps, rows))
     if not picked:
@@ -140,10 +143,10 @@ def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MA
     for node, p, taps, rows in picked:
         folds = tuple(acc[p.param, k] / count[p.param, k] for k in (0, 1))
         h = (folds[0] + folds[1]) / 2
-        bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+        bias_name = linear(node).bias_name(node)
         bias = (g.consts[bias_name].astype(np.float64).reshape(-1) if bias_name in g.consts
                 else np.zeros(len(rows)))
-        if node.op_type == "MatMul":  # no bias input: the constant feature must not be used
+        if bias_name is None:  # the op takes no bias: the constant feature must not be used
             for f in folds:
                 f[-1, :-1] = f[:-1, -1] = 0.0
         full = np.hstack([rows.astype(np.float64), bias[:, None]])
@@ -276,17 +279,19 @@ class GroupProbe:
         self.bias_names: dict[str, str] = {}
         for c in self.stats:
             node = nodes[c.node]
-            if node.op_type == "MatMul":
+            spec = linear(node)
+            name = spec.bias_name(node)
+            if name is None:
                 continue
-            if len(node.input) < 3 or not node.input[2]:
+            if not name:
                 name = f"{c.param}__probe_bias"
                 model.graph.initializer.append(numpy_helper.from_array(
                     np.zeros(len(c.bias), dtype=g.consts[c.param].dtype), name))
-                while len(node.input) < 2:
+                while len(node.input) <= spec.bias_input:
                     node.input.append("")
-                node.input.append(name)
-            self.bias_names[c.param] = node.input[2]
-            fed.add(node.input[2])
+                node.input[spec.bias_input] = name
+            self.bias_names[c.param] = name
+            fed.add(name)
         inits = [i for i in model.graph.initializer if i.name not in fed]
         self.base = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in fed}
         for name, value in self.base.items():

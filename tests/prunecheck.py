@@ -6,8 +6,8 @@ import onnx
 
 from onnxprune import runtime, verify
 from onnxprune.pipeline import Prepared, prepare
-from onnxprune.report import param_count
 from onnxprune.rewrite import PrunePlan, apply_plan, ratio_plan
+from onnxprune.stats import param_count
 
 
 def prove(model: onnx.ModelProto, ratio: float = 0.3, min_removed: int = 1) -> Prepared:

@@ -74,4 +74,17 @@ def test_model_onnxruntime_cannot_load(tmp_path):
     onnx.save(bad, path)
     proc = _run(str(path), "-o", str(tmp_path / "o.onnx"), "--ratio", "0.2")
     assert proc.returncode == 2 and "onnxruntime cannot load" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("onnxprune: error:"), proc.stderr
+
+
+def test_model_onnxruntime_cannot_run_is_one_line(tmp_path):
+    """onnxruntime loads the model but fails running it: its own log line stays silent."""
+    bad = tiny.conv_chain()
+    del bad.graph.value_info[:]  # so that the load-time shape inference does not see it
+    group = next(a for a in bad.graph.node[3].attribute if a.name == "group")
+    group.i = 5  # 16 input channels are not a multiple of 5: fails when run
+    path = tmp_path / "bad.onnx"
+    onnx.save(bad, path)
+    proc = _run(str(path), "-o", str(tmp_path / "o.onnx"), "--ratio", "0.2")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("onnxprune: error:"), proc.stderr

@@ -15,7 +15,7 @@ from prunecheck import prove
 
 from onnxprune import OnnxPruneError, load_model, runtime
 from onnxprune.pipeline import prepare, prune_to_target
-from onnxprune.report import param_count
+from onnxprune.stats import param_count
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 # least prunable share of channels expected per model (what the rules allow today)

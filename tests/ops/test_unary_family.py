@@ -6,7 +6,9 @@ import pytest
 from onnx import helper, numpy_helper
 from prunecheck import group_of, prove
 
-from onnxprune.rules import RULES, UNARY
+from onnxprune.ops import REGISTRY
+from onnxprune.ops.elementwise import POOLS as POOL_OPS
+from onnxprune.ops.elementwise import UNARY
 
 SKIP = {"Not", "IsNaN", "IsInf", "Cast", "Log", "Sqrt"}  # bool ops; Log/Sqrt need x > 0
 EXTRA = {"Cast": {"to": onnx.TensorProto.FLOAT}, "Clip": {}}
@@ -35,7 +37,7 @@ def _model(op: str, attrs: dict, opset: int = 20, c2_in: int = 12) -> onnx.Model
 
 @pytest.mark.parametrize("op", sorted(set(UNARY) - SKIP) + sorted(POOLS))
 def test_single_op_carries_channels(op):
-    assert op in RULES
+    assert REGISTRY.lookup(op, 20) is not None
     prep = prove(_model(op, POOLS.get(op, EXTRA.get(op, {}))))
     assert len(group_of(prep, "c1").prunable) == 12
 
@@ -48,3 +50,7 @@ def test_reduce_over_channels_freezes():
 def test_unknown_op_freezes():
     prep = prove(_model("LRN", {"size": 3}), min_removed=0)
     assert "no rule for LRN" in group_of(prep, "c1").frozen_reason
+
+
+def test_every_pool_is_covered():
+    assert set(POOLS) == set(POOL_OPS)

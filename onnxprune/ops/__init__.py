@@ -1,0 +1,50 @@
+"""One spec per op family: channel rule, index maps, weight layout, MACs, linear map.
+
+Importing this package registers every spec (one module per family). Look a node up with
+:func:`spec_for` (``None``: no spec, the node freezes every channel it touches). To add an op:
+write an :class:`OpSpec` subclass in a module here (``op_types``, opset range, ``rule``; for a
+weight-bearing op subclass :class:`LinearSpec` and give its ``layout``), import the module below,
+and add a test under ``tests/ops/`` that runs ``prunecheck.prove`` on a small model using it.
+"""
+
+from __future__ import annotations
+
+from . import (  # noqa: F401 -- importing registers the specs
+    broadcast,
+    concat,
+    conv,
+    conv_transpose,
+    elementwise,
+    gemm,
+    matmul,
+    normalization,
+    pad,
+    reduce,
+    reshape,
+    resize,
+    shape,
+    slicing,
+    softmax,
+    split,
+    transpose,
+)
+from .base import (
+    ChannelSpace,
+    Edit,
+    EditContext,
+    OpSpec,
+    RuleGraph,
+    WeightLayout,
+    attr,
+    freeze_inputs,
+    opset_version,
+)
+from .kinds import is_constant, is_foldable, quantized_ops
+from .linear import LinearSpec
+from .registry import LATEST_OPSET, REGISTRY, Registry, linear_spec, register, spec_for
+
+__all__ = [
+    "LATEST_OPSET", "REGISTRY", "ChannelSpace", "Edit", "EditContext", "LinearSpec", "OpSpec",
+    "Registry", "RuleGraph", "WeightLayout", "attr", "freeze_inputs", "is_constant",
+    "is_foldable", "linear_spec", "opset_version", "quantized_ops", "register", "spec_for",
+]

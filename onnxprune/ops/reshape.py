@@ -1,0 +1,126 @@
+"""Reshape, Flatten, Squeeze, Unsqueeze: follow the labels through the row-major reshape.
+
+Lay the input's labels out over its shape, reshape, and find the one output axis along which
+they vary (``reshape`` map; Flatten into a Gemm repeats each channel once per spatial position:
+``repeat xN``). The dims before the channel axis must be preserved. A Reshape's constant shape
+entry for that axis is set to the kept count; a computed shape must hold -1 there.
+
+Channel shuffle's first Reshape, C -> (rows, C / rows) on two consecutive axes with a constant
+shape, splits the channel axis: the block must stay rectangular, so column j of every row is one
+channel (unified), and the shape's column entry becomes the kept count / rows. Anything else
+freezes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .base import ChannelSpace, EditContext, OpSpec, RuleGraph, freeze_inputs, replace_at
+from .registry import register
+
+Shape = tuple[int, ...]
+
+
+def label_field(ch: ChannelSpace, in_shape: Shape | None, out_shape: Shape | None) -> np.ndarray | None:
+    """The input's labels laid out over its shape, reshaped to ``out_shape`` (or None)."""
+    if in_shape is None or out_shape is None:
+        return None
+    size = int(np.prod(in_shape))
+    if size > (1 << 24) or size != int(np.prod(out_shape)):
+        return None
+    block = ch.block or (len(ch.labels),)
+    view = [1] * len(in_shape)
+    view[ch.axis:ch.axis + len(block)] = block
+    return np.broadcast_to(ch.labels.reshape(view), in_shape).reshape(out_shape)
+
+
+def follow_reshape(ch: ChannelSpace, in_shape: Shape | None, out_shape: Shape | None
+                   ) -> tuple[int, np.ndarray] | None:
+    """``(output axis, labels along it)`` when the labels vary along exactly that axis."""
+    field = label_field(ch, in_shape, out_shape)
+    if field is None:
+        return None
+    lead = int(np.prod(in_shape[:ch.axis]))
+    for axis in range(len(out_shape)):
+        if int(np.prod(out_shape[:axis])) != lead:
+            continue
+        moved = np.moveaxis(field, axis, 0).reshape(out_shape[axis], -1)
+        if (moved == moved[:, :1]).all():
+            labels = moved[:, 0]
+            if out_shape[axis] >= len(ch.labels):
+                return axis, labels
+    return None
+
+
+class _Reshape(OpSpec):
+    shape_input = False  # input 1 is the target shape (Reshape)
+    split_axis_ok = True
+
+    def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
+        x, y = node.input[0], node.output[0]
+        ch = g.ch(x)
+        if ch is None:
+            return
+        in_shape, out_shape = g.shape(x), g.shape(y)
+        found = follow_reshape(ch, in_shape, out_shape)
+        if found is None:
+            if not self.split_channels(g, node, ch, in_shape, out_shape):
+                freeze_inputs(g, node, f"{node.op_type} splits or mixes the channel axis")
+            return
+        axis, labels = found
+        if self.shape_input:
+            shape_name = node.input[1]
+            target = g.value(shape_name)
+            is_const = g.const(shape_name) is not None
+            if target is None or (not is_const and int(np.ravel(target)[axis]) != -1):
+                freeze_inputs(g, node, "Reshape with a computed shape")
+                return
+            if is_const and int(np.ravel(target)[axis]) != -1:
+                def set_shape(r: EditContext) -> None:
+                    r.set_const(shape_name, replace_at(r.const(shape_name), axis, int(r.mask(y).sum())))
+                g.edit(set_shape)
+        repeat = len(labels) // max(len(ch.labels), 1)
+        g.set_channels(y, axis, labels, x, how=f"repeat x{repeat}" if repeat > 1 else "reshape")
+
+    def split_channels(self, g: RuleGraph, node: onnx.NodeProto, ch: ChannelSpace,
+                       in_shape: Shape | None, out_shape: Shape | None) -> bool:
+        """Channel shuffle's C -> (rows, C / rows) split (see the module docstring)."""
+        field = label_field(ch, in_shape, out_shape)
+        if field is None or ch.block or not self.shape_input or g.const(node.input[1]) is None:
+            return False
+        lead = int(np.prod(in_shape[:ch.axis]))
+        for axis in range(len(out_shape) - 1):
+            if (int(np.prod(out_shape[:axis])) != lead
+                    or out_shape[axis] * out_shape[axis + 1] != len(ch.labels)):
+                continue
+            moved = np.moveaxis(field, (axis, axis + 1), (0, 1)).reshape(
+                out_shape[axis], out_shape[axis + 1], -1)
+            if not (moved == moved[:, :, :1]).all():
+                continue
+            block = moved[:, :, 0]
+            for row in block[1:]:
+                g.unify(block[0], row)
+            rows, shape_name, y = out_shape[axis], node.input[1], node.output[0]
+
+            def set_shape(r: EditContext, axis=axis, rows=rows, y=y, shape_name=shape_name) -> None:
+                r.set_const(shape_name,
+                            replace_at(r.const(shape_name), axis + 1, int(r.mask(y).sum()) // rows))
+            g.edit(set_shape)
+            g.set_channels(y, axis, block.reshape(-1), node.input[0],
+                           how=f"split into {rows} rows", block=block.shape)
+            return True
+        return False
+
+
+@register
+class Reshape(_Reshape):
+    op_types = ("Reshape",)
+    shape_input = True
+
+
+@register
+class ShapeOnly(_Reshape):
+    """Flatten, Squeeze, Unsqueeze: the output shape follows from attributes / axes alone."""
+
+    op_types = ("Flatten", "Squeeze", "Unsqueeze")

@@ -1,0 +1,119 @@
+"""Typed results of a pruning run, each with ``to_dict()`` (the ``--report`` JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from . import bench, recover, search, verify
+from .graph import ChannelGraph
+from .rewrite import PrunePlan
+from .sensitivity import Table
+
+
+@dataclass
+class Quality:
+    """Fidelity of the final model on held-out calibration data, and what recovery did."""
+
+    fidelity: verify.Fidelity | None = None
+    baseline_metric: float | None = None
+    drop: float | None = None
+    recovery: recover.RecoveryReport | None = None
+
+    def to_dict(self) -> dict:
+        out: dict = {}
+        if self.fidelity is not None:
+            out["fidelity"] = {**self.fidelity.as_dict(), "drop": self.drop,
+                               "baseline_metric": self.baseline_metric}
+        if self.recovery is not None:
+            out["recovery"] = {"steps": self.recovery.steps, "layers": self.recovery.layers,
+                               "skipped": self.recovery.skipped}
+        return out
+
+
+@dataclass
+class PruneResult:
+    """What a pruning run produced and measured. ``frozen``: groups left unpruned because their
+    rewrite could not be proven (``(group id, reason)``, see :func:`onnxprune.verify.prove`)."""
+
+    model: onnx.ModelProto
+    plan: PrunePlan
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    zero_filter_error: float
+    channels_removed: int
+    quality: Quality = field(default_factory=Quality)
+    frozen: list[tuple[int, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Sizes, the zero-filter error, frozen groups, fidelity and recovery, as plain data."""
+        return {"params_before": self.params_before, "params_after": self.params_after,
+                "macs_before": self.flops_before, "macs_after": self.flops_after,
+                "channels_removed": self.channels_removed,
+                "zero_filter_error": self.zero_filter_error,
+                "frozen_groups": [{"group": gid, "reason": why} for gid, why in self.frozen],
+                **self.quality.to_dict()}
+
+
+@dataclass
+class TargetResult:
+    """What the latency-targeted search produced: the pruned model and its evidence."""
+
+    result: PruneResult | None
+    baseline_ms: float
+    target_ms: float
+    final: bench.Comparison | None
+    loop: search.SearchResult | None
+    evolve_steps: list = field(default_factory=list)
+    widths: dict[int, int] = field(default_factory=dict)
+    already_met: bool = False
+    profile_seconds: float = 0.0
+    table: Table | None = None
+    synthetic: bool = False
+    points: list[dict] = field(default_factory=list)
+
+    def to_dict(self, g: ChannelGraph) -> dict:
+        """Everything the run measured (``g``: the channel graph the widths index)."""
+        out = {"baseline_ms": self.baseline_ms, "target_ms": self.target_ms,
+               "already_met": self.already_met, "profile_seconds": self.profile_seconds}
+        if self.result is None:
+            return out
+        r = self.result
+        out["final"] = {
+            "pruned_ms": self.final.b.median_ms, "baseline_ms_interleaved": self.final.a.median_ms,
+            "speedup_interleaved": self.final.speedup, "ratio_p10": self.final.ratio_p10,
+            "ratio_p90": self.final.ratio_p90, "params_before": r.params_before,
+            "params_after": r.params_after, "macs_before": r.flops_before,
+            "macs_after": r.flops_after, "zero_filter_error": r.zero_filter_error,
+        }
+        groups = []
+        for gid, w in sorted(self.widths.items()):
+            group = g.groups[gid]
+            total = max(float(group.importance.sum()), 1e-12)
+            groups.append({"group": gid, "name": group.name, "width_before": group.width,
+                           "width_after": w,
+                           "importance_kept": search.kept_importance(group, w) / total})
+        out["groups"] = groups
+        out["loop"] = [{"savings_asked": s.savings_asked, "predicted_ms": s.predicted_ms,
+                        "measured_ms": s.measured_ms, "importance": s.importance,
+                        "accepted": s.accepted} for s in self.loop.steps]
+        out["quality"] = r.to_dict()
+        out["evolve"] = [{"measured_ms": s.measured_ms, "importance": s.importance,
+                          "feasible": s.accepted} for s in self.evolve_steps]
+        return out
+
+
+@dataclass
+class Outcome:
+    """What :func:`onnxprune.prune` returns: the pruned (and recovered) model, the typed result
+    and its JSON-able report (``report == to_dict()``)."""
+
+    model: onnx.ModelProto
+    report: dict
+    result: PruneResult | TargetResult | None = None
+
+    def to_dict(self) -> dict:
+        return self.report

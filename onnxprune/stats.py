@@ -1,0 +1,31 @@
+"""Model statistics: parameter count and multiply-accumulates (from each op's spec)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from . import ops
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+               onnx.TensorProto.BFLOAT16)
+
+
+def param_count(model: onnx.ModelProto) -> int:
+    """Number of elements in floating-point initializers."""
+    return sum(int(np.prod(i.dims)) for i in model.graph.initializer if i.data_type in FLOAT_TYPES)
+
+
+def macs(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int:
+    """Multiply-accumulates of the ops with a constant weight (input 1) whose spec counts them
+    (Conv, ConvTranspose, Gemm, MatMul); ``shapes`` are the traced tensor shapes."""
+    inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    opset = ops.opset_version(model)
+    total = 0
+    for node in model.graph.node:
+        if len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        spec = ops.spec_for(node, opset)
+        if spec is not None:
+            total += spec.macs(node, inits[node.input[1]], shapes)
+    return total
