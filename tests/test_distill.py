@@ -95,7 +95,7 @@ def test_distill_improves_held_out_fidelity_of_a_pruned_cnn(mnist_pruned):
     want = runtime.run(original, feeds)["logits"].argmax(1)
     before, after = runtime.run(pruned, feeds)["logits"], runtime.run(model, feeds)["logits"]
     assert after.shape == before.shape
-    assert (after.argmax(1) == want).mean() > (before.argmax(1) == want).mean() + 0.3  # unseen images
+    assert (after.argmax(1) == want).mean() > (before.argmax(1) == want).mean() + 0.2  # unseen images
 
 
 def test_distill_pulls_perturbed_weights_back_with_an_intermediate_match(mnist_pruned):
