@@ -109,7 +109,7 @@ class Tap:
     ``prefix``: return only ``names`` and run only the nodes they depend on (onnxruntime runs
     every node of a graph whatever outputs are asked for, so the graph itself is cut)."""
 
-    def __init__(self, model: onnx.ModelProto, names: Iterable[str], threads: int = 1,
+    def __init__(self, model: onnx.ModelProto, names: Iterable[str], threads: int | None = None,
                  prefix: bool = False):
         probe = copy.deepcopy(model)
         names = list(names)
@@ -120,6 +120,7 @@ class Tap:
             if name not in have:
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))
                 have.add(name)
+        threads = threads or os.cpu_count() or 1  # computing activations, not timing: every core
         self.session = runtime.session(probe, runtime.RuntimeConfig(threads=threads, opt_level="disable"))
         self.batch, self.static = batch_size(model)
 

@@ -19,7 +19,10 @@ from .load import load_model
 from .output import check_output_path, write_model, write_text
 from .report import (
     console,
+    plot_heatmap,
+    plot_tradeoff,
     print_analysis,
+    print_frontier,
     print_frozen,
     print_kv,
     print_kv_single,
@@ -86,25 +89,35 @@ def cli() -> None:
               show_default=True, help="knapsack + hardware loop, optionally refined by evolution")
 @click.option("--report", "report_path", type=str, default=None, help="write a JSON report here")
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
-@click.option("--importance", type=click.Choice(list(KINDS)), default="l1", show_default=True,
-              help="channel importance: weight norms, or activation (needs --calib)")
+@click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
+              help="which channels go first: reconstruction (least-squares refit cost, needs "
+                   "--calib; the auto choice with --calib), l1/l2 weight norms (auto without), activation")
+@click.option("--value", type=click.Choice(["sensitivity", "importance"]), default="sensitivity",
+              show_default=True, help="what the search keeps: least measured output distortion "
+                                      "(synthetic images without --calib), or summed importance")
 @click.option("--calib", "calib_path", type=str, default=None,
               help=".npz of inputs keyed by input name (first axis = samples)")
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
-              help="recovery steps with --calib (comma list of bias, lsq, bn; or none)")
+              help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
+@click.option("--distill-seconds", type=float, default=60.0, show_default=True,
+              help="time budget of the distill recovery step (needs torch: onnxprune[torch])")
 @click.option("--max-drop", type=float, default=None,
-              help="largest allowed fidelity drop (1 - top-1 agreement on held-out calib data)")
+              help="largest allowed fidelity drop (1 - top-1 agreement on held-out calib data); "
+                   "alone: the fastest model within it")
+@click.option("--plot", "plot_path", type=str, default=None,
+              help="PNG: measured latency vs fidelity of every candidate judged, the chosen marked")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone")
 @click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
 def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path,
-          importance, calib_path, recover_steps, max_drop, exclude, no_latency, provider, threads,
-          opt_level, provider_options, shape_specs) -> None:
+          importance, value, calib_path, recover_steps, distill_seconds, max_drop, plot_path,
+          exclude, no_latency, provider, threads, opt_level, provider_options, shape_specs) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
-    if len(modes) != 1:
-        raise OnnxPruneError("say how much to prune: exactly one of --target-ms, --speedup, --ratio")
+    if len(modes) > 1 or not modes and max_drop is None:
+        raise OnnxPruneError("say how much to prune: one of --target-ms, --speedup, --ratio "
+                             "(or --max-drop alone for the fastest model within it)")
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise OnnxPruneError(f"--ratio must be in [0, 1), got {ratio}")
     if speedup is not None and speedup <= 0:
@@ -120,10 +133,17 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     if max_drop is not None and calib_path is None:
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
     prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
-    if ratio is None:
+    if calib_path is None:
+        warn_unchecked(value)
+    settings = {"steps": steps, "distill_seconds": distill_seconds}
+    if not modes:
+        tr = pipeline.prune_within_drop(prep, config, max_drop, floor=floor, value=value,
+                                        cache_path=cache_path or profile.default_cache_path(), **settings)
+    elif ratio is None:
         tr = pipeline.prune_to_target(prep, config, target_ms, speedup, floor, method,
-                                      cache_path or profile.default_cache_path(), steps=steps,
-                                      max_drop=max_drop)
+                                      cache_path or profile.default_cache_path(),
+                                      max_drop=max_drop, value=value, **settings)
+    if ratio is None:
         if tr.already_met:
             write_model(prep.original, output, prep.feeds)
             console.print(f"the model already meets the target: {tr.baseline_ms:.3f} ms <= "
@@ -133,10 +153,12 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
             print_target(prep.graph, tr)
             print_quality(tr.result)
             print_frozen(tr.result)
+            if plot_path:
+                plot_tradeoff(tr.points, tr.baseline_ms, plot_path)
         if report_path:
             write_text(json.dumps(tr.to_dict(prep.graph), indent=2), report_path)
         return
-    result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop)
+    result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop, distill_seconds=distill_seconds)
     write_model(result.model, output, prep.feeds)
     print_quality(result)
     print_frozen(result)
@@ -157,23 +179,79 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
 
 def parse_recovery(text: str) -> tuple[str, ...]:
     steps = tuple(s.strip() for s in text.split(",") if s.strip() and s.strip() != "none")
-    unknown = set(steps) - set(recover.STEPS)
+    unknown = set(steps) - set(recover.ALL_STEPS)
     if unknown:
-        raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.STEPS)} or none")
+        raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.ALL_STEPS)} or none")
     return steps
+
+
+def warn_unchecked(value: str) -> None:
+    """The one warning of a run without calibration data."""
+    how = ("cuts were ranked by output distortion on synthetic images" if value == "sensitivity"
+           else "cuts were ranked by weight norms")
+    click.echo(f"onnxprune: warning: no --calib: accuracy was not checked; {how}", err=True)
 
 
 @cli.command()
 @click.argument("model", type=str)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--importance", type=click.Choice(list(KINDS)), default="l1", show_default=True)
+@click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True)
 @click.option("--calib", "calib_path", type=str, default=None)
+@click.option("--plot", "plot_dir", type=str, default=None,
+              help="write a sensitivity heatmap (group x kept share) here; uses --calib")
 @click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...")
-def analyze(model, as_json, importance, calib_path, shape_specs) -> None:
+def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), importance,
                             calib_data=calib_path)
     print_analysis(prep.graph, as_json)
+    if plot_dir:
+        table, synthetic = pipeline.sensitivity_grid(prep)
+        path = plot_heatmap(prep.graph, table, plot_dir, synthetic)
+        if not as_json:
+            console.print(f"sensitivity heatmap: {path} ({table.seconds:.1f} s)")
+
+
+@cli.command()
+@click.argument("model", type=str)
+@click.option("--speedups", type=str, default="1.1,1.2,1.3,1.5", show_default=True,
+              help="comma list of target speedups")
+@click.option("--calib", "calib_path", type=str, default=None,
+              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True)
+@click.option("--floor", type=float, default=0.25, show_default=True)
+@click.option("-o", "--output-dir", type=str, default=None, help="write each model here")
+@click.option("--plot", "plot_path", type=str, default=None, help="PNG of the measured frontier")
+@click.option("--report", "report_path", type=str, default=None, help="JSON of every point")
+@click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
+@runtime_options
+def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_path,
+             cache_path, provider, threads, opt_level, provider_options, shape_specs) -> None:
+    """Several operating points in one run: measured latency and fidelity per target speedup."""
+    try:
+        wanted = [float(v) for v in speedups.split(",") if v.strip()]
+    except ValueError:
+        wanted = []
+    if not wanted or min(wanted) <= 1.0:
+        raise OnnxPruneError(f"--speedups must be a comma list of numbers above 1, got {speedups!r}")
+    if output_dir and not os.path.isdir(output_dir):
+        raise OnnxPruneError(f"{output_dir}: no such directory")
+    config = make_config(provider, threads, opt_level, provider_options)
+    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), calib_data=calib_path)
+    if calib_path is None:
+        warn_unchecked("sensitivity")
+    results = pipeline.frontier(prep, config, wanted, floor=floor, steps=parse_recovery(recover_steps),
+                                cache_path=cache_path or profile.default_cache_path())
+    print_frontier(wanted, results)
+    if output_dir:
+        stem = os.path.splitext(os.path.basename(model))[0]
+        for s, tr in zip(sorted(wanted), results):
+            if tr.result is not None:
+                write_model(tr.result.model, os.path.join(output_dir, f"{stem}.{s:g}x.onnx"), prep.feeds)
+    if plot_path and results:
+        plot_tradeoff(results[-1].points, results[-1].baseline_ms, plot_path, chosen=False)
+    if report_path:
+        write_text(json.dumps([tr.to_dict(prep.graph) for tr in results], indent=2), report_path)
 
 
 @cli.command("bench")

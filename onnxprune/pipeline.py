@@ -99,7 +99,8 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
 
 
 def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STEPS,
-           evaluate: Callable[[str], float] | None = None) -> PruneResult:
+           evaluate: Callable[[str], float] | None = None,
+           distill_seconds: float = 60.0) -> PruneResult:
     """Apply ``plan``, prove its index maps (zero-filter check), run the recovery ``steps`` when
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
@@ -114,7 +115,7 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
         unproven.update(failures)
         proof = verify.check_plan(prep.graph, plan, prep.feeds)
     pruned, err = proof.model, proof.error
-    pruned, quality = _polish(prep, plan, pruned, steps, evaluate)
+    pruned, quality = _polish(prep, plan, pruned, steps, evaluate, distill_seconds)
     load.export_form(pruned)  # recovery may have added initializers (biases)
     verify.check_model(pruned, prep.feeds, prep.reference())
     after_graph_shapes = trace(pruned, prep.shapes)[0]
@@ -127,7 +128,8 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
 
 
 def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tuple[str, ...],
-            evaluate: Callable[[str], float] | None) -> tuple[onnx.ModelProto, Quality]:
+            evaluate: Callable[[str], float] | None,
+            distill_seconds: float) -> tuple[onnx.ModelProto, Quality]:
     """Recovery and fidelity on held-out calibration data (the last quarter of it)."""
     quality = Quality()
     if evaluate is not None:
@@ -140,7 +142,8 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
         return pruned, quality
     fit, held, reference = prep.held_out()
     if steps and plan.removed(prep.graph):
-        pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, fit, held, reference, steps)
+        pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, fit, held, reference,
+                                                   steps, distill_seconds)
     done = quality.recovery.final if quality.recovery is not None and evaluate is None else None
     quality.fidelity = done or verify.fidelity(reference, pruned, held, evaluate)
     quality.drop = quality.fidelity.drop(quality.baseline_metric)
@@ -149,40 +152,72 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
 
 def prune_ratio(prep: Prepared, ratio: float, steps: tuple[str, ...] = recover.STEPS,
                 evaluate: Callable[[str], float] | None = None,
-                max_drop: float | None = None) -> PruneResult:
-    """Remove the ``ratio`` least important channels of every prunable group."""
+                max_drop: float | None = None, distill_seconds: float = 60.0) -> PruneResult:
+    """Remove the ``ratio`` first-to-go channels of every prunable group."""
     if not 0.0 <= ratio < 1.0:
         raise OnnxPruneError(f"--ratio must be in [0, 1), got {ratio}")
-    result = finish(prep, ratio_plan(prep.graph, ratio), steps, evaluate)
+    result = finish(prep, ratio_plan(prep.graph, ratio), steps, evaluate, distill_seconds)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
         raise OnnxPruneError(f"fidelity drop {result.quality.drop:.4f} exceeds --max-drop {max_drop}")
     return result
 
 
-def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
-                    speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
-                    cache_path: str | None = None, band: float = 0.93,
-                    progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
-                    evaluate: Callable[[str], float] | None = None,
-                    max_drop: float | None = None, timer=None,
-                    value: str = "sensitivity") -> TargetResult:
-    """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`).
+@dataclass
+class Search:
+    """What every latency-targeted run shares: the baseline, the measured options, and how to
+    build, measure and judge a candidate (widths per group)."""
 
-    ``value``: what the knapsack keeps: ``sensitivity`` (least measured output distortion; on
-    synthetic images without calibration data) or ``importance`` (summed channel importance).
-    Raises OnnxPruneError when the target is below the measured all-floor latency."""
+    prep: Prepared
+    config: runtime.RuntimeConfig
+    base_runner: bench.Runner
+    baseline_ms: float
+    choices: list[search.Choice]
+    table: sensitivity.Table | None
+    synthetic: bool
+    profile_seconds: float
+    steps: tuple[str, ...] = recover.STEPS
+    evaluate: Callable[[str], float] | None = None
+    distill_seconds: float = 60.0
+    points: list[dict] = field(default_factory=list)
+    _point_of: dict[int, dict] = field(default_factory=dict, repr=False)
+
+    def measure(self, widths: dict[int, int]) -> float:
+        """Measured latency (ms) of the pruned model, interleaved with the original."""
+        model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths))
+        cmp = bench.compare(self.base_runner, bench.Runner(model, self.prep.feeds, self.config), rounds=30)
+        return self.baseline_ms / cmp.speedup
+
+    def finish(self, widths: dict[int, int], ms: float) -> PruneResult:
+        """Build, recover and judge a candidate; it joins the measured trade-off ``points``."""
+        result = finish(self.prep, search.plan_for(self.prep.graph, widths), self.steps,
+                        self.evaluate, self.distill_seconds)
+        fid = result.quality.fidelity
+        point = {
+            "ms": ms, "speedup": self.baseline_ms / ms, "drop": result.quality.drop,
+            "agreement": fid.agreement if fid else None, "top5": fid.top5 if fid else None,
+            "distortion": fid.distortion if fid else None,
+            "predicted_distortion": -search.total_value(self.choices, widths) if self.table else None,
+            "chosen": False}
+        self.points.append(point)
+        self._point_of[id(result)] = point
+        return result
+
+    def choose(self, result: PruneResult) -> None:
+        """Mark ``result``'s point as the chosen one (and no other)."""
+        for point in self.points:
+            point["chosen"] = point is self._point_of.get(id(result))
+
+
+def start_search(prep: Prepared, config: runtime.RuntimeConfig, floor: float = 0.25,
+                 cache_path: str | None = None, progress: bool = True, timer=None,
+                 value: str = "sensitivity", **settings) -> Search:
+    """Measure the baseline, profile every prunable group (latency staircases, cached) and,
+    with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
+    ``settings``: ``steps``, ``evaluate``, ``distill_seconds`` for every finished candidate."""
     if not 0.0 < floor <= 1.0:
         raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
     base_runner = bench.Runner(prep.model, prep.feeds, config)
     baseline = bench.measure(base_runner, rounds=40).median_ms
-    if speedup is not None:
-        if speedup <= 0:
-            raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
-        target_ms = baseline / speedup
-    if target_ms is None or target_ms <= 0:
-        raise OnnxPruneError("the latency target must be positive")
-    if baseline <= target_ms:
-        return TargetResult(None, baseline, target_ms, None, None, already_met=True)
     run = profile.profile_model(prep.graph, config, profile.Cache(cache_path, config),
                                 min_fraction=floor, progress=progress, timer=timer)
     choices = search.latency_choices(prep.graph, run.groups, floor)
@@ -192,27 +227,88 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
         choices = search.with_values(choices, table.values)
     if not choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
+    return Search(prep, config, base_runner, baseline, choices, table, synthetic, run.seconds, **settings)
 
-    def measure(widths: dict[int, int]) -> float:
-        model = apply_plan(prep.graph, search.plan_for(prep.graph, widths))
-        cmp = bench.compare(base_runner, bench.Runner(model, prep.feeds, config), rounds=30)
-        return baseline / cmp.speedup
 
+def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
+                    speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
+                    cache_path: str | None = None, band: float = 0.93,
+                    progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
+                    evaluate: Callable[[str], float] | None = None,
+                    max_drop: float | None = None, timer=None,
+                    value: str = "sensitivity", distill_seconds: float = 60.0,
+                    shared: Search | None = None) -> TargetResult:
+    """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`), then
+    fidelity in the loop: with ``max_drop``, the most faithful measured candidate within the
+    target whose drop is within ``max_drop``, else an error that shows the measured frontier.
+
+    ``value``: what the knapsack keeps: ``sensitivity`` (least measured output distortion; on
+    synthetic images without calibration data) or ``importance`` (summed channel importance).
+    ``shared``: a :class:`Search` from :func:`start_search` to reuse (several targets).
+    Raises OnnxPruneError when the target is below the measured all-floor latency."""
+    if speedup is not None and speedup <= 0:
+        raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
+    if target_ms is not None and target_ms <= 0:
+        raise OnnxPruneError("the latency target must be positive")
+    ctx = shared or start_search(prep, config, floor, cache_path, progress, timer, value,
+                                 steps=steps, evaluate=evaluate, distill_seconds=distill_seconds)
+    baseline = ctx.baseline_ms
+    target_ms = baseline / speedup if speedup is not None else target_ms
+    if target_ms is None:
+        raise OnnxPruneError("the latency target must be positive")
+    if baseline <= target_ms:
+        return TargetResult(None, baseline, target_ms, None, None, already_met=True)
     try:
-        found = search.hilp(choices, baseline, target_ms, measure, band)
+        found = search.hilp(ctx.choices, baseline, target_ms, ctx.measure, band)
     except ValueError as exc:
         raise OnnxPruneError(
             f"target {target_ms:.3f} ms is below the reachable floor: with every group at its "
             f"floor the model measured {exc} ms (baseline {baseline:.3f} ms)") from exc
-    widths, evolve_steps = found.widths, []
+    widths, ms, evolve_steps = found.widths, found.measured_ms, []
     if method == "evolve" and not found.at_floor:
-        widths, _, evolve_steps = search.evolve(choices, widths, found.measured_ms, target_ms, measure)
-    result = finish(prep, search.plan_for(prep.graph, widths), steps, evaluate)
+        widths, ms, evolve_steps = search.evolve(ctx.choices, widths, found.measured_ms, target_ms, ctx.measure)
+    result = ctx.finish(widths, ms)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
-        widths, result = _within_drop(prep, found, target_ms, max_drop, steps, evaluate, result)
-    final = bench.compare(base_runner, bench.Runner(result.model, prep.feeds, config), rounds=40)
-    return TargetResult(result, baseline, target_ms, final, found, evolve_steps, widths,
-                        profile_seconds=run.seconds, table=table, synthetic=synthetic)
+        widths, result = _within_drop(ctx, found, target_ms, max_drop)
+    return _final(ctx, result, target_ms, found, evolve_steps, widths)
+
+
+def _final(ctx: Search, result: PruneResult, target_ms: float, found: search.SearchResult | None,
+           evolve_steps: list, widths: dict[int, int]) -> TargetResult:
+    """Time the chosen model once more (interleaved) and mark it among the measured points."""
+    final = bench.compare(ctx.base_runner, bench.Runner(result.model, ctx.prep.feeds, ctx.config), rounds=40)
+    ctx.choose(result)
+    return TargetResult(result, ctx.baseline_ms, target_ms, final, found, evolve_steps, widths,
+                        profile_seconds=ctx.profile_seconds, table=ctx.table,
+                        synthetic=ctx.synthetic, points=list(ctx.points))
+
+
+def prune_within_drop(prep: Prepared, config: runtime.RuntimeConfig, max_drop: float,
+                      rounds: int = 6, **kwargs) -> TargetResult:
+    """The fastest measured model whose fidelity drop stays within ``max_drop``: bisection on
+    the latency savings asked of the knapsack, each candidate built, recovered and judged on
+    held-out calibration data and timed on the runtime. ``kwargs`` go to :func:`start_search`."""
+    ctx = start_search(prep, config, **kwargs)
+    hi = search.predicted_savings(ctx.choices, {ch.group: ch.widths[0] for ch in ctx.choices})
+    lo, best = 0.0, None
+    for _ in range(rounds):
+        ask = (lo + hi) / 2
+        widths = search.solve(ctx.choices, ask)
+        if widths is None:
+            break
+        ms = ctx.measure(widths)
+        result = ctx.finish(widths, ms)
+        if result.quality.drop is not None and result.quality.drop <= max_drop:
+            lo = ask
+            if best is None or ms < best[1]:
+                best = (widths, ms, result)
+        else:
+            hi = ask
+    if best is None:
+        raise OnnxPruneError(f"no measured candidate keeps the fidelity drop within {max_drop}: "
+                             f"{_frontier_text(ctx)}")
+    widths, ms, result = best
+    return _final(ctx, result, ms, None, [], widths)
 
 
 def sensitivity_table(prep: Prepared, choices: list[search.Choice],
@@ -226,21 +322,50 @@ def sensitivity_table(prep: Prepared, choices: list[search.Choice],
     return sensitivity.sensitivity_table(prep.graph, widths, samples, stats, cache_dir=cache_dir), synthetic
 
 
-def _within_drop(prep: Prepared, found: search.SearchResult, target_ms: float, max_drop: float,
-                 steps: tuple[str, ...], evaluate, first: PruneResult):
-    """The most important measured loop candidate meeting both the target and ``max_drop``;
-    otherwise fail naming the best trade-off seen (lowest drop, with its measured latency)."""
-    tried = [(first.quality.drop, found.measured_ms)]
-    candidates = sorted((s for s in found.steps if s.widths != found.widths), key=lambda s: -s.importance)
-    for step in candidates:
-        result = finish(prep, search.plan_for(prep.graph, step.widths), steps, evaluate)
-        tried.append((result.quality.drop, step.measured_ms))
-        if step.measured_ms <= target_ms and result.quality.drop <= max_drop:
+def sensitivity_grid(prep: Prepared, shares: tuple[float, ...] = (0.25, 0.5, 0.75, 0.875)
+                     ) -> tuple[sensitivity.Table, bool]:
+    """The sensitivity table on a fixed grid of kept shares (multiples of 4 channels) for every
+    prunable group: what ``analyze --plot`` draws."""
+    widths = {}
+    for group in prep.graph.prunable_groups():
+        low = group.width - len(group.prunable)
+        ws = {max(low, 4 * round(s * group.width / 4), 1) for s in shares}
+        widths[group.id] = sorted(w for w in ws if w < group.width)
+    samples, synthetic = prep.value_samples()
+    stats = prep.stats if not synthetic else {}
+    return sensitivity.sensitivity_table(prep.graph, widths, samples, stats), synthetic
+
+
+def _within_drop(ctx: Search, found: search.SearchResult, target_ms: float, max_drop: float):
+    """Fidelity in the loop with a target: the measured loop candidates within the target, most
+    faithful predicted first, each built, recovered and judged; the first within ``max_drop``
+    wins. Otherwise fail and show the measured frontier."""
+    candidates = sorted((s for s in found.steps if s.widths != found.widths and s.measured_ms <= target_ms),
+                        key=lambda s: -s.importance)
+    for step in candidates[:3]:
+        result = ctx.finish(step.widths, step.measured_ms)
+        if result.quality.drop <= max_drop:
             return step.widths, result
-    drop, ms = min(tried)
     raise OnnxPruneError(
-        f"cannot hold both the target ({target_ms:.3f} ms) and --max-drop {max_drop}: best "
-        f"trade-off found is {ms:.3f} ms with fidelity drop {drop:.4f}")
+        f"cannot hold both the target ({target_ms:.3f} ms) and --max-drop {max_drop}: "
+        f"{_frontier_text(ctx)}")
+
+
+def _frontier_text(ctx: Search) -> str:
+    """The measured points as one line: latency and fidelity drop of each."""
+    pts = sorted(ctx.points, key=lambda p: p["ms"])
+    return "measured frontier " + ", ".join(
+        f"{p['ms']:.2f} ms ({p['speedup']:.2f}x) drop {p['drop']:.3f}" for p in pts
+        if p["drop"] is not None) + f" (baseline {ctx.baseline_ms:.2f} ms)"
+
+
+def frontier(prep: Prepared, config: runtime.RuntimeConfig, speedups: list[float],
+             **kwargs) -> list[TargetResult]:
+    """Several operating points in one run: one :func:`prune_to_target` per speedup, sharing
+    the baseline, the profiles and the sensitivity table. ``kwargs`` go to
+    :func:`start_search`."""
+    ctx = start_search(prep, config, **kwargs)
+    return [prune_to_target(prep, config, speedup=s, shared=ctx) for s in sorted(speedups)]
 
 
 def quick_latency(prep: Prepared, pruned: onnx.ModelProto, rounds: int = 20) -> bench.Comparison:
@@ -257,23 +382,32 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           importance: str = "l1", config: runtime.RuntimeConfig | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
-          cache_path: str | None = None) -> Outcome:
-    """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio.
+          cache_path: str | None = None, value: str = "sensitivity",
+          distill_seconds: float = 60.0) -> Outcome:
+    """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
+    ``max_drop`` alone, to the fastest measured model within that fidelity drop.
 
     ``calib``: an iterable of feed dicts (each with a batch axis) or a .npz path; it enables
-    recovery, fidelity and activation importance. ``evaluate(model_path) -> float`` is the
-    pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it, the
-    loss of top-1 agreement). Raises OnnxPruneError with a one-line reason on failure."""
-    if sum(v is not None for v in (target_ms, speedup, ratio)) != 1:
-        raise OnnxPruneError("give exactly one of target_ms, speedup, ratio")
+    reconstruction selection, measured sensitivity, recovery and fidelity (without it, cuts are
+    ranked on synthetic images and accuracy is not checked). ``evaluate(model_path) -> float`` is
+    the pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it,
+    the loss of top-1 agreement). Raises OnnxPruneError with a one-line reason on failure."""
+    modes = sum(v is not None for v in (target_ms, speedup, ratio))
+    if modes > 1 or modes == 0 and max_drop is None:
+        raise OnnxPruneError("give exactly one of target_ms, speedup, ratio (or max_drop alone)")
     loaded = load.load_model(model) if isinstance(model, str) else model
     samples = calib if calib is None or isinstance(calib, str) else from_feeds(calib, loaded)
     prep = prepare(loaded, shapes, importance, exclude, samples)
     config = config or runtime.RuntimeConfig()
     if ratio is not None:
-        result = prune_ratio(prep, ratio, recovery, evaluate, max_drop)
+        result = prune_ratio(prep, ratio, recovery, evaluate, max_drop, distill_seconds)
         return Outcome(result.model, {"ratio": ratio, **result.to_dict()}, result)
-    tr = prune_to_target(prep, config, target_ms, speedup, floor, method,
-                         cache_path or profile.default_cache_path(), progress=False,
-                         steps=recovery, evaluate=evaluate, max_drop=max_drop)
+    cache_path = cache_path or profile.default_cache_path()
+    settings = {"steps": recovery, "evaluate": evaluate, "distill_seconds": distill_seconds}
+    if modes == 0:
+        tr = prune_within_drop(prep, config, max_drop, floor=floor, cache_path=cache_path,
+                               progress=False, value=value, **settings)
+    else:
+        tr = prune_to_target(prep, config, target_ms, speedup, floor, method, cache_path,
+                             progress=False, max_drop=max_drop, value=value, **settings)
     return Outcome(prep.original if tr.already_met else tr.result.model, tr.to_dict(prep.graph), tr)

@@ -36,7 +36,8 @@ from .linear import _features, _rows_to_weight, _targets, _weight_rows, fold_err
 from .rewrite import PrunePlan, channel_masks
 from .verify import Fidelity, fidelity
 
-STEPS = ("bias", "lsq", "bn")
+STEPS = ("bias", "lsq", "bn")  # the default steps
+ALL_STEPS = (*STEPS, "distill")  # distill needs torch (the torch extra) and time
 VAR_CLIP = (0.5, 2.0)
 
 
@@ -216,9 +217,10 @@ def _solve_layer(model: onnx.ModelProto, index: int, folds: list) -> dict:
 
 
 def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
-                     samples: calib.Samples) -> onnx.ModelProto:
+                     samples: calib.Samples, chunk: int = 6) -> onnx.ModelProto:
     """Shift each BN's running statistics by the drift of its input (pruned vs original), in
-    graph order, each measured on the model with the earlier BNs already corrected."""
+    graph order, ``chunk`` BNs per pass, each pass measured on the model with the BNs of the
+    earlier passes already corrected."""
     model = copy.deepcopy(pruned)
     mask = channel_masks(g, plan)
     opset = ops.opset_version(model)
@@ -227,9 +229,12 @@ def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
     if not bns:
         return model
     o1, o2 = _channel_moments(g.model, [n.input[0] for n, _ in bns], samples)
-    for node, (mean_name, var_name) in bns:
+    p1: dict[str, np.ndarray] = {}
+    p2: dict[str, np.ndarray] = {}
+    for k, (node, (mean_name, var_name)) in enumerate(bns):
         x = node.input[0]
-        p1, p2 = _channel_moments(model, [x], samples)
+        if k % chunk == 0:
+            p1, p2 = _channel_moments(model, [n.input[0] for n, _ in bns[k:k + chunk]], samples)
         keep = mask(x) if x in g.channels else np.ones(len(o1[x]), bool)
         if int(keep.sum()) != len(p1[x]):
             continue
@@ -264,25 +269,32 @@ def _score(f: Fidelity) -> float:
 
 def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: calib.Samples,
             held_out: calib.Samples, reference: dict[str, np.ndarray],
-            steps: tuple[str, ...] = STEPS) -> tuple[onnx.ModelProto, RecoveryReport]:
-    """Apply the chosen recovery steps; each is kept only if held-out fidelity does not drop."""
+            steps: tuple[str, ...] = STEPS, distill_seconds: float = 60.0
+            ) -> tuple[onnx.ModelProto, RecoveryReport]:
+    """Apply the chosen recovery steps; each is kept only if held-out fidelity does not drop.
+    ``distill`` (gradient-based, :mod:`onnxprune.distill`) runs last, for ``distill_seconds``."""
     report = RecoveryReport()
     cons = consumers(g, plan)
     current = pruned
     best = fidelity(reference, current, held_out)
     report.steps.append({"step": "none", **best.as_dict(), "kept": True})
-    for step in STEPS:
+    for step in ALL_STEPS:
         if step not in steps:
             continue
+        extra: dict = {}
         if step == "bias":
             candidate = bias_compensation(g, plan, current, fit, cons)
         elif step == "lsq":
             candidate, report.layers = lsq_refit(g, current, fit, cons)
-        else:
+        elif step == "bn":
             candidate = bn_recalibration(g, plan, current, fit)
+        else:
+            from .distill import distill
+            candidate, extra = distill(g.model, current, fit, held_out, distill_seconds)
+            extra = {"distill": {k: v for k, v in extra.items() if not isinstance(v, list)}}
         got = fidelity(reference, candidate, held_out)
         kept = _score(got) >= _score(best)
-        report.steps.append({"step": step, **got.as_dict(), "kept": kept})
+        report.steps.append({"step": step, **got.as_dict(), "kept": kept, **extra})
         if kept:
             current, best = candidate, got
     report.final = best

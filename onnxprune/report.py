@@ -95,21 +95,25 @@ def print_target(g: ChannelGraph, tr) -> None:
     data = tr.to_dict(g)
     if tr.result is None:
         return
-    table = Table(title="groups changed (width before -> after, importance kept)")
-    for col in ("group", "name", "width", "importance kept"):
+    measured = tr.table is not None  # values are -distortion, not kept importance
+    title = "predicted distortion" if measured else "importance kept"
+    table = Table(title=f"groups changed (width before -> after, {title})")
+    for col in ("group", "name", "width", title):
         table.add_column(col, overflow="fold")
     for row in data["groups"]:
         if row["width_after"] < row["width_before"]:
+            kept = f"{row['distortion']:.4f}" if measured else f"{row['importance_kept']:.0%}"
             table.add_row(str(row["group"]), row["name"][-45:],
-                          f"{row['width_before']} -> {row['width_after']}", f"{row['importance_kept']:.0%}")
+                          f"{row['width_before']} -> {row['width_after']}", kept)
     console.print(table)
     loop = Table(title="hardware in the loop")
-    for col in ("step", "predicted ms", "measured ms", "importance", "in band"):
+    for col in ("step", "predicted ms", "measured ms", title, "in band"):
         loop.add_column(col, justify="right")
     for k, s in enumerate(data["loop"]):
+        kept = f"{-s['importance']:.4f}" if measured else f"{s['importance']:.0f}"
         loop.add_row("all at floor" if k == 0 else str(k),
                      "-" if k == 0 else f"{s['predicted_ms']:.3f}", f"{s['measured_ms']:.3f}",
-                     f"{s['importance']:.0f}", "yes" if s["accepted"] and k else "")
+                     kept, "yes" if s["accepted"] and k else "")
     console.print(loop)
     f = data["final"]
     print_kv(f"target {tr.target_ms:.3f} ms", [
@@ -133,13 +137,94 @@ def print_quality(result) -> None:
     if q.fidelity is None:
         return
     table = Table(title="fidelity on held-out calibration data (pruned vs original)")
-    for col in ("step", "top-1 agreement", "min cosine", "max rel. L2", "kept"):
+    for col in ("step", "top-1 agreement", "top-5", "distortion", "min cosine", "max rel. L2", "kept"):
         table.add_column(col, justify="right")
     rows = q.recovery.steps if q.recovery is not None else [{"step": "none", **q.fidelity.as_dict(), "kept": True}]
     for s in rows:
-        agree = "-" if s["agreement"] is None else f"{s['agreement']:.1%}"
-        table.add_row(s["step"], agree, f"{min(s['cosine'].values()):.4f}",
-                      f"{max(s['rel_l2'].values()):.4f}", "yes" if s["kept"] else "no")
+        table.add_row(s["step"], _share(s["agreement"]), _share(s.get("top5")),
+                      "-" if s.get("distortion") is None else f"{s['distortion']:.4f}",
+                      f"{min(s['cosine'].values()):.4f}", f"{max(s['rel_l2'].values()):.4f}",
+                      "yes" if s["kept"] else "no")
     console.print(table)
     if q.fidelity.metric is not None:
         console.print(f"evaluate(): {q.baseline_metric:.4f} -> {q.fidelity.metric:.4f}")
+
+
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def print_frontier(wanted: list[float], results) -> None:
+    """One row per operating point: target, measured speedup, held-out fidelity."""
+    table = Table(title="measured frontier (fidelity on held-out calibration data)")
+    for col in ("target", "measured speedup", "ms", "top-1 agreement", "top-5", "distortion"):
+        table.add_column(col, justify="right")
+    for s, tr in zip(sorted(wanted), results):
+        if tr.result is None:
+            table.add_row(f"{s:g}x", "already met", f"{tr.baseline_ms:.3f}", "-", "-", "-")
+            continue
+        fid = tr.result.quality.fidelity
+        table.add_row(f"{s:g}x", f"{tr.final.speedup:.3f}x", f"{tr.final.b.median_ms:.3f}",
+                      _share(fid.agreement if fid else None), _share(fid.top5 if fid else None),
+                      "-" if fid is None or fid.distortion is None else f"{fid.distortion:.4f}")
+    console.print(table)
+
+
+def plot_tradeoff(points: list[dict], baseline_ms: float, path: str, chosen: bool = True) -> str:
+    """Measured latency against measured fidelity (1 - drop) of every candidate judged; the
+    chosen one marked (``chosen``), the unpruned model at (baseline, 1)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pts = [p for p in points if p.get("drop") is not None]
+    ax.plot([baseline_ms], [1.0], "k*", ms=10, label="original")
+    ax.plot([p["ms"] for p in pts], [1 - p["drop"] for p in pts], "o", color="tab:blue",
+            label="candidates (measured)")
+    picked = [p for p in pts if p.get("chosen")] if chosen else []
+    if picked:
+        ax.plot([p["ms"] for p in picked], [1 - p["drop"] for p in picked], "o", ms=12,
+                mfc="none", mec="tab:red", mew=2, label="chosen")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("fidelity (1 - drop; top-1 agreement)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmap(g: ChannelGraph, table, directory: str, synthetic: bool = False) -> str:
+    """Sensitivity heatmap: one row per group, one column per kept share, colour = log10 of the
+    measured output distortion when only that group is cut to that width."""
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    rows = sorted(table.values)
+    shares = sorted({round(w / g.groups[gid].width, 3) for gid in rows for w in table.values[gid]
+                     if w < g.groups[gid].width})
+    grid = np.full((len(rows), len(shares)), np.nan)
+    for i, gid in enumerate(rows):
+        for w, v in table.values[gid].items():
+            share = round(w / g.groups[gid].width, 3)
+            if share in shares:
+                grid[i, shares.index(share)] = np.log10(max(v, 1e-6))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(shares), 1.0 + 0.28 * len(rows)))
+    im = ax.imshow(grid, aspect="auto", cmap="magma_r")
+    ax.set_xticks(range(len(shares)), [f"{s:.0%}" for s in shares])
+    ax.set_yticks(range(len(rows)), [f"{gid} {g.groups[gid].name[-32:]}" for gid in rows], fontsize=6)
+    ax.set_xlabel("channels kept")
+    ax.set_title("log10 output distortion, one group cut" + (" (synthetic images)" if synthetic else ""),
+                 fontsize=9)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = os.path.join(directory, "sensitivity.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

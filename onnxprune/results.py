@@ -95,12 +95,17 @@ class TargetResult:
             total = max(float(group.importance.sum()), 1e-12)
             groups.append({"group": gid, "name": group.name, "width_before": group.width,
                            "width_after": w,
-                           "importance_kept": search.kept_importance(group, w) / total})
+                           "importance_kept": search.kept_importance(group, w) / total,
+                           "distortion": (self.table.values.get(gid, {}).get(w)
+                                          if self.table is not None else None)})
         out["groups"] = groups
         out["loop"] = [{"savings_asked": s.savings_asked, "predicted_ms": s.predicted_ms,
                         "measured_ms": s.measured_ms, "importance": s.importance,
-                        "accepted": s.accepted} for s in self.loop.steps]
+                        "accepted": s.accepted} for s in (self.loop.steps if self.loop else [])]
         out["quality"] = r.to_dict()
+        out["tradeoff"] = self.points
+        out["sensitivity"] = ({**self.table.to_dict(), "synthetic": self.synthetic}
+                              if self.table is not None else None)
         out["evolve"] = [{"measured_ms": s.measured_ms, "importance": s.importance,
                           "feasible": s.accepted} for s in self.evolve_steps]
         return out

@@ -130,7 +130,7 @@ def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MA
     acc: dict[tuple[str, int], np.ndarray] = {}
     count: dict[tuple[str, int], int] = {}
     picks: dict[str, np.ndarray | None] = {}
-    tap = calib.Tap(g.model, sorted({p.tensor for _, p, _, _ in picked}), threads=os.cpu_count() or 1)
+    tap = calib.Tap(g.model, sorted({p.tensor for _, p, _, _ in picked}))
     for k, part in enumerate(calib.halves(samples)):
         for out in tap.run(part):
             for node, p, _, _ in picked:
@@ -263,7 +263,8 @@ def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class GroupProbe:
     """The unpruned model with one group's consumer weights (and biases) as graph inputs: runs
-    the model with any cut of that group (zeroed input slices, refitted kept weights)."""
+    the model with any cut of that group (zeroed input slices, refitted kept weights). Only the
+    part of the graph from the group's first consumer on is run, on cached activations."""
 
     def __init__(self, g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats],
                  samples: calib.Samples):
@@ -292,15 +293,39 @@ class GroupProbe:
                 node.input[spec.bias_input] = name
             self.bias_names[c.param] = name
             fed.add(name)
-        inits = [i for i in model.graph.initializer if i.name not in fed]
         self.base = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in fed}
+        self.inputs = self._cut(model, fed, samples)
         for name, value in self.base.items():
             model.graph.input.append(onnx.helper.make_tensor_value_info(
                 name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(inits)
         self.session = runtime.session(model, runtime.RuntimeConfig(threads=os.cpu_count() or 1))
         self.batch, self.static = calib.batch_size(g.model)
+
+    def _cut(self, model: onnx.ModelProto, fed: set[str], samples: calib.Samples) -> calib.Samples:
+        """Keep only the nodes from the first one reading a fed weight on (the cut changes
+        nothing before it); the tensors they read from earlier nodes become graph inputs, fed
+        from one run of the unpruned model. Returns those inputs over ``samples``."""
+        nodes = list(model.graph.node)
+        first = min(k for k, n in enumerate(nodes) if fed & set(n.input))
+        made = {o for n in nodes[first:] for o in n.output}
+        inits = {i.name for i in model.graph.initializer}
+        needed = [o.name for o in model.graph.output if o.name not in made]
+        needed += [i for n in nodes[first:] for i in n.input if i and i not in made and i not in inits]
+        needed = list(dict.fromkeys(needed))
+        feeds = calib.Tap(self.g.model, needed, prefix=True).collect(samples, needed) if first else samples
+        del model.graph.node[:]
+        model.graph.node.extend(nodes[first:])
+        used = {i for n in nodes[first:] for i in n.input} | {o.name for o in model.graph.output}
+        kept = [i for i in model.graph.initializer if i.name in used and i.name not in fed]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+        del model.graph.input[:]
+        for name in needed:
+            value = feeds[name]
+            shape = ["N", *value.shape[1:]]
+            model.graph.input.append(onnx.helper.make_tensor_value_info(
+                name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), shape))
+        return {k: feeds[k] for k in needed}
 
     def weights(self, removed: np.ndarray, refit: bool = True) -> dict[str, np.ndarray]:
         """Feeds for the cut removing channel indices ``removed`` of the group."""
@@ -328,7 +353,7 @@ class GroupProbe:
     def outputs(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
         parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        for feed in calib.batches(self.samples, self.batch, self.static):
+        for feed in calib.batches(self.inputs, self.batch, self.static):
             got = runtime.run(self.session, {**feed, **weights})
             for n in names:
                 parts[n].append(got[n])
@@ -366,7 +391,7 @@ def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: ca
                          calib.count(samples), time.perf_counter() - start, True)
         except (OSError, ValueError):
             pass
-    reference = calib.Tap(g.model, [], threads=os.cpu_count() or 1).collect(
+    reference = calib.Tap(g.model, []).collect(
         samples, [o.name for o in g.model.graph.output])
     table = Table(samples=calib.count(samples))
     for gid, ws in widths.items():
