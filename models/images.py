@@ -141,3 +141,24 @@ def natural_images(n: int | None = None, size: int = 224, seed: int = 0,
             view = _view(img, size, int(rng.integers(lo, hi + 1)), rng)
         out[i] = ((view.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
     return out
+
+
+def main() -> None:
+    """Write the demo's calibration and test photos as .npz (input name ``input``): crops of
+    CALIB_BASES for calibration, crops of the disjoint TEST_BASES for testing."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--calib", required=True, help="output .npz of calibration crops")
+    ap.add_argument("--test", required=True, help="output .npz of test crops (other photos)")
+    ap.add_argument("--calib-count", type=int, default=256)
+    ap.add_argument("--test-count", type=int, default=108)
+    args = ap.parse_args()
+    np.savez(args.calib, input=natural_images(args.calib_count, seed=0, bases=CALIB_BASES))
+    np.savez(args.test, input=natural_images(args.test_count, seed=1, bases=TEST_BASES))
+    print(f"{args.calib}: {args.calib_count} crops of {len(CALIB_BASES)} photos; "
+          f"{args.test}: {args.test_count} crops of {len(TEST_BASES)} other photos")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from . import bench, pipeline, profile, recover, runtime
+from . import bench, calib, pipeline, profile, recover, runtime, verify
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
@@ -29,6 +29,7 @@ from .report import (
     print_profiles,
     print_quality,
     print_target,
+    share,
 )
 
 
@@ -260,10 +261,13 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
 @click.option("--rounds", type=int, default=30, show_default=True)
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--data", "data_path", type=str, default=None,
+              help=".npz of inputs: also report how closely MODEL_B predicts what MODEL_A does")
 @runtime_options
-def bench_cmd(model_a, model_b, rounds, warmup, as_json, provider, threads, opt_level,
+def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, provider, threads, opt_level,
               provider_options, shape_specs) -> None:
-    """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds."""
+    """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds (and, with
+    --data, their agreement on those inputs)."""
     config = make_config(provider, threads, opt_level, provider_options)
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
@@ -278,13 +282,19 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, provider, threads, opt_
         else:
             print_kv_single(model_a, timing)
         return
-    runner_b = bench.Runner(load_model(model_b), feeds, config)
+    second = load_model(model_b)
+    runner_b = bench.Runner(second, feeds, config)
     cmp = bench.compare(runner_a, runner_b, rounds=rounds, warmup=warmup)
+    fid = None
+    if data_path:
+        samples = calib.load_npz(data_path, first)
+        fid = verify.fidelity(verify.outputs_on(first, samples), second, samples)
     if as_json:
         print(json.dumps({"a": model_a, "b": model_b, "config": config.key(),
                           "speedup": cmp.speedup, "ratio_p10": cmp.ratio_p10,
                           "ratio_p90": cmp.ratio_p90, "rounds": cmp.rounds,
-                          "timing_a": cmp.a.as_dict(), "timing_b": cmp.b.as_dict()}, indent=2))
+                          "timing_a": cmp.a.as_dict(), "timing_b": cmp.b.as_dict(),
+                          "fidelity": fid.as_dict() if fid else None}, indent=2))
         return
     print_kv("interleaved A/B", [
         ("median ms", f"{cmp.a.median_ms:.3f}", f"{cmp.b.median_ms:.3f}"),
@@ -293,6 +303,13 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, provider, threads, opt_
         ("speedup A/B (median of rounds)", "", f"{cmp.speedup:.3f}x"),
         ("ratio p10..p90", "", f"{cmp.ratio_p10:.3f}..{cmp.ratio_p90:.3f}"),
     ], columns=("", "A", "B"))
+    if fid is not None:
+        n = calib.count(samples)
+        rows = [("top-1 agreement (B predicts A's class)", "", share(fid.agreement)),
+                ("top-5 (A's class in B's top 5)", "", share(fid.top5)),
+                ("mean cosine of outputs", "", f"{min(fid.cosine.values()):.4f}")]
+        print_kv(f"fidelity of B vs A on {n} inputs of {os.path.basename(data_path)}", rows,
+                 columns=("", "", "B"))
 
 
 @cli.command("profile")

@@ -141,7 +141,7 @@ def print_quality(result) -> None:
         table.add_column(col, justify="right")
     rows = q.recovery.steps if q.recovery is not None else [{"step": "none", **q.fidelity.as_dict(), "kept": True}]
     for s in rows:
-        table.add_row(s["step"], _share(s["agreement"]), _share(s.get("top5")),
+        table.add_row(s["step"], share(s["agreement"]), share(s.get("top5")),
                       "-" if s.get("distortion") is None else f"{s['distortion']:.4f}",
                       f"{min(s['cosine'].values()):.4f}", f"{max(s['rel_l2'].values()):.4f}",
                       "yes" if s["kept"] else "no")
@@ -150,7 +150,7 @@ def print_quality(result) -> None:
         console.print(f"evaluate(): {q.baseline_metric:.4f} -> {q.fidelity.metric:.4f}")
 
 
-def _share(x: float | None) -> str:
+def share(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
@@ -165,7 +165,7 @@ def print_frontier(wanted: list[float], results) -> None:
             continue
         fid = tr.result.quality.fidelity
         table.add_row(f"{s:g}x", f"{tr.final.speedup:.3f}x", f"{tr.final.b.median_ms:.3f}",
-                      _share(fid.agreement if fid else None), _share(fid.top5 if fid else None),
+                      share(fid.agreement if fid else None), share(fid.top5 if fid else None),
                       "-" if fid is None or fid.distortion is None else f"{fid.distortion:.4f}")
     console.print(table)
 
