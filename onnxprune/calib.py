@@ -80,9 +80,26 @@ def split(samples: Samples, holdout: float = 0.25) -> tuple[Samples, Samples]:
 
 
 def halves(samples: Samples) -> tuple[Samples, Samples]:
-    """The first and the second half of the samples (two folds for cross-validation)."""
+    """The first and the second half of the samples: the two folds of every cross-validation
+    (ridge strengths, the sensitivity table's honest scoring). See :func:`by_content`."""
     cut = (count(samples) + 1) // 2
     return ({a: v[:cut] for a, v in samples.items()}, {a: v[cut:] for a, v in samples.items()})
+
+
+def by_content(samples: Samples, outputs: dict[str, np.ndarray]) -> Samples:
+    """The samples reordered by what the model makes of them: sorted along the first principal
+    component of its (standardised, flattened) outputs. Similar inputs -- crops of one photo,
+    one kind of scene -- end up next to each other, so the two :func:`halves` differ in
+    content, and a fit on one half scored on the other measures how a refit carries over to
+    new content, not to another crop of the same photo."""
+    feats = np.concatenate([np.asarray(v, dtype=np.float64).reshape(count(samples), -1)[:, :4096]
+                            for v in outputs.values()], axis=1)
+    feats = (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-12)
+    if len(feats) < 4 or not np.isfinite(feats).all():
+        return samples
+    _, _, vt = np.linalg.svd(feats, full_matrices=False)
+    order = np.argsort(feats @ vt[0], kind="stable")
+    return {k: v[order] for k, v in samples.items()}
 
 
 def batch_size(model: onnx.ModelProto, wanted: int = 16) -> tuple[int, bool]:

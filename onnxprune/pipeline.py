@@ -76,6 +76,10 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
     samples = calib.load_npz(calib_data, original) if isinstance(calib_data, str) else calib_data
+    if samples is not None:  # fit part ordered by content: its two halves differ in content
+        fit, held = calib.split(samples)
+        fit = calib.by_content(fit, verify.outputs_on(original, fit))
+        samples = {k: np.concatenate([fit[k], held[k]]) for k in samples}
     if importance == "auto":
         importance = "reconstruction" if samples is not None else "l1"
     if importance in ("activation", "reconstruction") and samples is None:
