@@ -15,6 +15,12 @@ top-5: original argmax within the pruned model's top 5) on held-out data: Mobile
 test photos (``natural_images(108, seed=1, bases=TEST_BASES)``), MNIST on the 1,000 test digits
 (plus test accuracy against the labels).
 
+Notes on TP's behaviour (torch-pruning 1.6.x): ``round_to`` rounds the *kept* channels down,
+so any layer touched by the global threshold loses at least ``round_to`` channels (the 32-channel
+stems of both models drop to 16 at every ratio > ~0.01 with round_to=16); a group that would
+drop to zero channels is skipped, so above a ratio of ~0.7 less gets pruned (bisection is
+capped at ``MAX_RATIO``). Without fine-tuning the magnitude criterion loses most predictions.
+
 Benchmark-only dependency: ``pip install torch-pruning`` (torch is never upgraded).
 Usage: python benchmarks/tp_baseline.py [--models mnist_cnn,mobilenet_v2] [--speedups 1.2,1.3,1.6]
 """
