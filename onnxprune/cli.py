@@ -117,7 +117,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
     if len(modes) > 1 or not modes and max_drop is None:
-        raise OnnxPruneError("say how much to prune: one of --target-ms, --speedup, --ratio "
+        raise OnnxPruneError("say how much to prune: exactly one of --target-ms, --speedup, --ratio "
                              "(or --max-drop alone for the fastest model within it)")
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise OnnxPruneError(f"--ratio must be in [0, 1), got {ratio}")
@@ -134,8 +134,6 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     if max_drop is not None and calib_path is None:
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
     prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
-    if calib_path is None:
-        warn_unchecked(value)
     settings = {"steps": steps, "distill_seconds": distill_seconds}
     if not modes:
         tr = pipeline.prune_within_drop(prep, config, max_drop, floor=floor, value=value,
@@ -158,6 +156,8 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
                 plot_tradeoff(tr.points, tr.baseline_ms, plot_path)
         if report_path:
             write_text(json.dumps(tr.to_dict(prep.graph), indent=2), report_path)
+        if calib_path is None:
+            warn_unchecked(value)
         return
     result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop, distill_seconds=distill_seconds)
     write_model(result.model, output, prep.feeds)
@@ -176,6 +176,8 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     print_kv(f"{os.path.basename(model)} -> {output}", rows)
     if report_path:
         write_text(json.dumps({"ratio": ratio, **result.to_dict()}, indent=2), report_path)
+    if calib_path is None:
+        warn_unchecked("importance")
 
 
 def parse_recovery(text: str) -> tuple[str, ...]:
@@ -187,7 +189,8 @@ def parse_recovery(text: str) -> tuple[str, ...]:
 
 
 def warn_unchecked(value: str) -> None:
-    """The one warning of a run without calibration data."""
+    """The one warning of a successful run without calibration data (printed last, so a failing
+    run still prints only its error line)."""
     how = ("cuts were ranked by output distortion on synthetic images" if value == "sensitivity"
            else "cuts were ranked by weight norms")
     click.echo(f"onnxprune: warning: no --calib: accuracy was not checked; {how}", err=True)
@@ -239,8 +242,6 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         raise OnnxPruneError(f"{output_dir}: no such directory")
     config = make_config(provider, threads, opt_level, provider_options)
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), calib_data=calib_path)
-    if calib_path is None:
-        warn_unchecked("sensitivity")
     results = pipeline.frontier(prep, config, wanted, floor=floor, steps=parse_recovery(recover_steps),
                                 cache_path=cache_path or profile.default_cache_path())
     print_frontier(wanted, results)
@@ -253,6 +254,8 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         plot_tradeoff(results[-1].points, results[-1].baseline_ms, plot_path, chosen=False)
     if report_path:
         write_text(json.dumps([tr.to_dict(prep.graph) for tr in results], indent=2), report_path)
+    if calib_path is None:
+        warn_unchecked("sensitivity")
 
 
 @cli.command("bench")
