@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import bench, calib, load, profile, recover, runtime, search, verify
+from . import backends, bench, calib, load, profile, recover, runtime, search, verify
 from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
@@ -171,19 +171,23 @@ class TargetResult:
     profile_seconds: float = 0.0
 
 
-def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
+def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
+                    target_ms: float | None = None,
                     speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
                     cache_path: str | None = None, band: float = 0.93,
                     progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
                     evaluate: Callable[[str], float] | None = None,
-                    max_drop: float | None = None, timer=None) -> TargetResult:
+                    max_drop: float | None = None) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`).
+    ``config``: the runtime configuration measured here, or any latency source (Ray actors on
+    the deployment machines, a fake in tests); every timing goes through it.
 
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
     if not 0.0 < floor <= 1.0:
         raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
-    base_runner = bench.Runner(prep.model, prep.feeds, config)
-    baseline = bench.measure(base_runner, rounds=40).median_ms
+    source = backends.source_for(config)
+    base = prep.model.SerializeToString()
+    baseline = source.measure(base, prep.feeds, rounds=40).median_ms
     if speedup is not None:
         if speedup <= 0:
             raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
@@ -192,15 +196,15 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
         raise OnnxPruneError("the latency target must be positive")
     if baseline <= target_ms:
         return TargetResult(None, baseline, target_ms, None, None, already_met=True)
-    run = profile.profile_model(prep.graph, config, profile.Cache(cache_path, config),
-                                min_fraction=floor, progress=progress, timer=timer)
+    run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
+                                min_fraction=floor, progress=progress)
     choices = search.latency_choices(prep.graph, run.groups, floor)
     if not choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
 
     def measure(widths: dict[int, int]) -> float:
         model = apply_plan(prep.graph, search.plan_for(prep.graph, widths))
-        cmp = bench.compare(base_runner, bench.Runner(model, prep.feeds, config), rounds=30)
+        cmp = source.compare(base, model.SerializeToString(), prep.feeds, rounds=30)
         return baseline / cmp.speedup
 
     try:
@@ -215,7 +219,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
     result = finish(prep, search.plan_for(prep.graph, widths), steps, evaluate)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
         widths, result = _within_drop(prep, found, target_ms, max_drop, steps, evaluate, result)
-    final = bench.compare(base_runner, bench.Runner(result.model, prep.feeds, config), rounds=40)
+    final = source.compare(base, result.model.SerializeToString(), prep.feeds, rounds=40)
     return TargetResult(result, baseline, target_ms, final, found, evolve_steps, widths,
                         profile_seconds=run.seconds)
 
@@ -237,11 +241,14 @@ def _within_drop(prep: Prepared, found: search.SearchResult, target_ms: float, m
         f"trade-off found is {ms:.3f} ms with fidelity drop {drop:.4f}")
 
 
-def quick_latency(prep: Prepared, pruned: onnx.ModelProto, rounds: int = 20) -> bench.Comparison:
-    """Interleaved A/B timing of the original and the pruned model (1 thread, CPU)."""
-    a = bench.Runner(prep.original, prep.feeds)
-    b = bench.Runner(pruned, prep.feeds)
-    return bench.compare(a, b, rounds=rounds)
+def quick_latency(prep: Prepared, pruned: onnx.ModelProto,
+                  config: runtime.RuntimeConfig | backends.LatencySource | None = None,
+                  rounds: int = 20) -> bench.Comparison:
+    """Interleaved A/B timing of the original and the pruned model on ``config`` (default: ORT
+    CPU, 1 thread) or a latency source."""
+    source = backends.source_for(config)
+    return source.compare(prep.original.SerializeToString(), pruned.SerializeToString(),
+                          prep.feeds, rounds=rounds)
 
 
 def check_output_path(out: str, inp: str | None = None) -> None:
@@ -303,7 +310,8 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           speedup: float | None = None, ratio: float | None = None,
           calib=None, evaluate: Callable[[str], float] | None = None,
           max_drop: float | None = None, recovery: tuple[str, ...] = recover.STEPS,
-          importance: str = "l1", config: runtime.RuntimeConfig | None = None,
+          importance: str = "l1",
+          config: runtime.RuntimeConfig | backends.LatencySource | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None) -> Outcome:
@@ -312,7 +320,9 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     ``calib``: an iterable of feed dicts (each with a batch axis) or a .npz path; it enables
     recovery, fidelity and activation importance. ``evaluate(model_path) -> float`` is the
     pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it, the
-    loss of top-1 agreement). Raises OnnxPruneError with a one-line reason on failure."""
+    loss of top-1 agreement). ``config``: the deployment runtime measured here (default ORT CPU,
+    1 thread) or a latency source (:class:`onnxprune.remote.RaySource` to measure on other
+    machines). Raises OnnxPruneError with a one-line reason on failure."""
     from .report import target_report
 
     if sum(v is not None for v in (target_ms, speedup, ratio)) != 1:
