@@ -15,8 +15,10 @@ demo: install
 	$(PYTHON) -m onnxprune models/mobilenet_v2.onnx --speedup 1.3 -o out/mobilenet_v2.pruned.onnx --report out/report.json
 	$(PYTHON) -m onnxprune bench models/mobilenet_v2.onnx out/mobilenet_v2.pruned.onnx
 
+# openvino and ray are optional extras; installing them here runs their tests too (they skip
+# cleanly where a package is absent)
 test:
-	$(PIP) install -q -e . "pytest>=7"
+	$(PIP) install -q -e '.[openvino,ray]' "pytest>=7"
 	$(PYTHON) -m pytest
 
 lint:
