@@ -418,7 +418,10 @@ def profile_model(g: ChannelGraph, source: backends.LatencySource | runtime.Runt
 
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("profiling", total=len(todo))
-        with ThreadPoolExecutor(max_workers=max(1, lb.source.workers)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, lb.source.workers))
+        try:
             out = list(pool.map(one, todo))
+        finally:  # on a failure, groups not started yet are dropped, not measured
+            pool.shutdown(cancel_futures=True)
     cache.save()
     return ProfileRun(out, lb.measured, lb.hits, time.perf_counter() - start)

@@ -99,7 +99,10 @@ class RaySource:
     def _call(self, method: str, *args: Any) -> Any:
         """Run ``method`` on a free actor (one call per actor at a time), within the timeout."""
         ray = _ray()
-        actor = self._free.get(timeout=self.timeout_s)
+        try:
+            actor = self._free.get(timeout=self.timeout_s)
+        except queue.Empty as exc:
+            raise OnnxPruneError(f"no Ray actor was free for {self.timeout_s:.0f} s") from exc
         try:
             result = ray.get(actor.call.remote(method, *args), timeout=self.timeout_s)
         except ray.exceptions.GetTimeoutError as exc:

@@ -58,20 +58,18 @@ def test_ray_profile_and_loop_match_local(local_ray, tmp_path):
     assert tr_there.result.model.SerializeToString() == tr_here.result.model.SerializeToString()
 
 
-def test_stuck_or_dropped_actor_is_one_error(local_ray):
+@pytest.mark.parametrize("fake, timeout_s, message", [
+    (fakes.Sleepy, 3, "no layer timing within 3 s"),      # a stuck actor is killed
+    (fakes.Crashing, 60, "Ray actor failed during layer"),  # restarted, retried, then reported
+])
+def test_stuck_or_dropped_actor_is_one_error(local_ray, fake, timeout_s, message):
     prep = prepare(tiny.single_conv())
-    stuck = RaySource(fakes.Sleepy(), actors=1, timeout_s=3)
+    source = RaySource(fake(), actors=1, timeout_s=timeout_s)
     try:
-        with pytest.raises(OnnxPruneError, match="no layer timing within 3 s"):
-            profile_model(prep.graph, stuck, Cache(None, "x"), progress=False)
+        with pytest.raises(OnnxPruneError, match=message):
+            profile_model(prep.graph, source, Cache(None, "x"), progress=False)
     finally:
-        stuck.close()
-    dropped = RaySource(fakes.Crashing(), actors=1, timeout_s=60)
-    try:
-        with pytest.raises(OnnxPruneError, match="Ray actor failed during layer"):
-            profile_model(prep.graph, dropped, Cache(None, "x"), progress=False)
-    finally:
-        dropped.close()
+        source.close()
 
 
 def test_missing_resources_is_one_error(local_ray):
