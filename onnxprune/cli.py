@@ -104,8 +104,10 @@ class Deployment:
         if runtime_name == "openvino" and ray_address is None:
             backends.openvino()
         resources = _amounts(ray_resources)
-        if ray_actors is not None and ray_actors < 1:
-            raise OnnxPruneError("--ray-actors must be at least 1")
+        if ray_address is None and (resources or ray_actors is not None):
+            raise OnnxPruneError("--ray-resources and --ray-actors need --ray auto|ADDRESS")
+        if (ray_actors is not None and ray_actors < 1) or ray_timeout <= 0:
+            raise OnnxPruneError("--ray-actors must be at least 1 and --ray-timeout positive")
         config = runtime.RuntimeConfig(provider, threads, opt_level,
                                        _pairs(provider_options, "--provider-option"),
                                        runtime_name, device, fp16, ep_library)

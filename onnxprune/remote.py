@@ -104,17 +104,15 @@ class RaySource:
         except queue.Empty as exc:
             raise OnnxPruneError(f"no Ray actor was free for {self.timeout_s:.0f} s") from exc
         try:
-            result = ray.get(actor.call.remote(method, *args), timeout=self.timeout_s)
+            return ray.get(actor.call.remote(method, *args), timeout=self.timeout_s)
         except ray.exceptions.GetTimeoutError as exc:
-            ray.kill(actor, no_restart=False)
-            self._free.put(actor)
+            ray.kill(actor, no_restart=False)  # Ray restarts it for the next call
             raise OnnxPruneError(f"Ray actor gave no {method} timing within {self.timeout_s:.0f} s "
                                  "(killed; see --ray-timeout)") from exc
         except ray.exceptions.RayError as exc:
-            self._free.put(actor)
             raise OnnxPruneError(f"Ray actor failed during {method}: {_last_line(exc)}") from exc
-        self._free.put(actor)
-        return result
+        finally:
+            self._free.put(actor)
 
     def layer(self, model: bytes, feeds: backends.Feeds, count: int) -> float:
         return self._call("layer", model, feeds, count)

@@ -106,8 +106,9 @@ def test_openvino_missing_is_one_line(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--fp16"], "--fp16 needs"),
     (["--device", "1"], "--device is"),
-    (["--ray-resources", "GPU"], "expected KEY=VALUE"),
-    (["--ray-resources", "GPU=x"], "positive number"),
+    (["--ray", "auto", "--ray-resources", "GPU"], "expected KEY=VALUE"),
+    (["--ray", "auto", "--ray-resources", "GPU=x"], "positive number"),
+    (["--ray-actors", "2"], "need --ray"),
 ])
 def test_bad_runtime_options_are_one_line(tmp_path, capsys, args, message):
     path = tmp_path / "m.onnx"
