@@ -8,7 +8,7 @@ Prints three tables:
 2. 3x3 conv, 128 output channels, 14x14: latency over input channels 40..64 (isolated).
 3. ``bench`` of a model against itself (interleaved ratio; should be 1.00 +- 0.03).
 
-Usage: python benchmarks/staircase.py [--runtime ort|openvino] [--threads 1]
+Usage: python benchmarks/staircase.py [--runtime ort|openvino] [--threads 1] [--count 2]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runtime", choices=runtime.RUNTIMES, default="ort")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--count", type=int, default=2, help="measurements per width (best kept)")
     args = ap.parse_args()
     source = Local(runtime.RuntimeConfig(threads=args.threads, runtime=args.runtime), rounds=7)
 
@@ -46,12 +47,12 @@ def main() -> None:
     print(f"3x3 conv 64->Cout @28x28, {source.key()}")
     print(f"{'Cout':>5} {'ms':>7}")
     for w in widths:
-        print(f"{w:>5} {lb.time(out_layer, w, count=2):7.3f}")
+        print(f"{w:>5} {lb.time(out_layer, w, count=args.count):7.3f}")
     print("profiler step edges (candidate widths):", run.groups[0].candidates,
           f"({run.measured} layer measurements, {run.seconds:.1f} s)")
     print("\n| Cout | " + " | ".join(map(str, ISSUE_WIDTHS)) + " |")
     print("|---" * (len(ISSUE_WIDTHS) + 1) + "|")
-    print(f"| {args.runtime} | " + " | ".join(f"{lb.time(out_layer, w, count=2):.3f}"
+    print(f"| {args.runtime} | " + " | ".join(f"{lb.time(out_layer, w, count=args.count):.3f}"
                                             for w in ISSUE_WIDTHS) + " |")
 
     prep_in = prepare(tiny.single_conv(cin=16, cout=64, hw=14, head=128, head_k=3))
@@ -61,7 +62,7 @@ def main() -> None:
     print("\n3x3 conv Cin->128 @14x14 (consumer side, isolated)")
     print(f"{'Cin':>5} {'ms':>7}")
     for w in range(40, 65):
-        print(f"{w:>5} {lb_in.time(layer_in, w, count=2):7.4f}")
+        print(f"{w:>5} {lb_in.time(layer_in, w, count=args.count):7.4f}")
 
     model = load_model(str(Path(__file__).resolve().parents[1] / "models" / "mobilenet_v2.onnx"))
     feeds = runtime.random_feeds(model)
