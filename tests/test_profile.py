@@ -62,4 +62,7 @@ def test_cache_key_separates_threads_and_runtimes():
     keys = [config.key() for config in configs]
     assert len(set(keys)) == 4 and keys[0] == "ort:cpu[]/t1/all"
     assert "cudnn_conv_algo_search=EXHAUSTIVE" in keys[3]  # the chosen search is recorded
+    trt = runtime.RuntimeConfig(provider="tensorrt", fp16=True, device="1").options()
+    assert trt["trt_fp16_enable"] == "True" and trt["device_id"] == "1"
+    assert trt["trt_engine_cache_enable"] == trt["trt_timing_cache_enable"] == "True"
     assert Local(configs[0]).key().endswith(f"|ort{ort.__version__}")
