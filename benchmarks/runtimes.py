@@ -9,7 +9,8 @@ runtimes' staircases matter. Also writes one plot with the staircases (group lat
 of a few groups on both runtimes.
 
 Usage: python benchmarks/runtimes.py [--speedup 1.3] [--threads 1] [--plot runtimes.png]
-       [--models models/mobilenet_v2.onnx models/zoo/resnet18.onnx] [--rounds 60]
+       [--models PATH[@NAME:DxDxDxD] ...] [--rounds 60]
+(default: models/mobilenet_v2.onnx and models/zoo/resnet18_dynamic.onnx at 1x3x224x224)
 Needs openvino (pip install -e '.[openvino]'). Profiles are cached (ONNXPRUNE_CACHE).
 """
 
@@ -37,13 +38,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--plot", default="runtimes.png")
-    ap.add_argument("--models", nargs="+", default=[str(ROOT / "models" / "mobilenet_v2.onnx"),
-                                                      str(ROOT / "models" / "zoo" / "resnet18.onnx")])
+    ap.add_argument("--models", nargs="+", default=[
+        str(ROOT / "models" / "mobilenet_v2.onnx"),
+        str(ROOT / "models" / "zoo" / "resnet18_dynamic.onnx") + "@input:1x3x224x224"])
     args = ap.parse_args()
     sources = {rt: Local(runtime.RuntimeConfig(threads=args.threads, runtime=rt)) for rt in RUNTIMES}
     curves: dict[str, list[GroupProfile]] = {}
-    for path in args.models:
-        prep = prepare(path)
+    for spec in args.models:
+        path, _, shape = spec.partition("@")
+        prep = prepare(path, runtime.parse_shape_overrides([shape] if shape else []))
         base = prep.model.SerializeToString()
         pruned = {}
         for rt, source in sources.items():
