@@ -69,7 +69,7 @@ class RaySource:
                 ray.init(address=None if address == "auto" else address, include_dashboard=False,
                          log_to_driver=False, runtime_env={"py_modules": [package]})
             except Exception as exc:
-                raise OnnxPruneError(f"cannot start or reach Ray at {address}: {exc}") from exc
+                raise OnnxPruneError(f"cannot start or reach Ray at {address}: {_last_line(exc)}") from exc
         total = ray.cluster_resources()
         fits = min(int(total.get(k, 0) // v) for k, v in self.resources.items() if v > 0)
         if fits < 1:
