@@ -30,7 +30,7 @@ from .errors import OnnxPruneError
 Feeds = dict[str, np.ndarray]
 
 
-class Runner:
+class BaseRunner:
     """A built model with its inputs bound; subclasses define one inference (:meth:`run_once`)."""
 
     def run_once(self) -> None:
@@ -50,7 +50,7 @@ class Runner:
         return max(1, int(budget_ms / max(one, 1e-3)))
 
 
-class OrtRunner(Runner):
+class OrtRunner(BaseRunner):
     """An onnxruntime session. On device providers (CUDA, TensorRT) inputs and outputs are bound
     on the device with IO binding, so host<->device copies are not part of the figure."""
 
@@ -77,7 +77,7 @@ class OrtRunner(Runner):
             self.binding.synchronize_outputs()
 
 
-class OpenVinoRunner(Runner):
+class OpenVinoRunner(BaseRunner):
     """OpenVINO's runtime: the ONNX model read from bytes, compiled for ``config.device`` with the
     LATENCY performance hint and ``config.threads`` inference threads, inputs set once."""
 
@@ -113,7 +113,7 @@ def openvino():
 
 
 def build(model: onnx.ModelProto | bytes | str, feeds: Feeds,
-          config: runtime.RuntimeConfig | None = None) -> Runner:
+          config: runtime.RuntimeConfig | None = None) -> BaseRunner:
     """A runner for ``model`` (proto, serialized bytes or path) on ``config``'s runtime."""
     config = config or runtime.RuntimeConfig()
     if config.runtime == "openvino":
@@ -178,7 +178,7 @@ class Local:
                  round_ms: float = 4.0):
         self.config = config or runtime.RuntimeConfig()
         self.rounds, self.round_ms = rounds, round_ms
-        self._runners: OrderedDict[str, Runner] = OrderedDict()
+        self._runners: OrderedDict[str, BaseRunner] = OrderedDict()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_runners": OrderedDict()}
@@ -187,7 +187,7 @@ class Local:
         """Computed where the source runs (a pickled source names its new machine)."""
         return f"{self.config.key()}|{device_name(self.config)}|{runtime_version(self.config)}"
 
-    def runner(self, model: bytes, feeds: Feeds) -> Runner:
+    def runner(self, model: bytes, feeds: Feeds) -> BaseRunner:
         """A warm runner for ``model`` (built once while among the last :attr:`keep` used)."""
         digest = hashlib.sha256(model).hexdigest()
         if digest not in self._runners:
