@@ -1,7 +1,7 @@
 """The measuring seam: every figure the tool quotes comes from a :class:`LatencySource`.
 
 A *runner* is a model built for one runtime configuration with its feeds bound, timed by
-:meth:`Runner.time_once`; :func:`build` makes one from model bytes for onnxruntime (any execution
+:meth:`BaseRunner.time_once`; :func:`build` makes one from model bytes for onnxruntime (any execution
 provider, plugin EPs included) or OpenVINO's own runtime. A *latency source* turns model bytes
 into timings: :class:`Local` measures on this machine; :class:`onnxprune.remote.RaySource` asks
 Ray actors on other machines; tests pass fakes. Layer profiles, ``bench``, the hardware loop and
