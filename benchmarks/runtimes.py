@@ -89,23 +89,25 @@ def resnet18() -> str:
 
 
 def plot(curves: dict[str, list[GroupProfile]], out: str) -> None:
-    """Group latency vs width, one colour per group, solid ORT, dashed OpenVINO, edges marked."""
+    """One panel per group: latency vs width on both runtimes (the aligned widths the candidates
+    are chosen from), step edges marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for rt, style in zip(RUNTIMES, ("-", "--")):
-        for k, prof in enumerate(curves[rt]):
-            widths = sorted(prof.curve)
-            ax.plot(widths, [prof.curve[w] for w in widths], style, color=f"C{k}", lw=1,
-                    label=f"{NAMES[rt]}: group {prof.group} ({prof.width} ch)")
-            ax.plot(prof.candidates, [prof.curve[c] for c in prof.candidates], "o", color=f"C{k}",
-                    ms=4, mfc="none" if rt == "openvino" else f"C{k}")
-    ax.set_xlabel("channels kept in group")
-    ax.set_ylabel("latency of the group's layers (ms)")
-    ax.set_title("Staircases on two runtimes, same CPU (markers: step edges)", fontsize=9)
-    ax.legend(fontsize=6)
+    count = len(curves[RUNTIMES[0]])
+    fig, axes = plt.subplots(1, count, figsize=(3.2 * count, 3.4), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        for rt, style in zip(RUNTIMES, ("o-", "s--")):
+            prof = curves[rt][k]
+            widths = [w for w in sorted(prof.curve) if w % 4 == 0 or w == prof.width]
+            ax.plot(widths, [prof.curve[w] for w in widths], style, ms=2, lw=1, label=NAMES[rt])
+            ax.plot(prof.candidates, [prof.curve[c] for c in prof.candidates], "x", color="k", ms=5)
+        ax.set_title(f"group {prof.group} ({prof.width} ch)", fontsize=8)
+        ax.set_xlabel("channels kept", fontsize=8)
+    axes[0][0].set_ylabel("latency of the group's layers (ms)", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Staircases on two runtimes, same CPU (x: step edges)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
