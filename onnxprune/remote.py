@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 from typing import Any
 
 from . import backends, bench
@@ -65,6 +66,7 @@ class RaySource:
         self._started = not ray.is_initialized()
         if self._started:
             package = os.path.dirname(os.path.abspath(__file__))
+            _check_reachable(address, start_timeout_s)
             try:
                 ray.init(address=None if address == "auto" else address, include_dashboard=False,
                          log_to_driver=False, runtime_env={"py_modules": [package]})
@@ -133,6 +135,17 @@ class RaySource:
         self._actors = []
         if self._started and ray.is_initialized():
             ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Fail fast on a ``[ray://]HOST:PORT`` nobody listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=min(timeout_s, 10.0)).close()
+    except OSError as exc:
+        raise OnnxPruneError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from exc
 
 
 def _last_line(exc: BaseException) -> str:

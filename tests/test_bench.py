@@ -1,5 +1,6 @@
 """Benchmarking: statistics, interleaved A/B ratios, both runtimes, the CLI."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,8 +13,13 @@ import tiny
 from onnxprune import backends, bench, cli, runtime
 from onnxprune.bench import Timing
 
-RUNTIMES = ["ort", pytest.param("openvino", marks=pytest.mark.skipif(
-    __import__("importlib").util.find_spec("openvino") is None, reason="openvino not installed"))]
+
+def _needs(package: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(importlib.util.find_spec(package) is None,
+                              reason=f"{package} not installed")
+
+
+RUNTIMES = ["ort", pytest.param("openvino", marks=_needs("openvino"))]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -109,6 +115,7 @@ def test_openvino_missing_is_one_line(tmp_path, monkeypatch, capsys):
     (["--ray", "auto", "--ray-resources", "GPU"], "expected KEY=VALUE"),
     (["--ray", "auto", "--ray-resources", "GPU=x"], "positive number"),
     (["--ray-actors", "2"], "need --ray"),
+    pytest.param(["--ray", "127.0.0.1:9"], "cannot reach Ray at 127.0.0.1:9", marks=_needs("ray")),
 ])
 def test_bad_runtime_options_are_one_line(tmp_path, capsys, args, message):
     path = tmp_path / "m.onnx"
