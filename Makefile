@@ -20,8 +20,10 @@ demo: install
 	$(PYTHON) -m onnxprune models/mobilenet_v2.onnx --speedup $(DEMO_SPEEDUP) --calib out/calib.npz -o out/mobilenet_v2.pruned.onnx --report out/report.json --plot out/tradeoff.png
 	$(PYTHON) -m onnxprune bench models/mobilenet_v2.onnx out/mobilenet_v2.pruned.onnx --data out/test.npz
 
+# openvino and ray are optional extras; installing them here runs their tests too (they skip
+# cleanly where a package is absent)
 test:
-	$(PIP) install -q -e . "pytest>=7"
+	$(PIP) install -q -e '.[openvino,ray]' "pytest>=7" "torch==2.13.0"
 	$(PYTHON) -m pytest
 
 lint:

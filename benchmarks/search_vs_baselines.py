@@ -23,7 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from onnxprune import OnnxPruneError, bench, runtime
+from onnxprune import OnnxPruneError, runtime
+from onnxprune.backends import Local
 from onnxprune.pipeline import prepare, prune_to_target
 from onnxprune.profile import default_cache_path, group_layers
 from onnxprune.rewrite import apply_plan
@@ -83,17 +84,17 @@ def main() -> None:
     ap.add_argument("--speedups", type=float, nargs="+", default=[1.3, 1.6])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    config = runtime.RuntimeConfig(threads=args.threads)
+    source = Local(runtime.RuntimeConfig(threads=args.threads))
     rows = []
     for name, (path, shape_specs) in MODELS.items():
         prep = prepare(str(path), runtime.parse_shape_overrides(shape_specs))
         g = prep.graph
-        base = bench.Runner(prep.model, prep.feeds, config)
+        base = prep.model.SerializeToString()
         groups = g.prunable_groups()
 
         def speed_of(widths, base=base, prep=prep, g=g):
-            model = apply_plan(g, plan_for(g, widths))
-            return bench.compare(base, bench.Runner(model, prep.feeds, config), rounds=20).speedup
+            model = apply_plan(g, plan_for(g, widths)).SerializeToString()
+            return source.compare(base, model, prep.feeds, rounds=20).speedup
 
         def uniform(r, groups=groups):
             return {gr.id: max(gr.width - round(r * gr.width), gr.width - len(gr.prunable), 1)
@@ -108,7 +109,7 @@ def main() -> None:
 
         for sp in args.speedups:
             try:
-                tr = prune_to_target(prep, config, speedup=sp, cache_path=default_cache_path(),
+                tr = prune_to_target(prep, source, speedup=sp, cache_path=default_cache_path(),
                                      progress=False)
             except OnnxPruneError as exc:
                 print(f"{name} x{sp}: {exc}")

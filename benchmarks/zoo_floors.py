@@ -1,6 +1,6 @@
 """How far each zoo model can go: measured speedup with every group at its floor.
 
-Uses the zoo tests' analytic staircase timer for the layer profiles (steps of 4 channels) and a
+Uses the zoo tests' analytic staircase latency source (tests/fakes.py) for the layer profiles (steps of 4 channels) and a
 floor of 10%, then times the all-floor model against the original (interleaved, ORT CPU, 1
 thread). A model whose floor is below 1.3x cannot pass the zoo test's ``--speedup 1.3``.
 Usage: python benchmarks/zoo_floors.py
@@ -8,36 +8,34 @@ Usage: python benchmarks/zoo_floors.py
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from onnxprune import bench, runtime, search
+from fakes import Staircase
+
+from onnxprune import search
 from onnxprune.pipeline import prepare
 from onnxprune.profile import Cache, profile_model
 from onnxprune.rewrite import apply_plan
 
 
-def timer(layer, dim: int) -> float:
-    return 0.01 * (1 + math.ceil(dim / 4))
-
-
 def main() -> None:
-    config = runtime.RuntimeConfig()
+    source = Staircase()
     print(f"{'model':28} {'baseline ms':>11} {'all-floor speedup':>18}")
     for path in sorted((ROOT / "models" / "zoo").glob("*.onnx")):
         if path.stem == "resnet18_qdq":
             continue
         prep = prepare(str(path))
-        run = profile_model(prep.graph, config, Cache(None, config), min_fraction=0.1,
-                            progress=False, timer=timer)
+        run = profile_model(prep.graph, source, Cache(None, source.key()), min_fraction=0.1,
+                            progress=False)
         choices = search.latency_choices(prep.graph, run.groups, 0.1)
         floor = apply_plan(prep.graph, search.plan_for(prep.graph, {c.group: c.widths[0] for c in choices}))
-        cmp = bench.compare(bench.Runner(prep.model, prep.feeds, config),
-                            bench.Runner(floor, prep.feeds, config), rounds=30)
+        cmp = source.compare(prep.model.SerializeToString(), floor.SerializeToString(),
+                             prep.feeds, rounds=30)
         print(f"{path.stem:28} {cmp.a.median_ms:>11.3f} {cmp.speedup:>17.2f}x")
 
 

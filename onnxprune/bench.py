@@ -1,4 +1,4 @@
-"""Benchmark models on an onnxruntime provider: warm-up, repeated rounds, robust statistics.
+"""Benchmark statistics on any runner: warm-up until settled, repeated rounds, robust statistics.
 
 Speedups are quoted from *interleaved* rounds (A B A B ...): each round's ratio B/A is taken
 under the same machine conditions, and the median of those ratios is the figure reported.
@@ -6,14 +6,10 @@ under the same machine conditions, and the median of those ratios is the figure 
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-
-from . import runtime
 
 
 @dataclass
@@ -49,63 +45,40 @@ class Comparison:
     rounds: int
 
 
-class Runner:
-    """A reusable session plus feeds; :meth:`time_once` runs ``repeat`` times, returns ms/run.
-
-    On device providers (CUDA, TensorRT) inputs and outputs are bound on the device with IO
-    binding (onnxruntime OrtValues), so host<->device copies are not part of the figure."""
-
-    def __init__(self, model: onnx.ModelProto | bytes | str | ort.InferenceSession,
-                 feeds: dict[str, np.ndarray], config: runtime.RuntimeConfig | None = None):
-        config = config or runtime.RuntimeConfig()
-        self.session = model if isinstance(model, ort.InferenceSession) else runtime.session(model, config)
-        self.feeds = feeds
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.binding = None
-        if config.provider != "cpu":
-            device_id = int(config.provider_options.get("device_id", 0))
-            self.binding = self.session.io_binding()
-            self._keep = []
-            for name, value in feeds.items():
-                ort_value = ort.OrtValue.ortvalue_from_numpy(value, "cuda", device_id)
-                self._keep.append(ort_value)
-                self.binding.bind_ortvalue_input(name, ort_value)
-            for name in self.outputs:
-                self.binding.bind_output(name, "cuda", device_id)
-
-    def _run(self) -> None:
-        if self.binding is None:
-            self.session.run(self.outputs, self.feeds)
-        else:
-            self.session.run_with_iobinding(self.binding)
-            self.binding.synchronize_outputs()
+class Runner(Protocol):
+    """A built model with its feeds bound (see :mod:`onnxprune.backends`)."""
 
     def time_once(self, repeat: int = 1) -> float:
-        start = time.perf_counter()
-        for _ in range(repeat):
-            self._run()
-        return (time.perf_counter() - start) * 1e3 / repeat
+        """Run ``repeat`` times; milliseconds per run."""
 
     def calibrate(self, budget_ms: float = 10.0) -> int:
-        """Runs per round so that one round lasts about ``budget_ms`` (at least 1)."""
-        self.time_once()
-        one = min(self.time_once() for _ in range(3))
-        return max(1, int(budget_ms / max(one, 1e-3)))
+        """Runs per round so that one round lasts about ``budget_ms``."""
+
+
+def warm_up(runner: Runner, runs: int = 5, max_runs: int = 100, tol: float = 0.03) -> None:
+    """Run until timings settle: the median of the last ``runs`` runs is within ``tol`` of the
+    ``runs`` before (first runs are slow: allocations, cuDNN algorithm search, TensorRT engine
+    builds, GPU clocks), at most ``max_runs`` runs."""
+    times: list[float] = []
+    while len(times) < max_runs:
+        times.append(runner.time_once())
+        if len(times) >= 2 * runs:
+            last, before = np.median(times[-runs:]), np.median(times[-2 * runs:-runs])
+            if last >= before * (1 - tol):
+                return
 
 
 def measure(runner: Runner, rounds: int = 30, warmup: int = 5, repeat: int | None = None) -> Timing:
-    """Median/p90 over ``rounds`` rounds after ``warmup`` discarded runs."""
-    for _ in range(warmup):
-        runner.time_once()
+    """Median/p90 over ``rounds`` rounds after warm-up (at least ``2 * warmup`` runs)."""
+    warm_up(runner, warmup)
     repeat = repeat or runner.calibrate()
     return Timing.of([runner.time_once(repeat) for _ in range(rounds)])
 
 
 def compare(a: Runner, b: Runner, rounds: int = 30, warmup: int = 5) -> Comparison:
     """Interleave rounds A B A B (order alternating) and report the median per-round ratio."""
-    for _ in range(warmup):
-        a.time_once()
-        b.time_once()
+    warm_up(a, warmup)
+    warm_up(b, warmup)
     repeat = max(1, min(a.calibrate(), b.calibrate()))
     ta, tb = [], []
     for k in range(rounds):

@@ -6,13 +6,15 @@ no partial output file (set ONNXPRUNE_DEBUG=1 to see tracebacks).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import click
 
-from . import bench, calib, pipeline, profile, recover, runtime, verify
+from . import backends, calib, pipeline, profile, recover, runtime, verify
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
@@ -43,33 +45,114 @@ class _DefaultToPrune(click.Group):
 
 
 def runtime_options(fn):
-    """Options that describe the deployment session (shared by every measuring command)."""
+    """Options that describe the deployment session (shared by every measuring command); the
+    command receives them as one :class:`Deployment` argument, ``deploy``."""
     options = [
-        click.option("--provider", type=click.Choice(sorted(runtime.PROVIDERS)), default="cpu",
-                     show_default=True, help="onnxruntime execution provider"),
+        click.option("--runtime", "runtime_name", type=click.Choice(runtime.RUNTIMES), default="ort",
+                     show_default=True, help="onnxruntime, or OpenVINO's own runtime"),
+        click.option("--provider", default="cpu", show_default=True,
+                     help=f"onnxruntime execution provider: {', '.join(sorted(runtime.PROVIDERS))} "
+                          "or any EP's full name"),
+        click.option("--ep-library", default="", metavar="PATH",
+                     help="register --provider from this plugin EP library"),
+        click.option("--device", default="", help="OpenVINO device (CPU, GPU) or CUDA device id"),
         click.option("--threads", type=int, default=1, show_default=True, help="intra-op threads"),
         click.option("--opt-level", type=click.Choice(sorted(runtime.OPT_LEVELS)), default="all",
                      show_default=True, help="graph optimisation level"),
         click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
-                     help="provider option, repeatable (e.g. device_id=0)"),
+                     help="provider (or OpenVINO) option, repeatable (e.g. device_id=0)"),
+        click.option("--fp16", is_flag=True, help="half precision (TensorRT, OpenVINO)"),
         click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
                      help="concrete shape for a dynamic input, e.g. input:1x3x224x224"),
+        click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+                     help="measure in Ray actors (one per device) instead of this process"),
+        click.option("--ray-resources", multiple=True, metavar="KEY=N",
+                     help="what one Ray actor (device) needs, repeatable, e.g. GPU=1 [CPU=threads]"),
+        click.option("--ray-actors", type=int, default=None,
+                     help="at most this many Ray actors [as many as the resources allow]"),
+        click.option("--ray-timeout", type=float, default=600.0, show_default=True,
+                     help="seconds one Ray measurement may take"),
     ]
+    names = ("runtime_name", "provider", "ep_library", "device", "threads", "opt_level",
+             "provider_options", "fp16", "ray_address", "ray_resources", "ray_actors", "ray_timeout")
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        return fn(deploy=Deployment.of(**{k: kwargs.pop(k) for k in names}), **kwargs)
+
     for option in reversed(options):
-        fn = option(fn)
-    return fn
+        wrapper = option(wrapper)
+    return wrapper
 
 
-def make_config(provider: str, threads: int, opt_level: str, provider_options) -> runtime.RuntimeConfig:
-    opts = {}
-    for item in provider_options:
+@dataclass
+class Deployment:
+    """Where and how models are timed: a runtime configuration, measured here or in Ray actors."""
+
+    config: runtime.RuntimeConfig
+    ray_address: str | None = None
+    ray_resources: dict[str, float] | None = None
+    ray_actors: int | None = None
+    ray_timeout: float = 600.0
+
+    @classmethod
+    def of(cls, runtime_name: str, provider: str, ep_library: str, device: str, threads: int,
+           opt_level: str, provider_options, fp16: bool, ray_address: str | None, ray_resources,
+           ray_actors: int | None, ray_timeout: float) -> Deployment:
+        """Validate the command line's runtime options (one clear error each)."""
+        if threads < 1:
+            raise OnnxPruneError("--threads must be at least 1")
+        if fp16 and not (runtime_name == "openvino" or provider == "tensorrt"):
+            raise OnnxPruneError("--fp16 needs --provider tensorrt or --runtime openvino")
+        if device and runtime_name == "ort" and provider not in runtime.GPU_PROVIDERS:
+            raise OnnxPruneError("--device is an OpenVINO device or a CUDA/TensorRT device id")
+        if runtime_name == "openvino" and ray_address is None:
+            backends.openvino()
+        resources = _amounts(ray_resources)
+        if ray_address is None and (resources or ray_actors is not None):
+            raise OnnxPruneError("--ray-resources and --ray-actors need --ray auto|ADDRESS")
+        if (ray_actors is not None and ray_actors < 1) or ray_timeout <= 0:
+            raise OnnxPruneError("--ray-actors must be at least 1 and --ray-timeout positive")
+        config = runtime.RuntimeConfig(provider, threads, opt_level,
+                                       _pairs(provider_options, "--provider-option"),
+                                       runtime_name, device, fp16, ep_library)
+        return cls(config, ray_address, resources or None, ray_actors, ray_timeout)
+
+    def source(self) -> backends.LatencySource:
+        """The latency source; Ray actors are stopped when the command ends."""
+        local = backends.Local(self.config)
+        if self.ray_address is None:
+            return local
+        from .remote import RaySource
+
+        src = RaySource(local, self.ray_address, self.ray_resources, self.ray_actors,
+                        self.ray_timeout)
+        click.get_current_context().call_on_close(src.close)
+        return src
+
+
+def _pairs(items, option: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict."""
+    out = {}
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise OnnxPruneError(f"bad --provider-option {item!r}: expected KEY=VALUE")
-        opts[key] = value
-    if threads < 1:
-        raise OnnxPruneError("--threads must be at least 1")
-    return runtime.RuntimeConfig(provider, threads, opt_level, opts)
+        if not sep or not key:
+            raise OnnxPruneError(f"bad {option} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _amounts(items) -> dict[str, float]:
+    """``--ray-resources KEY=N`` as positive numbers."""
+    out = {}
+    for key, value in _pairs(items, "--ray-resources").items():
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = 0.0
+        if out[key] <= 0:
+            raise OnnxPruneError(f"bad --ray-resources {key}={value}: expected a positive number")
+    return out
 
 
 @click.group(cls=_DefaultToPrune, context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,7 +195,7 @@ def cli() -> None:
 @runtime_options
 def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path,
           importance, value, calib_path, recover_steps, distill_seconds, max_drop, plot_path,
-          exclude, no_latency, provider, threads, opt_level, provider_options, shape_specs) -> None:
+          exclude, no_latency, deploy, shape_specs) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
@@ -125,7 +208,6 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
     if target_ms is not None and target_ms <= 0:
         raise OnnxPruneError(f"--target-ms must be positive, got {target_ms}")
-    config = make_config(provider, threads, opt_level, provider_options)
     shapes = runtime.parse_shape_overrides(shape_specs)
     check_output_path(output, model)
     if report_path:
@@ -136,10 +218,10 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
     settings = {"steps": steps, "distill_seconds": distill_seconds}
     if not modes:
-        tr = pipeline.prune_within_drop(prep, config, max_drop, floor=floor, value=value,
+        tr = pipeline.prune_within_drop(prep, deploy.source(), max_drop, floor=floor, value=value,
                                         cache_path=cache_path or profile.default_cache_path(), **settings)
     elif ratio is None:
-        tr = pipeline.prune_to_target(prep, config, target_ms, speedup, floor, method,
+        tr = pipeline.prune_to_target(prep, deploy.source(), target_ms, speedup, floor, method,
                                       cache_path or profile.default_cache_path(),
                                       max_drop=max_drop, value=value, **settings)
     if ratio is None:
@@ -170,8 +252,9 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         ("zero-filter error", "", f"{result.zero_filter_error:.1e}"),
     ]
     if not no_latency:
-        cmp = pipeline.quick_latency(prep, result.model)
-        rows.append(("latency ms (median, 1 thread CPU)", f"{cmp.a.median_ms:.3f}", f"{cmp.b.median_ms:.3f}"))
+        cmp = pipeline.quick_latency(prep, result.model, deploy.source())
+        rows.append((f"latency ms (median, {deploy.config.key()})", f"{cmp.a.median_ms:.3f}",
+                     f"{cmp.b.median_ms:.3f}"))
         rows.append(("speedup (interleaved)", "", f"{cmp.speedup:.2f}x"))
     print_kv(f"{os.path.basename(model)} -> {output}", rows)
     if report_path:
@@ -230,7 +313,7 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> No
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 @runtime_options
 def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_path,
-             cache_path, provider, threads, opt_level, provider_options, shape_specs) -> None:
+             cache_path, deploy, shape_specs) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
     try:
         wanted = [float(v) for v in speedups.split(",") if v.strip()]
@@ -240,9 +323,8 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         raise OnnxPruneError(f"--speedups must be a comma list of numbers above 1, got {speedups!r}")
     if output_dir and not os.path.isdir(output_dir):
         raise OnnxPruneError(f"{output_dir}: no such directory")
-    config = make_config(provider, threads, opt_level, provider_options)
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), calib_data=calib_path)
-    results = pipeline.frontier(prep, config, wanted, floor=floor, steps=parse_recovery(recover_steps),
+    results = pipeline.frontier(prep, deploy.source(), wanted, floor=floor, steps=parse_recovery(recover_steps),
                                 cache_path=cache_path or profile.default_cache_path())
     print_frontier(wanted, results)
     if output_dir:
@@ -267,33 +349,31 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
 @click.option("--data", "data_path", type=str, default=None,
               help=".npz of inputs: also report how closely MODEL_B predicts what MODEL_A does")
 @runtime_options
-def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, provider, threads, opt_level,
-              provider_options, shape_specs) -> None:
+def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs) -> None:
     """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds (and, with
     --data, their agreement on those inputs)."""
-    config = make_config(provider, threads, opt_level, provider_options)
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
     shapes = runtime.parse_shape_overrides(shape_specs)
     first = load_model(model_a)
     feeds = runtime.random_feeds(first, shapes)
-    runner_a = bench.Runner(first, feeds, config)
+    source = deploy.source()
     if model_b is None:
-        timing = bench.measure(runner_a, rounds=rounds, warmup=warmup)
+        timing = source.measure(first.SerializeToString(), feeds, rounds, warmup)
         if as_json:
-            print(json.dumps({"model": model_a, "config": config.key(), **timing.as_dict()}, indent=2))
+            print(json.dumps({"model": model_a, "config": deploy.config.key(), **timing.as_dict()},
+                             indent=2))
         else:
             print_kv_single(model_a, timing)
         return
     second = load_model(model_b)
-    runner_b = bench.Runner(second, feeds, config)
-    cmp = bench.compare(runner_a, runner_b, rounds=rounds, warmup=warmup)
+    cmp = source.compare(first.SerializeToString(), second.SerializeToString(), feeds, rounds, warmup)
     fid = None
     if data_path:
         samples = calib.load_npz(data_path, first)
         fid = verify.fidelity(verify.outputs_on(first, samples), second, samples)
     if as_json:
-        print(json.dumps({"a": model_a, "b": model_b, "config": config.key(),
+        print(json.dumps({"a": model_a, "b": model_b, "config": deploy.config.key(),
                           "speedup": cmp.speedup, "ratio_p10": cmp.ratio_p10,
                           "ratio_p90": cmp.ratio_p90, "rounds": cmp.rounds,
                           "timing_a": cmp.a.as_dict(), "timing_b": cmp.b.as_dict(),
@@ -326,10 +406,9 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, provider, th
 @click.option("--rel-tol", type=float, default=0.05, show_default=True,
               help="latency change that counts as a step")
 @runtime_options
-def profile_cmd(model, as_json, plot_dir, cache_path, no_cache, group_ids, rel_tol, provider,
-                threads, opt_level, provider_options, shape_specs) -> None:
+def profile_cmd(model, as_json, plot_dir, cache_path, no_cache, group_ids, rel_tol, deploy,
+                shape_specs) -> None:
     """Measure each prunable group's latency staircase and its candidate widths."""
-    config = make_config(provider, threads, opt_level, provider_options)
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs))
     groups = prep.graph.prunable_groups()
     if group_ids:
@@ -337,20 +416,22 @@ def profile_cmd(model, as_json, plot_dir, cache_path, no_cache, group_ids, rel_t
         if unknown:
             raise OnnxPruneError(f"--group {sorted(unknown)}: not prunable group ids")
         groups = [g for g in groups if g.id in group_ids]
-    cache = profile.Cache(None if no_cache else (cache_path or profile.default_cache_path()), config)
-    run = profile.profile_model(prep.graph, config, cache, groups, rel_tol=rel_tol,
+    source = deploy.source()
+    cache = profile.Cache(None if no_cache else (cache_path or profile.default_cache_path()),
+                          source.key())
+    run = profile.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
                                 progress=not as_json)
     if plot_dir:
         for prof in run.groups:
             profile.plot_group(prof, plot_dir)
     if as_json:
-        print(json.dumps({"config": config.key(), "device": profile.device_name(config),
+        print(json.dumps({"config": deploy.config.key(), "source": source.key(),
                           "seconds": run.seconds, "measured": run.measured, "cached": run.cached,
                           "groups": [p.as_dict() for p in run.groups]}, indent=2))
         return
     print_profiles(run.groups)
     console.print(f"{len(run.groups)} groups in {run.seconds:.1f} s; {run.measured} new "
-                  f"measurements, {run.cached} from cache ({config.key()})")
+                  f"measurements, {run.cached} from cache ({source.key()})")
 
 
 def main(argv: list[str] | None = None) -> None:

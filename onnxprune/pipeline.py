@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import bench, calib, load, profile, recover, runtime, search, sensitivity, verify
+from . import backends, bench, calib, load, profile, recover, runtime, search, sensitivity, verify
 from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
@@ -172,8 +172,8 @@ class Search:
     build, measure and judge a candidate (widths per group)."""
 
     prep: Prepared
-    config: runtime.RuntimeConfig
-    base_runner: bench.Runner
+    source: backends.LatencySource
+    base: bytes  # the unpruned model, serialised once
     baseline_ms: float
     choices: list[search.Choice]
     table: sensitivity.Table | None
@@ -188,7 +188,7 @@ class Search:
     def measure(self, widths: dict[int, int]) -> float:
         """Measured latency (ms) of the pruned model, interleaved with the original."""
         model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths))
-        cmp = bench.compare(self.base_runner, bench.Runner(model, self.prep.feeds, self.config), rounds=30)
+        cmp = self.source.compare(self.base, model.SerializeToString(), self.prep.feeds, rounds=30)
         return self.baseline_ms / cmp.speedup
 
     def finish(self, widths: dict[int, int], ms: float) -> PruneResult:
@@ -212,18 +212,21 @@ class Search:
             point["chosen"] = point is self._point_of.get(id(result))
 
 
-def start_search(prep: Prepared, config: runtime.RuntimeConfig, floor: float = 0.25,
-                 cache_path: str | None = None, progress: bool = True, timer=None,
+def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource, floor: float = 0.25,
+                 cache_path: str | None = None, progress: bool = True,
                  value: str = "sensitivity", **settings) -> Search:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
     with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
-    ``settings``: ``steps``, ``evaluate``, ``distill_seconds`` for every finished candidate."""
+    ``config``: the runtime configuration measured here, or any latency source (Ray actors on
+    the deployment machines, a fake in tests); every timing goes through it. ``settings``:
+    ``steps``, ``evaluate``, ``distill_seconds`` for every finished candidate."""
     if not 0.0 < floor <= 1.0:
         raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
-    base_runner = bench.Runner(prep.model, prep.feeds, config)
-    baseline = bench.measure(base_runner, rounds=40).median_ms
-    run = profile.profile_model(prep.graph, config, profile.Cache(cache_path, config),
-                                min_fraction=floor, progress=progress, timer=timer)
+    source = backends.source_for(config)
+    base = prep.model.SerializeToString()
+    baseline = source.measure(base, prep.feeds, rounds=40).median_ms
+    run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
+                                min_fraction=floor, progress=progress)
     choices = search.latency_choices(prep.graph, run.groups, floor)
     table, synthetic = None, False
     if value == "sensitivity" and choices:
@@ -231,15 +234,16 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig, floor: float = 0
         choices = search.with_values(choices, table.values)
     if not choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
-    return Search(prep, config, base_runner, baseline, choices, table, synthetic, run.seconds, **settings)
+    return Search(prep, source, base, baseline, choices, table, synthetic, run.seconds, **settings)
 
 
-def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: float | None = None,
+def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
+                    target_ms: float | None = None,
                     speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
                     cache_path: str | None = None, band: float = 0.93,
                     progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
                     evaluate: Callable[[str], float] | None = None,
-                    max_drop: float | None = None, timer=None,
+                    max_drop: float | None = None,
                     value: str = "sensitivity", distill_seconds: float = 60.0,
                     shared: Search | None = None) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`), then
@@ -254,7 +258,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
         raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
     if target_ms is not None and target_ms <= 0:
         raise OnnxPruneError("the latency target must be positive")
-    ctx = shared or start_search(prep, config, floor, cache_path, progress, timer, value,
+    ctx = shared or start_search(prep, config, floor, cache_path, progress, value,
                                  steps=steps, evaluate=evaluate, distill_seconds=distill_seconds)
     baseline = ctx.baseline_ms
     target_ms = baseline / speedup if speedup is not None else target_ms
@@ -280,7 +284,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig, target_ms: fl
 def _final(ctx: Search, result: PruneResult, target_ms: float, found: search.SearchResult | None,
            evolve_steps: list, widths: dict[int, int]) -> TargetResult:
     """Time the chosen model once more (interleaved) and mark it among the measured points."""
-    final = bench.compare(ctx.base_runner, bench.Runner(result.model, ctx.prep.feeds, ctx.config), rounds=40)
+    final = ctx.source.compare(ctx.base, result.model.SerializeToString(), ctx.prep.feeds, rounds=40)
     ctx.choose(result)
     return TargetResult(result, ctx.baseline_ms, target_ms, final, found, evolve_steps, widths,
                         profile_seconds=ctx.profile_seconds, table=ctx.table,
@@ -372,18 +376,22 @@ def frontier(prep: Prepared, config: runtime.RuntimeConfig, speedups: list[float
     return [prune_to_target(prep, config, speedup=s, shared=ctx) for s in sorted(speedups)]
 
 
-def quick_latency(prep: Prepared, pruned: onnx.ModelProto, rounds: int = 20) -> bench.Comparison:
-    """Interleaved A/B timing of the original and the pruned model (1 thread, CPU)."""
-    a = bench.Runner(prep.original, prep.feeds)
-    b = bench.Runner(pruned, prep.feeds)
-    return bench.compare(a, b, rounds=rounds)
+def quick_latency(prep: Prepared, pruned: onnx.ModelProto,
+                  config: runtime.RuntimeConfig | backends.LatencySource | None = None,
+                  rounds: int = 20) -> bench.Comparison:
+    """Interleaved A/B timing of the original and the pruned model on ``config`` (default: ORT
+    CPU, 1 thread) or a latency source."""
+    source = backends.source_for(config)
+    return source.compare(prep.original.SerializeToString(), pruned.SerializeToString(),
+                          prep.feeds, rounds=rounds)
 
 
 def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           speedup: float | None = None, ratio: float | None = None,
           calib=None, evaluate: Callable[[str], float] | None = None,
           max_drop: float | None = None, recovery: tuple[str, ...] = recover.STEPS,
-          importance: str = "l1", config: runtime.RuntimeConfig | None = None,
+          importance: str = "auto",
+          config: runtime.RuntimeConfig | backends.LatencySource | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
@@ -395,7 +403,9 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     reconstruction selection, measured sensitivity, recovery and fidelity (without it, cuts are
     ranked on synthetic images and accuracy is not checked). ``evaluate(model_path) -> float`` is
     the pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it,
-    the loss of top-1 agreement). Raises OnnxPruneError with a one-line reason on failure."""
+    the loss of top-1 agreement). ``config``: the deployment runtime measured here (default ORT
+    CPU, 1 thread) or a latency source (:class:`onnxprune.remote.RaySource` to measure on other
+    machines). Raises OnnxPruneError with a one-line reason on failure."""
     modes = sum(v is not None for v in (target_ms, speedup, ratio))
     if modes > 1 or modes == 0 and max_drop is None:
         raise OnnxPruneError("give exactly one of target_ms, speedup, ratio (or max_drop alone)")

@@ -19,17 +19,18 @@ import itertools
 import json
 import math
 import os
-import platform
 import tempfile
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from . import bench, ops, runtime
+from . import backends, ops, runtime
 from .graph import ChannelGraph, Group
 
 
@@ -84,30 +85,16 @@ class GroupProfile:
         }
 
 
-def device_name(config: runtime.RuntimeConfig) -> str:
-    """What the cache key calls the machine: CPU model, or GPU id for device providers."""
-    if config.provider != "cpu":
-        return f"{config.provider}:{config.provider_options.get('device_id', 0)}"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 class Cache:
     """Layer measurements on disk: ``{key: {dim: [ms, count]}}`` in one JSON file, written
     atomically (``count`` measurements, the best kept).
 
-    A key names the layer signature, the provider and its options, the thread count and
-    optimisation level, the device and the onnxruntime version."""
+    A key names the layer signature and the latency source's key: the runtime, its version and
+    options, the thread count and optimisation level, and the device."""
 
-    def __init__(self, path: str | None, config: runtime.RuntimeConfig):
+    def __init__(self, path: str | None, source_key: str):
         self.path = path
-        self.prefix = f"{config.key()}|{device_name(config)}|ort{ort.__version__}|"
+        self.prefix = f"{source_key}|"
         self.data: dict[str, dict[str, list]] = {}
         if path and os.path.exists(path):
             try:
@@ -138,40 +125,33 @@ class Cache:
 
 
 def default_cache_path() -> str:
-    base = os.environ.get("ONNXPRUNE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "onnxprune")
-    return os.path.join(base, "profiles.json")
+    return os.path.join(runtime.cache_dir(), "profiles.json")
 
 
 class LayerBench:
-    """Builds and times isolated one-node models of a layer at a given swept dimension."""
+    """Builds isolated one-node models of a layer at a given swept dimension and has the latency
+    source time them (on this machine or elsewhere: models travel as bytes)."""
 
-    def __init__(self, g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
-                 rounds: int = 5, round_ms: float = 4.0,
-                 timer: Callable[[Layer, int], float] | None = None):
-        self.g, self.config, self.cache = g, config, cache
-        self.rounds, self.round_ms = rounds, round_ms
-        self.timer = timer  # replaces measuring (tests, or an external latency table)
+    def __init__(self, g: ChannelGraph, source: backends.LatencySource, cache: Cache):
+        self.g, self.source, self.cache = g, source, cache
         self.nodes = {n.name: n for n in g.model.graph.node}
         self.measured = self.hits = 0
+        self._count = threading.Lock()  # groups are swept from several threads
 
     def time(self, layer: Layer, width: int, count: int = 1) -> float:
         """Latency (ms, best round) of ``layer`` at group width ``width``, measured until it
         has ``count`` independent measurements; the best is kept (interference only adds)."""
         dim = layer.dim(width)
-        if self.timer is not None:
-            return self.timer(layer, dim)
         got = self.cache.get(layer.signature, dim)
         if got is not None and got[1] >= count:
-            self.hits += 1
+            with self._count:
+                self.hits += 1
             return got[0]
         best, done = got if got is not None else (float("inf"), 0)
         model, feeds = isolate(self.g, self.nodes[layer.node], layer.mode, dim)
-        runner = bench.Runner(model, feeds, self.config)
-        repeat = runner.calibrate(self.round_ms)
-        for _ in range(count - done):
-            best = min(best, bench.measure(runner, rounds=self.rounds, warmup=2, repeat=repeat).min_ms)
-            self.measured += 1
+        best = min(best, self.source.layer(model.SerializeToString(), feeds, count - done))
+        with self._count:
+            self.measured += count - done
         self.cache.put(layer.signature, dim, best, count)
         return best
 
@@ -320,7 +300,7 @@ def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int 
     layers = [LayerProfile(layer) for layer in group_layers(g, group)]
     key = json.dumps(["v2", [lp.layer.signature for lp in layers], group.width, min_width,
                       rel_tol, confirm, align])
-    done = lb.cache.get(key, 0) if lb.timer is None else None
+    done = lb.cache.get(key, 0)
     if done is not None:  # this exact group was swept before: reuse the sweep
         lb.hits += 1
         for lp, points in zip(layers, done[0]["layers"]):
@@ -340,8 +320,7 @@ def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int 
                 curve[w] = total(w, count)
     for lp in layers:
         lp.points = {w: lb.time(lp.layer, w) for w in curve}
-    if lb.timer is None:
-        lb.cache.put(key, 0, {"layers": [lp.points for lp in layers]}, 1)
+    lb.cache.put(key, 0, {"layers": [lp.points for lp in layers]}, 1)
     return _finish(group, min_width, layers, rel_tol, align)
 
 
@@ -404,25 +383,29 @@ class ProfileRun:
     seconds: float
 
 
-def profile_model(g: ChannelGraph, config: runtime.RuntimeConfig, cache: Cache,
-                  groups: list[Group] | None = None, min_fraction: float = 0.0,
-                  rel_tol: float = 0.05, progress: bool = True,
-                  timer: Callable[[Layer, int], float] | None = None) -> ProfileRun:
-    """Profile every prunable group (or ``groups``), caching layer measurements
-    (``timer(layer, dim) -> ms`` replaces measuring: tests, external latency tables)."""
-    import time
-
+def profile_model(g: ChannelGraph, source: backends.LatencySource | runtime.RuntimeConfig,
+                  cache: Cache, groups: list[Group] | None = None, min_fraction: float = 0.0,
+                  rel_tol: float = 0.05, progress: bool = True) -> ProfileRun:
+    """Profile every prunable group (or ``groups``) on a latency source (or a runtime
+    configuration measured here), caching layer measurements. Groups are swept in parallel,
+    one at a time per worker of the source (its devices); results keep the groups' order."""
     from rich.progress import Progress
 
     start = time.perf_counter()
-    lb = LayerBench(g, config, cache, timer=timer)
+    lb = LayerBench(g, backends.source_for(source), cache)
     todo = groups if groups is not None else g.prunable_groups()
-    out = []
+
+    def one(group: Group) -> GroupProfile:
+        prof = profile_group(g, group, lb, max(1, math.ceil(min_fraction * group.width)), rel_tol)
+        bar.advance(task)
+        return prof
+
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("profiling", total=len(todo))
-        for group in todo:
-            floor = max(1, math.ceil(min_fraction * group.width))
-            out.append(profile_group(g, group, lb, floor, rel_tol))
-            bar.advance(task)
+        pool = ThreadPoolExecutor(max_workers=max(1, lb.source.workers))
+        try:
+            out = list(pool.map(one, todo))
+        finally:  # on a failure, groups not started yet are dropped, not measured
+            pool.shutdown(cancel_futures=True)
     cache.save()
     return ProfileRun(out, lb.measured, lb.hits, time.perf_counter() - start)

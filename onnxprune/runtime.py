@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions and input feeds shared by every stage that runs a model.
+"""ONNX Runtime sessions, the runtime configuration and input feeds shared by every stage that
+runs a model (timing on other runtimes goes through :mod:`onnxprune.backends`).
 
 Invariant: every concrete shape the tool uses comes from :func:`input_shapes`, so a model is
 always run with the same resolution of its dynamic dimensions (batch 1, spatial 224 unless the
@@ -7,6 +8,7 @@ user passes ``--shape``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,19 +42,58 @@ NP_TYPES = {
 }
 
 
+RUNTIMES = ("ort", "openvino")
+GPU_PROVIDERS = ("cuda", "tensorrt")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How a model is run: mirrors the deployment session (provider, threads, optimisation)."""
+    """How a model is run: mirrors the deployment session.
+
+    ``runtime``: ``ort`` (onnxruntime; ``provider`` is an alias from :data:`PROVIDERS` or any
+    execution provider's full name, registered from ``ep_library`` for plugin EPs) or
+    ``openvino`` (OpenVINO's own runtime on ``device``, e.g. CPU or GPU). ``device`` is the
+    device id for the CUDA/TensorRT providers. ``fp16``: TensorRT or OpenVINO half precision."""
 
     provider: str = "cpu"
     threads: int = 1
     opt_level: str = "all"
     provider_options: dict = field(default_factory=dict)
+    runtime: str = "ort"
+    device: str = ""
+    fp16: bool = False
+    ep_library: str = ""
+
+    def options(self) -> dict[str, str]:
+        """Provider options with this tool's conventions filled in (recorded in :meth:`key`):
+        the device id on GPU providers, cuDNN's exhaustive conv algorithm search on CUDA, and
+        TensorRT's engine/timing caches and fp16 flag."""
+        opts = {k: str(v) for k, v in self.provider_options.items()}
+        if self.runtime != "ort":
+            return opts
+        if self.provider in GPU_PROVIDERS and self.device:
+            opts.setdefault("device_id", self.device)
+        if self.provider == "cuda":
+            opts.setdefault("cudnn_conv_algo_search", "EXHAUSTIVE")
+        if self.provider == "tensorrt":
+            opts.setdefault("trt_engine_cache_enable", "True")
+            opts.setdefault("trt_timing_cache_enable", "True")
+            opts.setdefault("trt_fp16_enable", str(self.fp16))
+        return opts
 
     def key(self) -> str:
         """A stable string naming this configuration (used in cache keys)."""
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.provider_options.items()))
-        return f"{self.provider}[{opts}]/t{self.threads}/{self.opt_level}"
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options().items()))
+        fp16 = "/fp16" if self.fp16 else ""
+        if self.runtime == "openvino":
+            return f"openvino:{self.device or 'CPU'}[{opts}]/t{self.threads}/LATENCY{fp16}"
+        return f"ort:{self.provider}[{opts}]/t{self.threads}/{self.opt_level}{fp16}"
+
+
+def cache_dir() -> str:
+    """Where measurements and engine caches live: ``$ONNXPRUNE_CACHE`` or ~/.cache/onnxprune."""
+    return os.environ.get("ONNXPRUNE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "onnxprune")
 
 
 def parse_shape_overrides(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
@@ -136,20 +177,43 @@ def session(
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = OPT_LEVELS[config.opt_level]
     opts.log_severity_level = 4
-    provider = PROVIDERS[config.provider]
-    if provider not in ort.get_available_providers():
+    provider = PROVIDERS.get(config.provider, config.provider)
+    options = config.options()
+    providers: list = []
+    if config.ep_library:
+        opts.add_provider_for_devices(_plugin_devices(provider, config.ep_library), options)
+    elif provider not in ort.get_available_providers():
         raise OnnxPruneError(
             f"provider {config.provider!r} is not available in this onnxruntime "
             f"(available: {ort.get_available_providers()})"
         )
-    providers = [(provider, dict(config.provider_options))]
-    if provider != "CPUExecutionProvider":
-        providers.append(("CPUExecutionProvider", {}))
+    else:
+        if config.provider == "tensorrt":
+            trt = os.path.join(cache_dir(), "tensorrt")
+            options = {"trt_engine_cache_path": trt, "trt_timing_cache_path": trt, **options}
+        providers = [(provider, options)]
+        if provider != "CPUExecutionProvider":
+            providers.append(("CPUExecutionProvider", {}))
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     try:
-        return ort.InferenceSession(src, sess_options=opts, providers=providers)
+        return ort.InferenceSession(src, sess_options=opts, providers=providers or None)
     except Exception as exc:  # onnxruntime raises several unrelated types
-        raise OnnxPruneError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
+        raise OnnxPruneError(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
+
+
+def _plugin_devices(provider: str, library: str) -> list:
+    """The devices of a plugin execution provider, registering its library once per process."""
+    if not any(d.ep_name == provider for d in ort.get_ep_devices()):
+        try:
+            ort.register_execution_provider_library(provider, library)
+        except Exception as exc:
+            raise OnnxPruneError(f"cannot register EP library {library}: {first_line(exc)}") from exc
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == provider]
+    if not devices:
+        found = sorted({d.ep_name for d in ort.get_ep_devices()})
+        raise OnnxPruneError(f"{library} registered but provider {provider!r} found no device "
+                             f"(EP devices: {found})")
+    return devices
 
 
 def run(
@@ -163,7 +227,7 @@ def run(
     try:
         values = sess.run(names, feeds)
     except Exception as exc:
-        raise OnnxPruneError(f"onnxruntime failed to run the model: {_first_line(exc)}") from exc
+        raise OnnxPruneError(f"onnxruntime failed to run the model: {first_line(exc)}") from exc
     return dict(zip(names, values))
 
 
@@ -180,6 +244,6 @@ def max_rel_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> flo
     return worst
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -3,9 +3,11 @@
 Timing assertions are coarse properties that hold on any noisy machine: the jumps checked are
 20-70% on ORT's blocked CPU kernels (blocks of 8 or 16 channels), the tolerance is 5%."""
 
+import onnxruntime as ort
 import tiny
 
 from onnxprune import runtime
+from onnxprune.backends import Local
 from onnxprune.pipeline import prepare
 from onnxprune.profile import Cache, coarse_grid, find_steps, profile_model, steps_and_candidates
 
@@ -39,8 +41,8 @@ def test_coarse_grid_is_aligned():
 def test_single_conv_staircase_has_edges_at_multiples_of_16(tmp_path):
     prep = prepare(tiny.single_conv())
     config = runtime.RuntimeConfig(threads=1)
-    cache = Cache(str(tmp_path / "cache.json"), config)
-    run = profile_model(prep.graph, config, cache, progress=False)
+    key = Local(config).key()
+    run = profile_model(prep.graph, config, Cache(str(tmp_path / "cache.json"), key), progress=False)
     (prof,) = run.groups
     assert prof.width == 128 and {lp.layer.mode for lp in prof.layers} == {"out", "in"}
     assert {16, 32, 48, 64} <= set(prof.candidates)
@@ -50,11 +52,17 @@ def test_single_conv_staircase_has_edges_at_multiples_of_16(tmp_path):
     assert producer[17] > 1.15 * producer[16] and producer[33] > 1.1 * producer[32]
     assert run.measured > 0
 
-    again = profile_model(prep.graph, config, Cache(str(tmp_path / "cache.json"), config), progress=False)
+    again = profile_model(prep.graph, config, Cache(str(tmp_path / "cache.json"), key), progress=False)
     assert again.measured == 0 and again.groups[0].candidates == prof.candidates
 
 
-def test_cache_key_separates_threads(tmp_path):
-    a = Cache(None, runtime.RuntimeConfig(threads=1))
-    b = Cache(None, runtime.RuntimeConfig(threads=2))
-    assert a.key("sig") != b.key("sig")
+def test_cache_key_separates_threads_and_runtimes():
+    configs = [runtime.RuntimeConfig(threads=1), runtime.RuntimeConfig(threads=2),
+               runtime.RuntimeConfig(runtime="openvino"), runtime.RuntimeConfig(provider="cuda")]
+    keys = [config.key() for config in configs]
+    assert len(set(keys)) == 4 and keys[0] == "ort:cpu[]/t1/all"
+    assert "cudnn_conv_algo_search=EXHAUSTIVE" in keys[3]  # the chosen search is recorded
+    trt = runtime.RuntimeConfig(provider="tensorrt", fp16=True, device="1").options()
+    assert trt["trt_fp16_enable"] == "True" and trt["device_id"] == "1"
+    assert trt["trt_engine_cache_enable"] == trt["trt_timing_cache_enable"] == "True"
+    assert Local(configs[0]).key().endswith(f"|ort{ort.__version__}")

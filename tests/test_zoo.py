@@ -3,14 +3,14 @@
 For each: ``analyze`` finds its groups and the prunable share is at least what the op rules
 allow today; ``--ratio 0.3`` passes the index-map proofs (prunecheck.prove); ``--speedup 1.3``
 runs the whole target search with the runtime in the loop -- layer profiles come from an
-analytic staircase timer so the suite stays fast, every candidate is still built, verified and
+analytic staircase latency source (fakes.Staircase) so the suite stays fast, every candidate is still built, verified and
 measured end to end on ORT CPU -- and the result passes the checker, keeps output shapes, is
 smaller, and matches the zero-filter model."""
 
-import math
 from pathlib import Path
 
 import pytest
+from fakes import Staircase
 from prunecheck import prove
 
 from onnxprune import OnnxPruneError, load_model, runtime
@@ -26,11 +26,6 @@ MODELS = sorted(p.stem for p in ZOO.glob("*.onnx") if p.stem != "resnet18_qdq")
 # only the FFN hidden units are prunable (attention heads and the LayerNorm'd stream are
 # frozen), so 1.3x is below the floor: the tool must say so clearly
 UNREACHABLE = {"transformer"}
-
-
-def staircase_timer(layer, dim: int) -> float:
-    """A latency table shaped like ORT CPU's blocked kernels: steps of 4 channels."""
-    return 0.01 * (1 + math.ceil(dim / 4))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -49,8 +44,8 @@ def test_zoo_speedup(name, tmp_path):
     prep = prepare(str(ZOO / f"{name}.onnx"))
 
     def run():
-        return prune_to_target(prep, runtime.RuntimeConfig(), speedup=1.3, progress=False,
-                               cache_path=str(tmp_path / "c.json"), timer=staircase_timer, floor=0.1)
+        return prune_to_target(prep, Staircase(), speedup=1.3, progress=False,
+                               cache_path=str(tmp_path / "c.json"), floor=0.1)
 
     if name in UNREACHABLE:
         with pytest.raises(OnnxPruneError, match="below the reachable floor"):
