@@ -20,7 +20,7 @@ from onnxprune import OnnxPruneError, runtime
 from onnxprune.pipeline import prepare, prune_to_target
 from onnxprune.profile import Cache, profile_model
 from onnxprune.remote import RaySource
-from onnxprune.report import param_count
+from onnxprune.stats import param_count
 
 ray.cloudpickle.register_pickle_by_value(fakes)
 
