@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from onnxprune import bench, runtime
+from onnxprune import backends, runtime
 
 MODELS = ("mnist_cnn", "mobilenet_v2")
 ORIGINAL = {name: ROOT / "models" / f"{name}.onnx" for name in MODELS}
@@ -123,9 +123,9 @@ def _params(model) -> int:
 
 
 def _measure(orig: onnx.ModelProto, feeds: dict, path: str, rounds: int = 30) -> float:
-    config = runtime.RuntimeConfig(threads=1)
-    cmp = bench.compare(bench.Runner(orig, feeds, config),
-                        bench.Runner(onnx.load(path), feeds, config), rounds=rounds)
+    source = backends.source_for(runtime.RuntimeConfig(threads=1))
+    cmp = source.compare(orig.SerializeToString(), onnx.load(path).SerializeToString(), feeds,
+                         rounds=rounds)
     return cmp.speedup
 
 
