@@ -52,7 +52,8 @@ class Prepared:
         solved on the first half), or smooth random images without calibration data."""
         if self.calib is not None:
             second = calib.halves(calib.split(self.calib)[0])[1]
-            return {k: v[:limit] for k, v in second.items()}, False
+            step = max(1, calib.count(second) // limit)  # spread over the half, not its edge
+            return {k: v[::step][:limit] for k, v in second.items()}, False
         if "synthetic" not in self._cache:
             self._cache["synthetic"] = calib.synthetic(self.model, min(limit, 32), self.shapes)
         return self._cache["synthetic"], True
