@@ -77,7 +77,7 @@ def mnist_pruned():
 
     images, _ = mnist("calib")
     original = onnx.load("models/mnist_cnn.onnx")
-    pruned = prune(original, ratio=0.5, calib=[{"input": images}], recovery=()).model
+    pruned = prune(original, ratio=0.5, calib=[{"input": images}], recovery=(), importance="l1").model
     return original, pruned, calib.split({"input": images}), mnist("test")
 
 
