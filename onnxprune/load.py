@@ -5,6 +5,7 @@ The canonical form, which every later stage relies on:
 * no initializer is listed as a graph input (old exporters did that);
 * every constant is an initializer: ``Constant`` nodes and nodes whose inputs are all constant
   (``Identity``/``Cast``/``ConstantOfShape``/``Reshape``/... chains) are folded;
+* attributes an op leaves implicit are written out by its spec (e.g. Conv ``kernel_shape``);
 * an initializer feeds exactly one node input, so slicing it for one consumer never changes
   another (shared ones are copied);
 * the IR version and opsets of the input are kept, so the runtime that loaded the input loads
@@ -74,6 +75,7 @@ def normalise(
     graph.input.extend(kept_inputs)
     _fold_constants(out)
     _unshare_initializers(out)
+    _make_explicit(out)
     if verify:
         feeds = runtime.random_feeds(model, shapes)
         ref = runtime.run(runtime.session(model, runtime.RuntimeConfig(opt_level="disable")), feeds)
@@ -169,6 +171,17 @@ def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
                 names |= {o.name for o in sub.output}
                 names |= _subgraph_references(sub)
     return names
+
+
+def _make_explicit(model: onnx.ModelProto) -> None:
+    """Let each node's spec write the attributes its op leaves implicit (see
+    :meth:`onnxprune.ops.OpSpec.make_explicit`)."""
+    opset = ops.opset_version(model)
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        spec = ops.spec_for(node, opset)
+        if spec is not None:
+            spec.make_explicit(node, consts)
 
 
 def _unshare_initializers(model: onnx.ModelProto) -> None:

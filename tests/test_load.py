@@ -65,3 +65,16 @@ def test_garbage_is_refused(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(OnnxPruneError):
         load_model(str(path))
+
+
+def test_implicit_conv_kernel_shape_is_written_out():
+    """kernel_shape is optional on Conv; normalisation writes it from W (the refit reads it)."""
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", 1, [1, 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    out = normalise(model)
+    got = {a.name: helper.get_attribute_value(a) for a in out.graph.node[0].attribute}
+    assert got["kernel_shape"] == [3, 3]
+    assert not any(a.name == "kernel_shape" for a in model.graph.node[0].attribute)  # input untouched

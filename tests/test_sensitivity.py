@@ -9,7 +9,8 @@ from onnxprune.pipeline import prepare
 
 
 def _two_paths(dead_scale: float = 1e-3):
-    """x -> convA (8) -> Relu -> convA2 (8->6, weights * dead_scale)  \\
+    """(Convs without ``kernel_shape``: optional in ONNX, normalisation writes it.)
+       x -> convA (8) -> Relu -> convA2 (8->6, weights * dead_scale)  \\
        x -> convB (8) -> Relu -> convB2 (8->6)                          Add -> GAP -> Flatten
        -> Gemm (6->10) -> logits: path A barely reaches the output, path B carries it."""
     rng = np.random.default_rng(1)
@@ -20,12 +21,12 @@ def _two_paths(dead_scale: float = 1e-3):
     inits = [w("wa", (8, 3, 3, 3)), w("wa2", (6, 8, 1, 1), dead_scale), w("wb", (8, 3, 3, 3)),
              w("wb2", (6, 8, 1, 1)), w("wg", (10, 6), 4.0),
              numpy_helper.from_array(np.zeros(10, np.float32), "bg")]
-    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], name="convA", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], name="convA", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["a"], ["ar"], name="reluA"),
-             helper.make_node("Conv", ["ar", "wa2"], ["a2"], name="convA2", kernel_shape=[1, 1]),
-             helper.make_node("Conv", ["x", "wb"], ["b"], name="convB", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             helper.make_node("Conv", ["ar", "wa2"], ["a2"], name="convA2"),
+             helper.make_node("Conv", ["x", "wb"], ["b"], name="convB", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["b"], ["br"], name="reluB"),
-             helper.make_node("Conv", ["br", "wb2"], ["b2"], name="convB2", kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["br", "wb2"], ["b2"], name="convB2"),
              helper.make_node("Add", ["a2", "b2"], ["s"], name="add"),
              helper.make_node("GlobalAveragePool", ["s"], ["p"], name="gap"),
              helper.make_node("Flatten", ["p"], ["f"], name="flat"),

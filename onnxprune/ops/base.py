@@ -188,6 +188,10 @@ class OpSpec:
         """The per-channel scale the op applies to input 0 (BN: ``|gamma| / sqrt(var + eps)``)."""
         return None
 
+    def make_explicit(self, node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> None:
+        """Write attributes the op leaves implicit (defaults read off its inputs) onto ``node``,
+        so every later stage reads them from the node; never changes what the node computes."""
+
     def refit_skip(self, node: onnx.NodeProto, w_shape: tuple[int, ...]) -> str:
         """Why recovery cannot refit this op as a consumer of removed channels ('' if it can)."""
         return f"no linear map for {node.op_type}"

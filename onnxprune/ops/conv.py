@@ -31,6 +31,13 @@ def is_depthwise(node: onnx.NodeProto, w_shape: tuple[int, ...]) -> bool:
 class Conv(LinearSpec):
     op_types = ("Conv",)
 
+    def make_explicit(self, node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> None:
+        """``kernel_shape`` is optional in ONNX (inferred from W [Cout, Cin/group, k...]);
+        the refit features read it from the node."""
+        w = consts.get(node.input[1]) if len(node.input) > 1 else None
+        if attr(node, "kernel_shape") is None and w is not None:
+            node.attribute.append(onnx.helper.make_attribute("kernel_shape", [int(k) for k in w.shape[2:]]))
+
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
         x, w = node.input[0], g.const(node.input[1])
         bias = node.input[2] if len(node.input) > 2 else ""
