@@ -163,6 +163,7 @@ class ChannelGraph:
         self._parent: list[int] = []
         self._frozen: dict[int, str] = {}
         self.node_index = 0
+        self._consumers: dict[str, list[onnx.NodeProto]] | None = None
 
         for inp in runtime.graph_inputs(model):
             shape = self.shapes.get(inp.name)
@@ -204,6 +205,15 @@ class ChannelGraph:
 
     def ch(self, name: str) -> Channels | None:
         return self.channels.get(name) if name else None
+
+    def consumers(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes of the main graph that read tensor ``name``, in graph order."""
+        if self._consumers is None:
+            self._consumers = {}
+            for node in self.model.graph.node:
+                for inp in set(node.input):
+                    self._consumers.setdefault(inp, []).append(node)
+        return self._consumers.get(name, [])
 
     # -- what rules write --------------------------------------------------------------------
     def new_source(self, tensor: str, axis: int, size: int, node: str, op_type: str) -> np.ndarray:

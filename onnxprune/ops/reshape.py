@@ -5,10 +5,19 @@ they vary (``reshape`` map; Flatten into a Gemm repeats each channel once per sp
 ``repeat xN``). The dims before the channel axis must be preserved. A Reshape's constant shape
 entry for that axis is set to the kept count; a computed shape must hold -1 there.
 
-Channel shuffle's first Reshape, C -> (rows, C / rows) on two consecutive axes with a constant
-shape, splits the channel axis: the block must stay rectangular, so column j of every row is one
-channel (unified), and the shape's column entry becomes the kept count / rows. Anything else
-freezes.
+A Reshape that splits the channel axis C -> (rows, C / rows) on two consecutive axes has two
+exact readings:
+
+* **attention heads** (``rows`` heads of ``D = C / rows``): when the split tensor reaches a MatMul
+  of two activations within a few ops (:func:`attends`: Q K^T, attention x V), each row is one
+  head: its D labels are unified, the channel axis becomes the heads axis (labels: one per head),
+  D stays. The shape's heads entry becomes the kept head count (or stays -1). Merging the heads
+  back, (H, D) -> H * D, repeats each head's label D times (``repeat xD``).
+* **channel shuffle** (anything else, constant shape only): the block must stay rectangular, so
+  column j of every row is one channel (unified), and the shape's column entry becomes the kept
+  count / rows.
+
+Anything else freezes.
 """
 
 from __future__ import annotations
@@ -20,6 +29,28 @@ from .base import ChannelSpace, EditContext, OpSpec, RuleGraph, freeze_inputs, r
 from .registry import register
 
 Shape = tuple[int, ...]
+ATTENTION_DEPTH = 24  # ops searched downstream of a split for the attention MatMul
+CONTRACTIONS = ("MatMul", "Einsum")
+LAYERS = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum")
+
+
+def attends(g: RuleGraph, tensor: str, depth: int = ATTENTION_DEPTH) -> bool:
+    """True when ``tensor`` reaches a MatMul/Einsum of two activations (no constant operand)
+    within ``depth`` ops downstream, before any layer with a weight: the signature of
+    attention's per-head products (rotary embeddings and K/V head repeats may lie between)."""
+    frontier, seen = [tensor], {tensor}
+    for _ in range(depth):
+        nxt = []
+        for name in frontier:
+            for node in g.consumers(name):
+                if node.op_type in LAYERS:
+                    if node.op_type in CONTRACTIONS and all(g.const(i) is None for i in node.input):
+                        return True
+                    continue
+                nxt += [o for o in node.output if o and o not in seen]
+                seen.update(node.output)
+        frontier = nxt
+    return False
 
 
 def label_field(ch: ChannelSpace, in_shape: Shape | None, out_shape: Shape | None) -> np.ndarray | None:
@@ -63,7 +94,9 @@ class _Reshape(OpSpec):
         if ch is None:
             return
         in_shape, out_shape = g.shape(x), g.shape(y)
-        found = follow_reshape(ch, in_shape, out_shape)
+        found, how = follow_reshape(ch, in_shape, out_shape), None
+        if found is None and self.shape_input:
+            found, how = self.split_heads(g, node, ch, in_shape, out_shape), "heads"
         if found is None:
             if not self.split_channels(g, node, ch, in_shape, out_shape):
                 freeze_inputs(g, node, f"{node.op_type} splits or mixes the channel axis")
@@ -81,14 +114,19 @@ class _Reshape(OpSpec):
                     r.set_const(shape_name, replace_at(r.const(shape_name), axis, int(r.mask(y).sum())))
                 g.edit(set_shape)
         repeat = len(labels) // max(len(ch.labels), 1)
-        g.set_channels(y, axis, labels, x, how=f"repeat x{repeat}" if repeat > 1 else "reshape")
+        if how == "heads":
+            how = f"heads of {len(ch.labels) // len(labels)}"
+        elif how is None:
+            how = f"repeat x{repeat}" if repeat > 1 else "reshape"
+        g.set_channels(y, axis, labels, x, how=how)
 
-    def split_channels(self, g: RuleGraph, node: onnx.NodeProto, ch: ChannelSpace,
-                       in_shape: Shape | None, out_shape: Shape | None) -> bool:
-        """Channel shuffle's C -> (rows, C / rows) split (see the module docstring)."""
+    @staticmethod
+    def _split_block(ch: ChannelSpace, in_shape: Shape | None, out_shape: Shape | None):
+        """``(axis, block)`` for every way the reshape splits the (unsplit) channel axis into
+        consecutive output axes ``axis, axis + 1``; ``block`` [rows, cols] holds the labels."""
         field = label_field(ch, in_shape, out_shape)
-        if field is None or ch.block or not self.shape_input or g.const(node.input[1]) is None:
-            return False
+        if field is None or ch.block:
+            return
         lead = int(np.prod(in_shape[:ch.axis]))
         for axis in range(len(out_shape) - 1):
             if (int(np.prod(out_shape[:axis])) != lead
@@ -96,9 +134,27 @@ class _Reshape(OpSpec):
                 continue
             moved = np.moveaxis(field, (axis, axis + 1), (0, 1)).reshape(
                 out_shape[axis], out_shape[axis + 1], -1)
-            if not (moved == moved[:, :, :1]).all():
-                continue
-            block = moved[:, :, 0]
+            if (moved == moved[:, :, :1]).all():
+                yield axis, moved[:, :, 0]
+
+    def split_heads(self, g: RuleGraph, node: onnx.NodeProto, ch: ChannelSpace,
+                    in_shape: Shape | None, out_shape: Shape | None) -> tuple[int, np.ndarray] | None:
+        """Attention's C -> (heads, D) split (see the module docstring): ``(heads axis, one
+        label per head)`` after unifying each head's D labels, or None."""
+        if not attends(g, node.output[0]):
+            return None
+        for axis, block in self._split_block(ch, in_shape, out_shape):
+            for row in block:
+                g.unify(np.full_like(row, row[0]), row)
+            return axis, block[:, 0]
+        return None
+
+    def split_channels(self, g: RuleGraph, node: onnx.NodeProto, ch: ChannelSpace,
+                       in_shape: Shape | None, out_shape: Shape | None) -> bool:
+        """Channel shuffle's C -> (rows, C / rows) split (see the module docstring)."""
+        if not self.shape_input or g.const(node.input[1]) is None:
+            return False
+        for axis, block in self._split_block(ch, in_shape, out_shape):
             for row in block[1:]:
                 g.unify(block[0], row)
             rows, shape_name, y = out_shape[axis], node.input[1], node.output[0]

@@ -2,14 +2,17 @@
 
 Shape, Size: reading a shape does not depend on which channels exist (no coupling, untracked
 output). Expand, Tile: broadcast copies that keep the channel axis width carry the channels
-(identity map); repeating the channel axis freezes.
+(identity map); repeating the channel axis freezes. Expand's constant shape entry for the channel
+axis becomes 1 (broadcast keeps the kept width: grouped-query attention's K/V head repeat); a
+computed entry must already be 1.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
-from .base import OpSpec, RuleGraph, freeze_inputs
+from .base import EditContext, OpSpec, RuleGraph, freeze_inputs, replace_at
 from .registry import register
 
 
@@ -34,4 +37,14 @@ class Expand(OpSpec):
         if out_shape[axis] != len(ch.labels):
             freeze_inputs(g, node, f"{node.op_type} repeats the channel axis")
             return
+        if node.op_type == "Expand":
+            shape_name = node.input[1]
+            target = g.value(shape_name)
+            if target is None or (g.const(shape_name) is None and int(np.ravel(target)[axis]) != 1):
+                freeze_inputs(g, node, "Expand with a computed shape")
+                return
+            if int(np.ravel(target)[axis]) != 1:
+                def set_shape(r: EditContext) -> None:
+                    r.set_const(shape_name, replace_at(r.const(shape_name), axis, 1))
+                g.edit(set_shape)
         g.set_channels(node.output[0], axis, ch.labels, node.input[0])

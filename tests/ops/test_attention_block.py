@@ -1,9 +1,9 @@
 """A conv text recogniser's attention block (like PP-OCR's SVTR neck): conv features squeezed
 and transposed into tokens, LayerNorms written out as ReduceMean/Sub/Pow/Sqrt/Div, multi-head
 attention (Softmax, activation x activation MatMuls), an Erf-GELU MLP, residual Adds, and back
-to the conv layout for a last conv. Channels that a LayerNorm or attention mixes freeze (the
-per-head split is frozen where the heads axis is transposed away from the head dim); the MLP
-hidden units and the conv after the block prune, and the zero-filter proof holds."""
+to the conv layout for a last conv. Channels that a LayerNorm mixes freeze; the attention heads
+(Q, K, V projections and the output projection's input, one group whose channels are heads),
+the MLP hidden units and the conv after the block prune, and the zero-filter proof holds."""
 
 import numpy as np
 import onnx
@@ -103,5 +103,7 @@ def test_attention_block_prunes_what_is_safe_and_proves():
     assert len(group_of(prep, "fc1").prunable) == HIDDEN  # the MLP hidden units
     assert len(group_of(prep, "conv3").prunable) == C  # the head conv's input
     assert "over the channel axis" in group_of(prep, "conv0").frozen_reason  # the LayerNorm
-    for proj in ("proj_q", "proj_k", "proj_v"):  # heads transposed away from the head dim
-        assert "Transpose separates a split channel axis" in group_of(prep, proj).frozen_reason
+    heads = group_of(prep, "proj_q")
+    assert heads is group_of(prep, "proj_k") is group_of(prep, "proj_v")
+    assert heads.width == HEADS and len(heads.prunable) == HEADS
+    assert {(m.node, m.role) for m in heads.members if m.param == "wo"} == {("proj_o", "in")}
