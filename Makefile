@@ -21,9 +21,10 @@ demo: install
 	$(PYTHON) -m onnxprune bench models/mobilenet_v2.onnx out/mobilenet_v2.pruned.onnx --data out/test.npz
 
 # openvino and ray are optional extras; installing them here runs their tests too (they skip
-# cleanly where a package is absent)
+# cleanly where a package is absent); torch + transformers + onnxscript export the randomly
+# initialised Hugging Face transformers the structure tests prune (both torch exporters)
 test:
-	$(PIP) install -q -e '.[openvino,ray]' "pytest>=7" "torch==2.13.0"
+	$(PIP) install -q -e '.[openvino,ray]' "pytest>=7" "torch==2.13.0" "transformers==5.23.0" "onnxscript==0.7.2"
 	$(PYTHON) -m pytest
 
 lint:
