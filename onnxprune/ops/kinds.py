@@ -13,7 +13,8 @@ QUANTIZED = frozenset({
 FOLDABLE = frozenset({
     "Identity", "Cast", "ConstantOfShape", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
     "Concat", "Add", "Sub", "Mul", "Div", "Neg", "Sqrt", "Reciprocal", "Flatten", "Expand",
-    "Gather", "Slice", "Range",
+    "Gather", "Slice", "Range", "Where", "Equal", "Less", "Greater", "LessOrEqual",
+    "GreaterOrEqual", "And", "Or", "Not", "Max", "Min", "Abs",
 })
 
 
