@@ -16,6 +16,7 @@ from . import (  # noqa: F401 -- importing registers the specs
     conv,
     conv_transpose,
     elementwise,
+    fused,
     gemm,
     matmul,
     normalization,
