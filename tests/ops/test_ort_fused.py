@@ -10,7 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from prunecheck import group_of, prove
 
-from onnxprune import ops
+from onnxprune import ops, profile, runtime
+from onnxprune.pipeline import prepare
 from onnxprune.rewrite import apply_plan, ratio_plan
 
 S, HID, HEADS, D, FF, VOCAB = 8, 16, 4, 4, 32, 10
@@ -136,3 +137,21 @@ def test_contrib_domain_needs_its_import():
     assert ops.spec_for(node, {"": 17, MS: 1}) is not None
     assert ops.spec_for(node, {"": 17}) is None
     assert type(ops.spec_for(helper.make_node("Gelu", ["x"], ["y"]), {"": 20})).__name__ == "Unary"
+
+
+def test_attention_profiles_over_heads():
+    """Profiling sweeps Attention's output over whole heads: the isolated node at w heads has
+    ``num_heads`` (and ``qkv_hidden_sizes``) for w heads and runs."""
+    prep = prepare(bert_layer("FastGelu", D + 2))
+    g = prep.graph
+    layers = {(lay.node, lay.mode): lay for lay in profile.group_layers(g, group_of(prep, "attn"))}
+    assert set(layers) == {("attn", "out"), ("proj_o", "in")}
+    attn = layers["attn", "out"]
+    assert (attn.fixed, attn.repeat) == (0, 2 * D + D + 2)
+    node = next(n for n in g.model.graph.node if n.name == "attn")
+    model, feeds = profile.isolate(g, node, attn.mode, attn.dim(3))
+    isolated = model.graph.node[0]
+    assert ops.attr(isolated, "num_heads") == 3
+    assert ops.attr(isolated, "qkv_hidden_sizes") == [3 * D, 3 * D, 3 * (D + 2)]
+    out = runtime.run(runtime.session(model), feeds)
+    assert out["ctx"].shape == (1, S, 3 * (D + 2))
