@@ -65,6 +65,7 @@ def _per_head(g: RuleGraph, name: str, heads: int) -> bool:
 
 
 def _bias_reason(g: RuleGraph, node: onnx.NodeProto, heads: int) -> str:
+    """Why the node's attention_bias stops the heads from pruning ('' when it does not)."""
     name = _input(node, ATTENTION_BIAS)
     if _per_head(g, name, heads) and g.const(name) is None:
         return "an attention_bias computed per head"
@@ -72,11 +73,14 @@ def _bias_reason(g: RuleGraph, node: onnx.NodeProto, heads: int) -> str:
 
 
 def _heads(g: RuleGraph, node: onnx.NodeProto, space: str, per_head: tuple[int, ...],
-           sizes_attr: bool) -> None:
-    """What follows the heads of space ``space`` besides the activations: a constant per-head
-    attention_bias (axis 1) and the edit setting ``num_heads`` (and ``qkv_hidden_sizes``, a
-    head's width ``per_head`` in each of Q, K, V) to the kept count; every other tracked input
-    (masks) freezes."""
+           sizes_attr: bool, masks_from: int) -> None:
+    """What follows the heads of space ``space`` besides Q, K, V and the output: a constant
+    per-head attention_bias (axis 1) and the edit setting ``num_heads`` (and
+    ``qkv_hidden_sizes``, a head being ``per_head`` wide in each of Q, K, V) to the kept count.
+    Channels on the inputs from ``masks_from`` on (masks, attention_bias, lengths) freeze: no
+    index map relates them to the heads."""
+    for name in node.input[masks_from:]:
+        g.freeze_tensor(name, f"a mask input of {node.op_type} ({node.name or node.op_type})")
     heads = attr(node, "num_heads")
     name = _input(node, ATTENTION_BIAS)
     if _per_head(g, name, heads):
@@ -88,13 +92,6 @@ def _heads(g: RuleGraph, node: onnx.NodeProto, space: str, per_head: tuple[int, 
         if sizes_attr:
             r.set_attr("qkv_hidden_sizes", [kept * d for d in per_head])
     g.edit(set_heads)
-
-
-def _freeze_masks(g: RuleGraph, node: onnx.NodeProto, first: int) -> None:
-    """Channels on the inputs from ``first`` on (masks, attention_bias, lengths) freeze: no
-    index map relates them to the heads."""
-    for name in node.input[first:]:
-        g.freeze_tensor(name, f"a mask input of {node.op_type} ({node.name or node.op_type})")
 
 
 @register
@@ -112,14 +109,13 @@ class Attention(LinearSpec):
         heads = attr(node, "num_heads")
         sizes = self.block_sizes(node, w.shape) if w is not None and w.ndim == 2 else None
         reason = ("a key/value cache" if _has_cache(node, (4,), (1,))
-                  else "a computed weight or unequal heads" if sizes is None
+                  else "a computed weight or Q/K/V not split into heads" if sizes is None
                   else "a computed bias" if bias and g.const(bias) is None
                   else "channels off the hidden axis" if ch is not None and ch.axis != rank - 1
                   else _bias_reason(g, node, heads))
         if reason:
             freeze_inputs(g, node, f"Attention with {reason}")
             return
-        _freeze_masks(g, node, 3)
         if ch is not None:
             g.param(node.input[1], 0, x, "in", node, scored=True)
         per_head = tuple(n // heads for n in sizes)
@@ -132,7 +128,7 @@ class Attention(LinearSpec):
                        how="Q|K|V blocks of heads")
         g.param(node.input[1], 1, qkv, "out", node, scored=True)
         g.param(bias, 0, qkv, "channelwise", node)
-        _heads(g, node, space, per_head, attr(node, "qkv_hidden_sizes") is not None)
+        _heads(g, node, space, per_head, attr(node, "qkv_hidden_sizes") is not None, 3)
 
     @staticmethod
     def block_sizes(node: onnx.NodeProto, w_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
@@ -200,7 +196,6 @@ class MultiHeadAttention(OpSpec):
         if reason:
             freeze_inputs(g, node, f"MultiHeadAttention with {reason}")
             return
-        _freeze_masks(g, node, 4)
         rows = [ch.labels.reshape(heads, -1) for ch in tracked]
         for block in rows:
             for row in block:
@@ -216,7 +211,7 @@ class MultiHeadAttention(OpSpec):
         g.set_channels(qkv, 0, np.concatenate([ch.labels for ch in tracked]), names[0],
                        how="Q|K|V concatenated")
         g.param(bias, 0, qkv, "channelwise", node)
-        _heads(g, node, space, tuple(block.shape[1] for block in rows), False)
+        _heads(g, node, space, tuple(block.shape[1] for block in rows), False, 4)
 
 
 @register

@@ -97,9 +97,10 @@ def test_bert_layer_prunes_heads_and_ffn(act, dv):
         assert _attr(pruned, "attn", "qkv_hidden_sizes") == [kept * D, kept * D, kept * dv]
 
 
-def mha_block() -> onnx.ModelProto:
-    """x -> MatMul q/k/v -> MultiHeadAttention (packed Q|K|V bias, key padding mask) ->
-    MatMul(o) -> Gelu -> QuickGelu -> MatMul -> y."""
+def mha_block(scores_input: bool = False) -> onnx.ModelProto:
+    """x -> MatMul q/k/v -> MultiHeadAttention (packed Q|K|V bias, key padding mask; with
+    ``scores_input`` an attention_bias [1, H, S, S] fed as a graph input) -> MatMul(o) -> Gelu ->
+    QuickGelu -> MatMul -> y."""
     rng = np.random.default_rng(1)
     inits = _weights(rng, wq=(HID, HEADS * D), wk=(HID, HEADS * D), wv=(HID, HEADS * D),
                      wo=(HEADS * D, FF), w2=(FF, HID))
@@ -109,14 +110,16 @@ def mha_block() -> onnx.ModelProto:
     inits["mask"] = mask
     n = helper.make_node
     nodes = [n("MatMul", ["x", f"w{h}"], [h], name=f"proj_{h}") for h in "qkv"]
-    nodes += [n("MultiHeadAttention", ["q", "k", "v", "bqkv", "mask"], ["ctx"], name="mha",
-                domain=MS, num_heads=HEADS),
+    nodes += [n("MultiHeadAttention", ["q", "k", "v", "bqkv", "mask"] + ["scores"] * scores_input,
+                ["ctx"], name="mha", domain=MS, num_heads=HEADS),
               n("MatMul", ["ctx", "wo"], ["o"], name="proj_o"),
               n("Gelu", ["o"], ["g1"], name="gelu", domain=MS),
               n("QuickGelu", ["g1"], ["g2"], name="quick_gelu", domain=MS, alpha=1.702),
               n("MatMul", ["g2", "w2"], ["y"], name="fc2")]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, HID])
-    return _model(nodes, inits, [x], "mha_block")
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, HID])]
+    if scores_input:
+        inputs.append(helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, HEADS, S, S]))
+    return _model(nodes, inits, inputs, "mha_block")
 
 
 def test_multi_head_attention_unifies_q_k_v_heads():
@@ -128,6 +131,12 @@ def test_multi_head_attention_unifies_q_k_v_heads():
     assert len(group_of(prep, "proj_o").prunable) == FF  # through Gelu and QuickGelu
     pruned = apply_plan(prep.graph, ratio_plan(prep.graph, 0.5))
     assert _attr(pruned, "mha", "num_heads") == HEADS // 2
+
+
+def test_attention_bias_computed_per_head_freezes_the_heads():
+    prep = prove(mha_block(scores_input=True))
+    assert "attention_bias computed per head" in group_of(prep, "proj_q").frozen_reason
+    assert len(group_of(prep, "proj_o").prunable) == FF
 
 
 def test_contrib_domain_needs_its_import():
