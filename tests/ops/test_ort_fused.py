@@ -4,6 +4,7 @@ BiasGelu / FastGelu and SkipSimplifiedLayerNormalization; a MultiHeadAttention b
 contrib Gelu / QuickGelu. Attention heads prune as groups (``num_heads`` rewritten), the FFN
 hidden units prune through the fused bias activations, the residual stream stays (LayerNorm)."""
 
+import fakes
 import numpy as np
 import onnx
 import pytest
@@ -131,6 +132,16 @@ def test_multi_head_attention_unifies_q_k_v_heads():
     assert len(group_of(prep, "proj_o").prunable) == FF  # through Gelu and QuickGelu
     pruned = apply_plan(prep.graph, ratio_plan(prep.graph, 0.5))
     assert _attr(pruned, "mha", "num_heads") == HEADS // 2
+
+
+def test_heads_are_candidates_when_their_positions_align():
+    """Alignment counts a layer's swept positions: whole heads of D = 4 values are aligned at
+    any head count (channels would need multiples of 4)."""
+    prep = prepare(bert_layer("BiasGelu"))
+    run = profile.profile_model(prep.graph, fakes.Staircase(runtime.RuntimeConfig()),
+                                profile.Cache(None, "staircase"), [group_of(prep, "attn")],
+                                progress=False)
+    assert run.groups[0].candidates == [1, 2, 3, 4]
 
 
 def test_attention_bias_computed_per_head_freezes_the_heads():
