@@ -152,7 +152,7 @@ class ChannelGraph:
 
     def __init__(self, model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None):
         self.model = model
-        self.opset = ops.opset_version(model)
+        self.opsets = ops.opset_versions(model)
         self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         self.shapes, self.values = trace(model, shapes)
         self.channels: dict[str, Channels] = {}
@@ -174,7 +174,7 @@ class ChannelGraph:
         nested = subgraph_names(model.graph)
         for k, node in enumerate(model.graph.node):
             self.node_index = k
-            spec = ops.spec_for(node, self.opset)
+            spec = ops.spec_for(node, self.opsets)
             blocked = any(self.ch(n) is not None and self.ch(n).block for n in node.input)
             if blocked and not (spec is not None and spec.split_axis_ok):
                 ops.freeze_inputs(self, node, f"{node.op_type} on a split channel axis")

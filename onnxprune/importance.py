@@ -52,7 +52,7 @@ def _bn_scales(g: ChannelGraph) -> dict[str, np.ndarray]:
             readers.setdefault(name, []).append(node)
     out = {}
     for name, nodes in readers.items():
-        spec = ops.spec_for(nodes[0], g.opset) if len(nodes) == 1 and nodes[0].input[0] == name else None
+        spec = ops.spec_for(nodes[0], g.opsets) if len(nodes) == 1 and nodes[0].input[0] == name else None
         scale = spec.channel_scale(nodes[0], g.consts) if spec is not None else None
         if scale is not None:
             out[name] = scale

@@ -18,7 +18,7 @@ from . import ops
 def linear(node: onnx.NodeProto) -> ops.LinearSpec | None:
     """The linear spec of ``node``, or None when it has no linear map (linear maps do not
     change across opsets)."""
-    return ops.linear_spec(node, ops.LATEST_OPSET)
+    return ops.linear_spec(node, ops.LATEST_OPSETS)
 
 
 def _features(node: onnx.NodeProto, x: np.ndarray, rng: np.random.Generator,

@@ -176,10 +176,10 @@ def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
 def _make_explicit(model: onnx.ModelProto) -> None:
     """Let each node's spec write the attributes its op leaves implicit (see
     :meth:`onnxprune.ops.OpSpec.make_explicit`)."""
-    opset = ops.opset_version(model)
+    opsets = ops.opset_versions(model)
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for node in model.graph.node:
-        spec = ops.spec_for(node, opset)
+        spec = ops.spec_for(node, opsets)
         if spec is not None:
             spec.make_explicit(node, consts)
 

@@ -223,9 +223,9 @@ def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
     earlier passes already corrected."""
     model = copy.deepcopy(pruned)
     mask = channel_masks(g, plan)
-    opset = ops.opset_version(model)
+    opsets = ops.opset_versions(model)
     bns = [(n, stats) for n in model.graph.node
-           if (spec := ops.spec_for(n, opset)) is not None and (stats := spec.running_stats(n))]
+           if (spec := ops.spec_for(n, opsets)) is not None and (stats := spec.running_stats(n))]
     if not bns:
         return model
     o1, o2 = _channel_moments(g.model, [n.input[0] for n, _ in bns], samples)

@@ -20,12 +20,12 @@ def macs(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int:
     """Multiply-accumulates of the ops with a constant weight (input 1) whose spec counts them
     (Conv, ConvTranspose, Gemm, MatMul); ``shapes`` are the traced tensor shapes."""
     inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
-    opset = ops.opset_version(model)
+    opsets = ops.opset_versions(model)
     total = 0
     for node in model.graph.node:
         if len(node.input) < 2 or node.input[1] not in inits:
             continue
-        spec = ops.spec_for(node, opset)
+        spec = ops.spec_for(node, opsets)
         if spec is not None:
             total += spec.macs(node, inits[node.input[1]], shapes)
     return total

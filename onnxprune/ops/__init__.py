@@ -2,8 +2,9 @@
 
 Importing this package registers every spec (one module per family). Look a node up with
 :func:`spec_for` (``None``: no spec, the node freezes every channel it touches). To add an op:
-write an :class:`OpSpec` subclass in a module here (``op_types``, opset range, ``rule``; for a
-weight-bearing op subclass :class:`LinearSpec` and give its ``layout``), import the module below,
+write an :class:`OpSpec` subclass in a module here (``op_types``, ``domain`` for a non-ONNX op,
+opset range of that domain, ``rule``; for a weight-bearing op subclass :class:`LinearSpec` and
+give its ``layout``), import the module below,
 and add a test under ``tests/ops/`` that runs ``prunecheck.prove`` on a small model using it.
 """
 
@@ -15,6 +16,7 @@ from . import (  # noqa: F401 -- importing registers the specs
     conv,
     conv_transpose,
     elementwise,
+    fused,
     gemm,
     matmul,
     normalization,
@@ -29,22 +31,26 @@ from . import (  # noqa: F401 -- importing registers the specs
     transpose,
 )
 from .base import (
+    MS_DOMAIN,
     ChannelSpace,
     Edit,
     EditContext,
+    Opsets,
     OpSpec,
     RuleGraph,
     WeightLayout,
     attr,
     freeze_inputs,
     opset_version,
+    opset_versions,
 )
 from .kinds import is_constant, is_foldable, quantized_ops
 from .linear import LinearSpec
-from .registry import LATEST_OPSET, REGISTRY, Registry, linear_spec, register, spec_for
+from .registry import LATEST_OPSETS, REGISTRY, Registry, linear_spec, register, spec_for
 
 __all__ = [
-    "LATEST_OPSET", "REGISTRY", "ChannelSpace", "Edit", "EditContext", "LinearSpec", "OpSpec",
-    "Registry", "RuleGraph", "WeightLayout", "attr", "freeze_inputs", "is_constant",
-    "is_foldable", "linear_spec", "opset_version", "quantized_ops", "register", "spec_for",
+    "LATEST_OPSETS", "MS_DOMAIN", "REGISTRY", "ChannelSpace", "Edit", "EditContext", "LinearSpec",
+    "OpSpec", "Opsets", "Registry", "RuleGraph", "WeightLayout", "attr", "freeze_inputs",
+    "is_constant", "is_foldable", "linear_spec", "opset_version", "opset_versions",
+    "quantized_ops", "register", "spec_for",
 ]

@@ -93,9 +93,25 @@ def attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (its transformer optimizer's fusions)
+Opsets = dict[str, int]  # domain ("" for ai.onnx) -> the version a model imports
+
+
+def domain_of(domain: str) -> str:
+    """The canonical name of an op domain: ``""`` for the default domain (also ``ai.onnx``)."""
+    return "" if domain == "ai.onnx" else domain
+
+
+def opset_versions(model: onnx.ModelProto) -> Opsets:
+    """The version the model imports of each domain; the default domain is 1 when not imported."""
+    versions = {"": 1}
+    versions.update({domain_of(imp.domain): imp.version for imp in model.opset_import})
+    return versions
+
+
 def opset_version(model: onnx.ModelProto) -> int:
     """The version of the default (``ai.onnx``) domain the model imports."""
-    return next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 1)
+    return opset_versions(model)[""]
 
 
 def freeze_inputs(g: RuleGraph, node: onnx.NodeProto, reason: str) -> None:
@@ -155,11 +171,13 @@ class WeightLayout:
 class OpSpec:
     """One op family: its channel rule and what the other stages need to know about it.
 
-    Subclasses set ``op_types`` and the opset range ``[min_opset, max_opset]`` they describe and
-    override :meth:`rule`; weight-bearing ops also :meth:`layout` and :meth:`macs`. Register a
-    spec with :func:`onnxprune.ops.registry.register`."""
+    Subclasses set ``op_types``, their ``domain`` (default: the ONNX domain) and the opset range
+    ``[min_opset, max_opset]`` of that domain they describe and override :meth:`rule`;
+    weight-bearing ops also :meth:`layout` and :meth:`macs`. Register a spec with
+    :func:`onnxprune.ops.registry.register`."""
 
     op_types: ClassVar[tuple[str, ...]] = ()
+    domain: ClassVar[str] = ""
     min_opset: ClassVar[int] = 1
     max_opset: ClassVar[int | None] = None
     split_axis_ok: ClassVar[bool] = False  # reads tensors whose channel axis was split
@@ -181,6 +199,12 @@ class OpSpec:
         """How profiling sweeps a layer whose weight is a member slice of ``role``: ``out``
         (output channels), ``in`` (input channels), ``both`` (depthwise), or None (not swept)."""
         return None
+
+    def isolated(self, node: onnx.NodeProto, w_shape: tuple[int, ...], mode: str, dim: int) -> None:
+        """Fit ``node``, the copy profiling runs alone (:func:`onnxprune.profile.isolate`), to
+        ``dim`` positions on the axis ``mode`` sweeps (``w_shape``: the model's weight shape):
+        set the attributes that count channels, drop inputs a one-node model cannot feed. The
+        default changes nothing."""
 
     def running_stats(self, node: onnx.NodeProto) -> tuple[str, str] | None:
         """Names of the running mean and variance initializers a normalisation keeps, if any."""

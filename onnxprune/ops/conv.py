@@ -87,6 +87,13 @@ class Conv(LinearSpec):
         """A depthwise conv's weight follows its channels on both sides (``both``)."""
         return "both" if role == "channelwise" else super().sweep_mode(node, role)
 
+    def isolated(self, node: onnx.NodeProto, w_shape: tuple[int, ...], mode: str, dim: int) -> None:
+        """A depthwise conv swept on both sides has ``dim`` groups."""
+        if mode == "both":
+            for a in node.attribute:
+                if a.name == "group":
+                    a.i = dim
+
     def refit_skip(self, node: onnx.NodeProto, w_shape: tuple[int, ...]) -> str:
         if len(w_shape) != 4:
             return f"{len(w_shape) - 2}-D Conv: only 2-D convs are refitted"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import onnx
 
+from .base import domain_of
+
 QUANTIZED = frozenset({
     "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
     "DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear",
@@ -19,7 +21,7 @@ FOLDABLE = frozenset({
 
 
 def _default_domain(node: onnx.NodeProto) -> bool:
-    return node.domain in ("", "ai.onnx")
+    return domain_of(node.domain) == ""
 
 
 def is_constant(node: onnx.NodeProto) -> bool:

@@ -48,8 +48,10 @@ class Softmax(_AlongAxis):
 
 @register
 class LayerNormalization(_AlongAxis):
-    op_types = ("LayerNormalization",)
-    min_opset = 17
+    """ONNX's from opset 17; onnxruntime also runs it at earlier opsets, and RMSNorm
+    (``SimplifiedLayerNormalization``), as contrib ops of the default domain, same ``axis``."""
+
+    op_types = ("LayerNormalization", "SimplifiedLayerNormalization")
     to_end = True
 
 
