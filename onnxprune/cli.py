@@ -391,6 +391,9 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
         rows = [("top-1 agreement (B predicts A's class)", "", share(fid.agreement)),
                 ("top-5 (A's class in B's top 5)", "", share(fid.top5)),
                 ("mean cosine of outputs", "", f"{min(fid.cosine.values()):.4f}")]
+        if fid.neighbours is not None:
+            rows += [("sentence-embedding cosine (mean-pooled)", "", f"{fid.embedding_cosine:.4f}"),
+                     ("nearest-neighbour agreement", "", share(fid.neighbours))]
         print_kv(f"fidelity of B vs A on {n} inputs of {os.path.basename(data_path)}", rows,
                  columns=("", "", "B"))
 

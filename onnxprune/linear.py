@@ -57,14 +57,21 @@ def ridge_solve(a: np.ndarray, b: np.ndarray, prior: np.ndarray, rel: float) -> 
     return np.linalg.solve(a + lam * np.eye(len(a)), b + lam * prior.T).T
 
 
-def ridge_cv(folds: list[tuple[np.ndarray, np.ndarray, float]], prior: np.ndarray,
-             grid: tuple[float, ...] = RIDGE_GRID) -> tuple[np.ndarray, float]:
-    """Ridge least squares whose strength is chosen by two-fold cross-validation (fit on one
-    half of the calibration samples, score on the other, both ways), then solved on all of it.
-    Returns ``(rows, chosen relative strength)``. Small calibration sets and wide fan-ins get a
-    strong pull towards ``prior``; plentiful data gets a close fit."""
+def ridge_strength(folds: list[tuple[np.ndarray, np.ndarray, float]], prior: np.ndarray,
+                   grid: tuple[float, ...] = RIDGE_GRID) -> float:
+    """The relative ridge strength of ``grid`` chosen by two-fold cross-validation: fit on one
+    half of the calibration samples, score on the other, both ways. Small calibration sets and
+    wide fan-ins get a strong pull towards ``prior``; plentiful data gets a close fit."""
     (a0, b0, t0), (a1, b1, t1) = folds
     scores = [fold_error(ridge_solve(a0, b0, prior, rel), a1, b1, t1)
               + fold_error(ridge_solve(a1, b1, prior, rel), a0, b0, t0) for rel in grid]
-    best = grid[int(np.argmin(scores))]
+    return grid[int(np.argmin(scores))]
+
+
+def ridge_cv(folds: list[tuple[np.ndarray, np.ndarray, float]], prior: np.ndarray,
+             grid: tuple[float, ...] = RIDGE_GRID) -> tuple[np.ndarray, float]:
+    """Ridge least squares with the cross-validated strength (:func:`ridge_strength`), solved
+    on both folds. Returns ``(rows, chosen relative strength)``."""
+    (a0, b0, _), (a1, b1, _) = folds
+    best = ridge_strength(folds, prior, grid)
     return ridge_solve(a0 + a1, b0 + b1, prior, best), best

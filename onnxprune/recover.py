@@ -263,8 +263,10 @@ def _channel_moments(model: onnx.ModelProto, names: list[str], samples: calib.Sa
 
 
 def _score(f: Fidelity) -> float:
-    """Higher is closer to the original (agreement first, then output cosine)."""
-    return (f.agreement if f.agreement is not None else 0.0) + min(f.cosine.values())
+    """Higher is closer to the original (top-1 or nearest-neighbour agreement first, then
+    output cosine)."""
+    first = f.agreement if f.agreement is not None else f.neighbours
+    return (first or 0.0) + min(f.cosine.values())
 
 
 def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: calib.Samples,

@@ -8,6 +8,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from . import runtime
 from .graph import ChannelGraph
 
 console = Console(stderr=False)
@@ -123,6 +124,14 @@ def print_target(g: ChannelGraph, tr) -> None:
         ("MACs", f"{f['macs_before']:,}", f"{f['macs_after']:,}"),
         ("zero-filter error", "", f"{f['zero_filter_error']:.1e}"),
     ])
+    console.print(f"measured at input shapes {input_shapes_text(g)}: the speedup holds for these "
+                  "shapes (another sequence length or batch: profile it with --shape)")
+
+
+def input_shapes_text(g: ChannelGraph) -> str:
+    """The graph inputs' concrete shapes every latency was measured at, e.g. ``x 1x3x224x224``."""
+    names = [i.name for i in runtime.graph_inputs(g.model)]
+    return ", ".join(f"{n} {'x'.join(map(str, g.shapes[n]))}" for n in names if n in g.shapes)
 
 
 def print_frozen(result) -> None:
@@ -137,12 +146,18 @@ def print_quality(result) -> None:
     if q.fidelity is None:
         return
     table = Table(title="fidelity on held-out calibration data (pruned vs original)")
-    for col in ("step", "top-1 agreement", "top-5", "distortion", "min cosine", "max rel. L2", "kept"):
-        table.add_column(col, justify="right")
     rows = q.recovery.steps if q.recovery is not None else [{"step": "none", **q.fidelity.as_dict(), "kept": True}]
+    embeddings = q.fidelity.neighbours is not None  # a token-embedding output: pooled metrics
+    cols = ["step", "top-1 agreement", "top-5"]
+    cols += ["embedding cosine", "NN agreement"] if embeddings else []
+    for col in cols + ["distortion", "min cosine", "max rel. L2", "kept"]:
+        table.add_column(col, justify="right")
     for s in rows:
-        table.add_row(s["step"], share(s["agreement"]), share(s.get("top5")),
-                      "-" if s.get("distortion") is None else f"{s['distortion']:.4f}",
+        cells = [s["step"], share(s["agreement"]), share(s.get("top5"))]
+        if embeddings:
+            emb = s.get("embedding_cosine")
+            cells += ["-" if emb is None else f"{emb:.4f}", share(s.get("neighbours"))]
+        table.add_row(*cells, "-" if s.get("distortion") is None else f"{s['distortion']:.4f}",
                       f"{min(s['cosine'].values()):.4f}", f"{max(s['rel_l2'].values()):.4f}",
                       "yes" if s["kept"] else "no")
     console.print(table)

@@ -150,7 +150,9 @@ def random_feeds(
     overrides: dict[str, tuple[int, ...]] | None = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Deterministic random inputs: standard normal for floats, zeros for integers/bools."""
+    """Deterministic random inputs: standard normal for floats, ones for integers/bools (a
+    token id in any vocabulary; an attention mask with every token real: full-length
+    sequences, the case latency is measured for)."""
     rng = np.random.default_rng(seed)
     feeds = {}
     shapes = input_shapes(model, overrides)
@@ -160,7 +162,7 @@ def random_feeds(
         if np.issubdtype(dtype, np.floating):
             feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
         else:
-            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+            feeds[inp.name] = np.ones(shape, dtype=dtype)
     return feeds
 
 

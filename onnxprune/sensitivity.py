@@ -24,7 +24,10 @@ Three measured quantities, all on the *unpruned* model's calibration activations
   classifier-like outputs ``[N, K]``, else squared relative L2 error; summed over outputs.
   Cutting is emulated exactly by zeroing the removed input slices (the zero-filter proof shows
   this equals the pruned model), with the consumer weights fed as graph inputs so one session
-  per group serves every width.
+  per group serves every width. A group with many candidate widths (a wide FFN's noisy
+  staircase) is measured at ``TABLE_POINTS`` of them spread over its range, the narrowest
+  included; the others are interpolated linearly in the removed count between measured
+  neighbours (distortion grows smoothly as the fixed removal order goes on).
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from onnx import numpy_helper
 
 from . import calib, runtime
 from .graph import ChannelGraph, Group
-from .linear import _features, _rows_to_weight, _weight_rows, linear, ridge_cv, ridge_solve
+from .linear import _features, _rows_to_weight, _weight_rows, linear, ridge_solve, ridge_strength
 
+TABLE_POINTS = 8  # widths measured per group; the rest of its candidates are interpolated
 MAX_FAN_IN = 4608  # larger consumers (e.g. a Gemm after Flatten) get no statistics
 _DAMP = 0.01  # H is damped by this share of its mean diagonal (rank-deficient activations)
 
@@ -76,23 +80,26 @@ class ConsumerStats:
     def features_of(self, positions: np.ndarray) -> np.ndarray:
         return (positions[:, None] * self.taps + np.arange(self.taps)[None, :]).ravel()
 
-    def refit(self, removed_positions: np.ndarray, first_fold_only: bool = False
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Weights ``[out, F]`` (removed columns zero) and bias after the least-squares refit of
-        the kept features to the original output, pulled towards the original weights with a
-        cross-validated strength (:func:`onnxprune.linear.ridge_cv`). ``first_fold_only``: solve
-        on the first half of the samples only, so the second half can score it honestly."""
+    def refit(self, removed_positions: np.ndarray, first_fold_only: bool = False,
+              rel: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Weights ``[out, F]`` (removed columns zero), bias and ridge strength after the
+        least-squares refit of the kept features to the original output, pulled towards the
+        original weights with a cross-validated strength
+        (:func:`onnxprune.linear.ridge_strength`) unless ``rel`` gives it. ``first_fold_only``:
+        solve on the first half of the samples only, so the second half can score it honestly."""
         full = self.wfull()
         keep = np.ones(len(full[0]), dtype=bool)
         keep[self.features_of(removed_positions)] = False
         folds = [(h[np.ix_(keep, keep)], h[keep] @ full.T, float(np.sum((full @ h) * full)))
                  for h in self.folds]
-        solved, rel = ridge_cv(folds, full[:, keep])
-        if first_fold_only:
-            solved = ridge_solve(folds[0][0], folds[0][1], full[:, keep], rel)
+        if rel is None:
+            rel = ridge_strength(folds, full[:, keep])
+        a, b = (folds[0][:2] if first_fold_only
+                else (folds[0][0] + folds[1][0], folds[0][1] + folds[1][1]))
+        solved = ridge_solve(a, b, full[:, keep], rel)
         out = np.zeros_like(full)
         out[:, keep] = solved
-        return out[:, :-1], out[:, -1]
+        return out[:, :-1], out[:, -1], rel
 
 
 def linear_consumers(g: ChannelGraph) -> list[tuple[onnx.NodeProto, object]]:
@@ -134,10 +141,10 @@ def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MA
     for k, part in enumerate(calib.halves(samples)):
         for out in tap.run(part):
             for node, p, _, _ in picked:
-                x = out[p.tensor].astype(np.float64)
+                x = out[p.tensor].astype(np.float32)  # float32 products, float64 sums
                 f, picks[p.param] = _features(node, x, rng, picks.get(p.param))
-                f = np.hstack([f, np.ones((len(f), 1))])
-                acc[p.param, k] = acc.get((p.param, k), 0) + f.T @ f
+                f = np.hstack([f, np.ones((len(f), 1), np.float32)])
+                acc[p.param, k] = acc.get((p.param, k), 0) + (f.T @ f).astype(np.float64)
                 count[p.param, k] = count.get((p.param, k), 0) + len(f)
     stats = {}
     for node, p, taps, rows in picked:
@@ -175,8 +182,9 @@ def group_consumers(g: ChannelGraph, group: Group, stats: dict[str, ConsumerStat
 def reconstruction_order(g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats],
                          stop: int = 1) -> np.ndarray | None:
     """Greedy OBS removal order of ``group``'s prunable channels (first removed first), or None
-    when none of its consumers has statistics. Channels are removed ``~n/24`` at a time until
-    ``stop`` remain (the rest follow by their last cost)."""
+    when none of its consumers has statistics. Channels are removed ``~n/12`` at a time (one at
+    a time for the last 24) until ``stop`` remain (the rest follow by their last cost). The
+    removed features leave ``H^-1`` and the weights after each update, so steps get cheaper."""
     cons = group_consumers(g, group, stats)
     prunable = group.prunable
     if not cons or len(prunable) == 0:
@@ -202,14 +210,19 @@ def reconstruction_order(g: ChannelGraph, group: Group, stats: dict[str, Consume
             inv = np.linalg.inv(sub + 1e-12 * np.eye(b.shape[1]))
             wb = w[:, b]  # [out, n, K]
             cost[idx] += np.einsum("oik,ikl,oil->i", wb, inv, wb) / energy
-        chunk = max(1, int(alive.sum() - stop) // 24 if alive.sum() - stop > 48 else 1)
+        chunk = max(1, int(alive.sum() - stop) // 12 if alive.sum() - stop > 24 else 1)
         pick = idx[np.argsort(cost[idx], kind="stable")[:chunk]]
         for st in state:
             blocks, hinv, w, _ = st
             feats = blocks[pick].ravel()
             m = np.linalg.inv(hinv[np.ix_(feats, feats)] + 1e-12 * np.eye(len(feats)))
-            st[2] = w - (w[:, feats] @ m) @ hinv[feats]
-            st[1] = hinv - (hinv[:, feats] @ m) @ hinv[feats]
+            w = w - (w[:, feats] @ m) @ hinv[feats]
+            hinv = hinv - (hinv[:, feats] @ m) @ hinv[feats]
+            live = np.ones(len(hinv), dtype=bool)  # removed features are eliminated: drop them
+            live[feats] = False
+            new_index = np.cumsum(live) - 1
+            st[0] = np.where(live[blocks], new_index[blocks], -1)
+            st[1], st[2] = hinv[np.ix_(live, live)], w[:, live]
         alive[pick] = False
         order.extend(int(prunable[k]) for k in pick)
     rest = np.flatnonzero(alive)
@@ -264,7 +277,9 @@ def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class GroupProbe:
     """The unpruned model with one group's consumer weights (and biases) as graph inputs: runs
     the model with any cut of that group (zeroed input slices, refitted kept weights). Only the
-    part of the graph from the group's first consumer on is run, on cached activations."""
+    part of the graph from the group's first consumer on is run, on cached activations. Each
+    consumer's ridge strength is cross-validated at the first cut asked for and reused for
+    the others (the table asks for its middle width first)."""
 
     def __init__(self, g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats],
                  samples: calib.Samples):
@@ -273,6 +288,7 @@ class GroupProbe:
         self._positions: dict[str, list[np.ndarray]] = {}
         self.slices = [p for p in group.members if p.role == "in"]
         self.stats = group_consumers(g, group, stats)
+        self.strength: dict[str, float] = {}
         model = onnx.ModelProto()
         model.CopyFrom(g.model)
         fed = {p.param for p in self.slices}
@@ -336,7 +352,8 @@ class GroupProbe:
             feeds[p.param][tuple(index)] = 0
         if refit:
             for c in self.stats:
-                rows, bias = c.refit(self.removed_positions(c.tensor, removed), first_fold_only=True)
+                rows, bias, self.strength[c.param] = c.refit(
+                    self.removed_positions(c.tensor, removed), True, self.strength.get(c.param))
                 feeds[c.param] = _rows_to_weight(self.nodes[c.node], rows, self.base[c.param])
                 if c.param in self.bias_names:
                     name = self.bias_names[c.param]
@@ -399,11 +416,13 @@ def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: ca
         probe = GroupProbe(g, group, stats, samples)
         keep = group.keep_order()
         row = {group.width: 0.0}
-        for w in ws:
-            if w >= group.width:
-                continue
+        measure = measured_widths([w for w in ws if w < group.width])
+        for w in sorted(measure, key=lambda w: abs(w - measure[len(measure) // 2])):
             removed = np.sort(keep[w:])
             row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)))
+        known = sorted(row)
+        for w in ws:
+            row.setdefault(w, float(np.interp(w, known, [row[k] for k in known])))
         table.values[gid] = row
     table.seconds = time.perf_counter() - start
     if path:
@@ -415,6 +434,15 @@ def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: ca
     return table
 
 
+def measured_widths(widths: list[int], points: int = TABLE_POINTS) -> list[int]:
+    """At most ``points`` of ``widths``, evenly spread over their sorted order, the narrowest
+    always among them."""
+    ws = sorted(set(widths))
+    if len(ws) <= points:
+        return ws
+    return sorted({ws[round(k)] for k in np.linspace(0, len(ws) - 1, points)})
+
+
 def _table_key(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Samples, refit: bool) -> str:
     h = hashlib.sha256()
     h.update(g.model.SerializeToString(deterministic=True))
@@ -424,5 +452,5 @@ def _table_key(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Sam
     h.update(json.dumps({str(k): sorted(v) for k, v in sorted(widths.items())}).encode())
     for group in g.prunable_groups():
         h.update(group.keep_order().tobytes())
-    h.update(f"v2|{refit}".encode())
+    h.update(f"v3|{refit}|{TABLE_POINTS}".encode())
     return h.hexdigest()[:32]

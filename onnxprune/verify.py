@@ -162,7 +162,11 @@ class Fidelity:
     (K > 5), or None;
     ``distortion``: summed output distortion (KL for classifier-like outputs, squared relative
     L2 otherwise; see :func:`onnxprune.sensitivity.distortion`); ``cosine`` / ``rel_l2``: per output, mean per-sample cosine similarity and relative L2 error
-    over the whole set; ``metric``: the user's evaluate callable on the pruned model, or None."""
+    over the whole set; ``metric``: the user's evaluate callable on the pruned model, or None;
+    ``embedding_cosine`` / ``neighbours``: for the first token-embedding output ([N, S, H], a
+    sentence encoder's or ViT's ``last_hidden_state``), the mean per-sample cosine of the pooled
+    embeddings (:func:`pooled`) and the nearest-neighbour agreement among the samples
+    (:func:`neighbour_agreement`), else None."""
 
     agreement: float | None
     cosine: dict[str, float]
@@ -170,19 +174,25 @@ class Fidelity:
     metric: float | None = None
     top5: float | None = None
     distortion: float | None = None
+    embedding_cosine: float | None = None
+    neighbours: float | None = None
 
     def drop(self, baseline_metric: float | None = None) -> float:
         """The fidelity loss ``--max-drop`` bounds: metric drop when a metric is given, else
-        1 - agreement, else 1 - the worst output cosine."""
+        1 - agreement, else 1 - nearest-neighbour agreement of embeddings, else 1 - the worst
+        output cosine."""
         if self.metric is not None and baseline_metric is not None:
             return baseline_metric - self.metric
         if self.agreement is not None:
             return 1.0 - self.agreement
+        if self.neighbours is not None:
+            return 1.0 - self.neighbours
         return 1.0 - min(self.cosine.values())
 
     def as_dict(self) -> dict:
         return {"agreement": self.agreement, "top5": self.top5, "distortion": self.distortion,
-                "cosine": self.cosine, "rel_l2": self.rel_l2, "metric": self.metric}
+                "cosine": self.cosine, "rel_l2": self.rel_l2, "metric": self.metric,
+                "embedding_cosine": self.embedding_cosine, "neighbours": self.neighbours}
 
 
 def outputs_on(model: onnx.ModelProto, samples: calib.Samples) -> dict[str, np.ndarray]:
@@ -207,7 +217,47 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         if agreement is None and a.ndim == 2 and a.shape[1] > 1:
             agreement, top5 = top_agreement(a, b)
     metric = evaluate_model(pruned, evaluate) if evaluate is not None else None
-    return Fidelity(agreement, cosine, rel, metric, top5, distortion(reference, got))
+    emb_cos = neighbours = None
+    name = next((n for n, a in reference.items() if a.ndim == 3 and len(a) > 2), None)
+    if name is not None:
+        mask = attention_mask(samples, reference[name].shape[:2])
+        a, b = pooled(reference[name], mask), pooled(got[name], mask)
+        emb_cos = float(np.mean(_row_cosine(a, b)))
+        neighbours = neighbour_agreement(a, b)
+    return Fidelity(agreement, cosine, rel, metric, top5, distortion(reference, got),
+                    emb_cos, neighbours)
+
+
+def attention_mask(samples: calib.Samples, tokens: tuple[int, ...]) -> np.ndarray | None:
+    """The samples' 0/1 integer input of shape ``tokens`` ([N, S]): which tokens are real."""
+    for value in samples.values():
+        if (value.shape == tuple(tokens) and np.issubdtype(value.dtype, np.integer)
+                and np.isin(value, (0, 1)).all()):
+            return value
+    return None
+
+
+def pooled(tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Sentence embeddings: the mean over axis 1 of ``tokens`` [N, S, H], over the real tokens
+    only when ``mask`` [N, S] is given (sentence-transformers' mean pooling)."""
+    w = np.ones(tokens.shape[:2]) if mask is None else mask.astype(np.float64)
+    return (tokens * w[:, :, None]).sum(1) / np.maximum(w.sum(1, keepdims=True), 1.0)
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+
+
+def neighbour_agreement(reference: np.ndarray, got: np.ndarray) -> float:
+    """Share of samples whose nearest other sample (cosine) is the same under ``got``'s
+    embeddings as under ``reference``'s ([N, H] each)."""
+    def nearest(e: np.ndarray) -> np.ndarray:
+        e = e.astype(np.float64) / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-30)
+        sim = e @ e.T
+        np.fill_diagonal(sim, -np.inf)
+        return sim.argmax(1)
+    return float(np.mean(nearest(reference) == nearest(got)))
 
 
 def top_agreement(reference: np.ndarray, got: np.ndarray) -> tuple[float, float | None]:
