@@ -15,7 +15,7 @@ Training: AdamW + one-cycle LR (peak 1e-3), batch 32, 11 epochs, label smoothing
 Invariants of the exported files:
   * ``vit_mnist.onnx``: TorchScript exporter (``dynamo=False``), opset 17;
   * ``vit_mnist_dynamo.onnx``: dynamo exporter, opset 18, weights inside the file (no
-    external ``.data`` file);
+    external ``.data`` file), the exporter's per-node stack traces removed;
   * both: one input ``x`` float32 [1, 1, 28, 28] (normalised like ``mnist_cnn``: mean
     0.1307, std 0.3081), one output ``logits`` float32 [1, 10] (pre-softmax), static shapes,
     IR version <= 10, ``onnx.checker.check_model(full_check=True)`` passes, and onnxruntime
@@ -208,7 +208,17 @@ def export_dynamo(model: torch.nn.Module, out: str | Path, opset: int = 18) -> P
             model.eval(), (torch.zeros(*INPUT_SHAPE),), dynamo=True, opset_version=opset,
             input_names=["x"], output_names=["logits"], verbose=False,
         )
-    return _finish(program.model_proto, out)
+    return _finish(strip_stack_traces(program.model_proto), out)
+
+
+def strip_stack_traces(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the dynamo exporter's per-node Python stack traces (absolute paths and line numbers
+    of this machine) so that a rebuild elsewhere gives the same bytes; other metadata stays."""
+    for node in proto.graph.node:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return proto
 
 
 def check_onnx(path: Path, x: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
