@@ -14,11 +14,16 @@ Splits come from one fixed permutation (``np.random.default_rng(0)``) of the
   * ``"train"``: the first 4,000 permuted images;
   * ``"test"``:  the last 1,000 permuted images;
   * ``"calib"``: the first 256 images of ``"train"`` (pruning calibration).
+
+``write_npz`` (command line: ``python models/mnist.py --calib C.npz --test T.npz
+--input-name NAME``) writes the calibration and test digits as onnxprune ``.npz`` files keyed
+by the model's input name (``input`` for ``mnist_cnn``, ``x`` for ``vit_mnist``).
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 
@@ -67,7 +72,34 @@ def mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
     return x[sl].copy(), y[sl].copy()
 
 
-if __name__ == "__main__":
+def write_npz(calib: str | Path, test: str | Path, input_name: str = "input") -> None:
+    """Write the ``"calib"`` digits to ``calib`` and the separate ``"test"`` digits to ``test``
+    as .npz files whose one key, ``input_name``, is the model's input name."""
+    for path, split in ((calib, "calib"), (test, "test")):
+        np.savez(path, **{input_name: mnist(split)[0]})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the splits, or write onnxprune calibration/test .npz files (``--calib``/``--test``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--calib", help="output .npz of the 256 calibration digits (training part)")
+    ap.add_argument("--test", help="output .npz of the 1,000 test digits")
+    ap.add_argument("--input-name", default="input",
+                    help="the model's input name, the npz key (mnist_cnn: input, vit_mnist: x)")
+    args = ap.parse_args(argv)
+    if (args.calib is None) != (args.test is None):
+        ap.error("--calib and --test go together")
+    if args.calib is not None:
+        write_npz(args.calib, args.test, args.input_name)
+        print(f"{args.calib}: {N_CALIB} calibration digits; {args.test}: {N_TEST} test digits "
+              f"(key {args.input_name!r})")
+        return
     for s in SPLITS:
         xs, ys = mnist(s)
         print(s, xs.shape, xs.dtype, ys.shape, ys.dtype, np.bincount(ys, minlength=10).tolist())
+
+
+if __name__ == "__main__":
+    main()
