@@ -181,13 +181,14 @@ def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
         for part in calib.halves(samples):
             a = b = None
             tt = 0.0
-            for got, ref in zip(tap.run(part), original.run(part)):
-                f, picks = _features(node, got[node.input[0]].astype(np.float64), rng, picks)
-                t = _targets(node, ref[y_name].astype(np.float64), picks)[:, c.keep_out]
-                f = np.hstack([f, np.ones((len(f), 1))])
-                a = f.T @ f if a is None else a + f.T @ f
-                b = f.T @ t if b is None else b + f.T @ t
-                tt += float((t * t).sum())
+            for got, ref in zip(tap.run(part), original.run(part)):  # float32 products, float64 sums
+                f, picks = _features(node, got[node.input[0]].astype(np.float32), rng, picks)
+                t = _targets(node, ref[y_name].astype(np.float32), picks)[:, c.keep_out]
+                f = np.hstack([f, np.ones((len(f), 1), np.float32)])
+                fa, fb = (f.T @ f).astype(np.float64), (f.T @ t).astype(np.float64)
+                a = fa if a is None else a + fa
+                b = fb if b is None else b + fb
+                tt += float((t.astype(np.float64) ** 2).sum())
             folds.append((a, b, tt))
         layers.append(_solve_layer(model, c.index, folds))
     return model, layers
