@@ -33,6 +33,21 @@ def load_npz(path: str, model: onnx.ModelProto) -> Samples:
     return from_arrays(arrays, model, path)
 
 
+def shapes_from(model: onnx.ModelProto, samples: Samples | None,
+                overrides: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
+    """Concrete input shapes for tracing and timing: ``overrides`` (``--shape``) first; an input
+    with a dynamic axis other than the batch takes one calibration sample's shape (batch 1), so
+    a model with a dynamic sequence length or image size is profiled at the one it is
+    calibrated with. Other inputs keep :func:`onnxprune.runtime.input_shapes`' choice."""
+    shapes = dict(overrides or {})
+    for inp in runtime.graph_inputs(model) if samples is not None else []:
+        dims = inp.type.tensor_type.shape.dim
+        dynamic = any(not (d.HasField("dim_value") and d.dim_value > 0) for d in list(dims)[1:])
+        if inp.name not in shapes and dynamic and inp.name in samples:
+            shapes[inp.name] = (1, *samples[inp.name].shape[1:])
+    return shapes
+
+
 def from_feeds(feeds: Iterable[dict[str, np.ndarray]], model: onnx.ModelProto) -> Samples:
     """Concatenate an iterable of feed dicts (each with a batch axis) into samples."""
     parts: dict[str, list[np.ndarray]] = {}

@@ -354,8 +354,9 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     --data, their agreement on those inputs)."""
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
-    shapes = runtime.parse_shape_overrides(shape_specs)
     first = load_model(model_a)
+    samples = calib.load_npz(data_path, first) if data_path else None
+    shapes = calib.shapes_from(first, samples, runtime.parse_shape_overrides(shape_specs))
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
     if model_b is None:
@@ -369,8 +370,7 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     second = load_model(model_b)
     cmp = source.compare(first.SerializeToString(), second.SerializeToString(), feeds, rounds, warmup)
     fid = None
-    if data_path:
-        samples = calib.load_npz(data_path, first)
+    if samples is not None:
         fid = verify.fidelity(verify.outputs_on(first, samples), second, samples)
     if as_json:
         print(json.dumps({"a": model_a, "b": model_b, "config": deploy.config.key(),

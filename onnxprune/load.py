@@ -78,7 +78,14 @@ def normalise(
     _make_explicit(out)
     if verify:
         feeds = runtime.random_feeds(model, shapes)
-        ref = runtime.run(runtime.session(model, runtime.RuntimeConfig(opt_level="disable")), feeds)
+        original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
+        ref = runtime.run(original, feeds)
+        if runtime.max_rel_error(ref, runtime.run(original, feeds)) > 1e-6:
+            given = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
+            raise OnnxPruneError(
+                f"the model gives different outputs on two runs of the same inputs ({given}): "
+                "nothing pruned could be checked against it (an exporter bug? try --shape or "
+                "the other torch exporter)")
         got = runtime.run(runtime.session(out, runtime.RuntimeConfig(opt_level="disable")), feeds)
         err = runtime.max_rel_error(ref, got)
         if err > 1e-6:

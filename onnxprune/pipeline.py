@@ -72,7 +72,9 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     """Load (from a path) and normalise a model, build its channel graph and choose which
     channels go first (``importance``: l1 / l2 weight norms; activation; reconstruction, the
     least-squares refit cost on calibration data; auto = reconstruction with calibration data,
-    else l1). Groups whose name or member nodes match an ``exclude`` pattern are frozen."""
+    else l1). Groups whose name or member nodes match an ``exclude`` pattern are frozen.
+    Dynamic input axes take the calibration samples' sizes unless ``shapes`` sets them
+    (:func:`onnxprune.calib.shapes_from`): latency is measured at the calibrated length."""
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
@@ -81,6 +83,7 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
         fit, held = calib.split(samples)
         fit = calib.by_content(fit, verify.outputs_on(original, fit))
         samples = {k: np.concatenate([fit[k], held[k]]) for k in samples}
+    shapes = calib.shapes_from(original, samples, shapes) or None
     if importance == "auto":
         importance = "reconstruction" if samples is not None else "l1"
     if importance in ("activation", "reconstruction") and samples is None:
