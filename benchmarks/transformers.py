@@ -49,8 +49,12 @@ def material(name: str) -> tuple[str, calib.Samples, calib.Samples, np.ndarray |
     if not (model.exists() and cal.exists() and test.exists()):
         subprocess.run([sys.executable, str(ROOT / "models" / "text_encoder.py"), "--out", str(model),
                         "--calib", str(cal), "--test", str(test)], check=True)
-    load = lambda p: {k: v for k, v in np.load(p).items()}  # noqa: E731
-    return str(model), load(cal), load(test), None
+    return str(model), npz(cal), npz(test), None
+
+
+def npz(path: Path) -> calib.Samples:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 def structure(prep, widths: dict[int, int]) -> str:
