@@ -84,15 +84,25 @@ def train(
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    model = build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(mnist("train")[0]) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    fit(model, opt, sched, nn.CrossEntropyLoss(), epochs, batch, verbose=verbose)
+    return model.eval()
+
+
+def fit(model, opt, sched, loss_fn, epochs: int, batch: int, augment=None,
+        clip: float | None = None, verbose: bool = True) -> None:
+    """Train ``model`` on the 4,000 training digits: ``epochs`` seeded shuffles in batches,
+    ``augment(x, generator)`` on each batch, gradients clipped to norm ``clip``; with
+    ``verbose`` the loss and test accuracy after every epoch."""
+    import torch
+    from torch import nn
+
     x_tr, y_tr = mnist("train")
     x_te, y_te = mnist("test")
     xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-
-    model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * ((len(xt) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)
     t0 = time.process_time()
     for ep in range(epochs):
@@ -102,8 +112,11 @@ def train(
         for i in range(0, len(xt), batch):
             idx = perm[i : i + batch]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            x = xt[idx] if augment is None else augment(xt[idx], gen)
+            loss = loss_fn(model(x), yt[idx])
             loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
@@ -111,9 +124,8 @@ def train(
             acc = accuracy_torch(model, x_te, y_te)
             print(
                 f"epoch {ep + 1}/{epochs}: train loss {total / len(xt):.4f}, "
-                f"test acc {acc:.3f}, cpu {time.process_time() - t0:.1f}s"
+                f"test acc {acc:.3f}, cpu {time.process_time() - t0:.1f}s", flush=True
             )
-    return model.eval()
 
 
 def export(model, out: str | Path, opset: int = 17) -> Path:

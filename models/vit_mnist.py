@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mnist import MEAN, STD, mnist
+from mnist_cnn import fit
 
 if TYPE_CHECKING:
     import onnx
@@ -132,41 +133,16 @@ def train(
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
-    x_tr, y_tr = mnist("train")
-    x_te, y_te = mnist("test")
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-
     model = build_model()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}], lr=lr
     )
-    steps = epochs * ((len(xt) + batch - 1) // batch)
+    steps = epochs * ((len(mnist("train")[0]) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    gen = torch.Generator().manual_seed(0)
-    t0 = time.process_time()
-    for ep in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(xt), batch):
-            idx = perm[i : i + batch]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(shift_batch(xt[idx], gen)), yt[idx])
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        if verbose:
-            acc = accuracy_torch(model, x_te, y_te)
-            print(
-                f"epoch {ep + 1}/{epochs}: train loss {total / len(xt):.4f}, "
-                f"test acc {acc:.3f}, cpu {time.process_time() - t0:.1f}s",
-                flush=True,
-            )
+    fit(model, opt, sched, nn.CrossEntropyLoss(label_smoothing=0.05), epochs, batch,
+        augment=shift_batch, clip=1.0, verbose=verbose)
     return model.eval()
 
 
