@@ -31,6 +31,7 @@ from onnx import numpy_helper
 
 from . import calib
 from .errors import OnnxPruneError
+from .sensitivity import classifier_like
 
 NUMERIC_TOL = 1e-4  # executor vs onnxruntime, relative to the largest output magnitude
 LR = 1e-2  # Adam step relative to each tensor's RMS (tuned on the MNIST CNN; cosine-decayed)
@@ -187,7 +188,7 @@ class _Job:
         total, kl = 0.0, 0.0
         for t, s in self.pairs:
             target = torch.from_numpy(want[t])
-            if _classifier(target):
+            if classifier_like(t, want[t]):
                 term = torch.nn.functional.kl_div(
                     torch.log_softmax(got[s] / temperature, 1), torch.log_softmax(target / temperature, 1),
                     reduction="batchmean", log_target=True) * temperature ** 2
@@ -254,7 +255,7 @@ class _Job:
         got = calib.Tap(model, []).collect(self.held, [s for _, s in self.pairs])
         tensors = {k: self.torch.from_numpy(v) for k, v in got.items()}
         loss, kl = self._loss(tensors, self.held_teacher, 1.0, False)
-        first = next(((t, s) for t, s in self.pairs if _classifier(self.held_teacher[t])), None)
+        first = next(((t, s) for t, s in self.pairs if classifier_like(t, self.held_teacher[t])), None)
         if first is None:
             return {"loss": float(loss), "kl": None, "agreement": None}
         agreement = float(np.mean(self.held_teacher[first[0]].argmax(1) == got[first[1]].argmax(1)))
@@ -269,10 +270,6 @@ class _Job:
                 dtype = numpy_helper.to_array(init).dtype
                 init.CopyFrom(numpy_helper.from_array(values[init.name].astype(dtype), init.name))
         return out
-
-
-def _classifier(value) -> bool:
-    return value.ndim == 2 and value.shape[1] > 1
 
 
 def _augmentable(samples: dict[str, np.ndarray]) -> bool:

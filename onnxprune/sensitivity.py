@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -247,13 +248,25 @@ def select_by_reconstruction(g: ChannelGraph, stats: dict[str, ConsumerStats],
 
 # -- distortion of the outputs -----------------------------------------------------------------
 
+EMBEDDING_NAME = re.compile(r"embed|hidden|pooler", re.IGNORECASE)
+
+
+def classifier_like(name: str, a: np.ndarray) -> bool:
+    """True for class scores ``[N, K]`` (K > 1); an embedding is not: rows of unit norm
+    (normalised sentence embeddings) or an output named like one (``sentence_embedding``,
+    ``last_hidden_state``, ``pooler_output``)."""
+    if a.ndim != 2 or a.shape[1] <= 1 or EMBEDDING_NAME.search(name):
+        return False
+    return not np.allclose(np.linalg.norm(a.astype(np.float64), axis=1), 1.0, atol=1e-3)
+
+
 def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> float:
     """Summed over outputs: mean KL(softmax(ref) || softmax(got)) for classifier-like outputs
-    ([N, K], K > 1), else squared relative L2 error."""
+    (:func:`classifier_like`), else squared relative L2 error."""
     total = 0.0
     for name, a in reference.items():
         b = got[name]
-        if a.ndim == 2 and a.shape[1] > 1:
+        if classifier_like(name, a):
             total += float(np.mean(_kl(a, b)))
         else:
             a64, b64 = a.astype(np.float64), b.astype(np.float64)

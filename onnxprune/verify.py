@@ -24,7 +24,7 @@ from . import calib, runtime
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .rewrite import PrunePlan, apply_plan, channel_masks
-from .sensitivity import distortion
+from .sensitivity import classifier_like, distortion
 
 PROOF_TOLERANCE = 1e-4  # max relative output error between the pruned and zero-filter models
 
@@ -163,9 +163,11 @@ class Fidelity:
     ``distortion``: summed output distortion (KL for classifier-like outputs, squared relative
     L2 otherwise; see :func:`onnxprune.sensitivity.distortion`); ``cosine`` / ``rel_l2``: per output, mean per-sample cosine similarity and relative L2 error
     over the whole set; ``metric``: the user's evaluate callable on the pruned model, or None;
-    ``embedding_cosine`` / ``neighbours``: for the first token-embedding output ([N, S, H], a
-    sentence encoder's or ViT's ``last_hidden_state``), the mean per-sample cosine of the pooled
-    embeddings (:func:`pooled`) and the nearest-neighbour agreement among the samples
+    ``embedding_cosine`` / ``neighbours``: for the first embedding output (token embeddings
+    [N, S, H], a sentence encoder's or ViT's ``last_hidden_state``, mean-pooled by
+    :func:`pooled`; or an [N, H] embedding that is not class scores, see
+    :func:`onnxprune.sensitivity.classifier_like`), the mean per-sample cosine of the
+    embeddings and the nearest-neighbour agreement among the samples
     (:func:`neighbour_agreement`), else None."""
 
     agreement: float | None
@@ -214,13 +216,14 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         norms = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
         cosine[name] = float(np.mean((a2 * b2).sum(1) / np.maximum(norms, 1e-30)))
         rel[name] = float(np.linalg.norm(a2 - b2) / max(np.linalg.norm(a2), 1e-30))
-        if agreement is None and a.ndim == 2 and a.shape[1] > 1:
+        if agreement is None and classifier_like(name, a):
             agreement, top5 = top_agreement(a, b)
     metric = evaluate_model(pruned, evaluate) if evaluate is not None else None
     emb_cos = neighbours = None
-    name = next((n for n, a in reference.items() if a.ndim == 3 and len(a) > 2), None)
+    name = next((n for n, a in reference.items() if len(a) > 2 and (
+        a.ndim == 3 or (a.ndim == 2 and not classifier_like(n, a)))), None)
     if name is not None:
-        mask = attention_mask(samples, reference[name].shape[:2])
+        mask = attention_mask(samples, reference[name].shape[:2]) if reference[name].ndim == 3 else None
         a, b = pooled(reference[name], mask), pooled(got[name], mask)
         emb_cos = float(np.mean(_row_cosine(a, b)))
         neighbours = neighbour_agreement(a, b)

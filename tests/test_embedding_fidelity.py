@@ -61,3 +61,17 @@ def test_closer_model_scores_higher():
     assert near.embedding_cosine > far.embedding_cosine
     assert near.neighbours >= far.neighbours
     assert near.drop() == 1.0 - near.neighbours and near.agreement is None
+
+
+def test_normalised_sentence_embeddings_are_not_class_scores():
+    """A pooled, L2-normalised [N, H] output (sentence-transformers' ``sentence_embedding``) is
+    judged by embedding cosine and neighbours, not argmax agreement or softmax KL."""
+    from onnxprune.sensitivity import classifier_like, distortion
+
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((N, H))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    logits = 5 * rng.standard_normal((N, 10))
+    assert not classifier_like("output", emb) and not classifier_like("pooler_output", logits)
+    assert classifier_like("output", logits)
+    assert distortion({"e": emb}, {"e": emb * 1.1}) > 0.009  # squared relative L2, not KL
