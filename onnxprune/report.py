@@ -147,13 +147,14 @@ def print_quality(result) -> None:
         return
     table = Table(title="fidelity on held-out calibration data (pruned vs original)")
     rows = q.recovery.steps if q.recovery is not None else [{"step": "none", **q.fidelity.as_dict(), "kept": True}]
-    embeddings = q.fidelity.neighbours is not None  # a token-embedding output: pooled metrics
-    cols = ["step", "top-1 agreement", "top-5"]
+    embeddings = q.fidelity.neighbours is not None  # an embedding output: pooled metrics
+    classes = q.fidelity.agreement is not None
+    cols = ["step"] + (["top-1 agreement", "top-5"] if classes else [])
     cols += ["embedding cosine", "NN agreement"] if embeddings else []
     for col in cols + ["distortion", "min cosine", "max rel. L2", "kept"]:
         table.add_column(col, justify="right")
     for s in rows:
-        cells = [s["step"], share(s["agreement"]), share(s.get("top5"))]
+        cells = [s["step"]] + ([share(s["agreement"]), share(s.get("top5"))] if classes else [])
         if embeddings:
             emb = s.get("embedding_cosine")
             cells += ["-" if emb is None else f"{emb:.4f}", share(s.get("neighbours"))]
