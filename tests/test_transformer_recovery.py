@@ -2,10 +2,10 @@
 of the output and down projections (mask tuning) brings the sentence embeddings back, and the
 held-out check reports embedding cosine and nearest-neighbour agreement."""
 
+import hf  # skips this module without torch / transformers
 import numpy as np
 import pytest
 
-import hf  # skips this module without torch / transformers
 from onnxprune import runtime
 from onnxprune.pipeline import prepare, prune_ratio
 

@@ -12,12 +12,12 @@ every group passes the zero-filter proof, and the pruned graph keeps D.
 
 from __future__ import annotations
 
+import hf  # skips this module without torch / transformers
 import numpy as np
 import pytest
 from onnx import numpy_helper
 from prunecheck import prove
 
-import hf  # skips this module without torch / transformers
 HIDDEN, HEADS, HEAD_DIM = hf.HIDDEN, hf.HEADS, hf.HEAD_DIM
 export = hf.export
 
