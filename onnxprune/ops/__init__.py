@@ -17,6 +17,7 @@ from . import (  # noqa: F401 -- importing registers the specs
     conv_transpose,
     elementwise,
     fused,
+    gather,
     gemm,
     matmul,
     normalization,

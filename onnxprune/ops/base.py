@@ -120,6 +120,19 @@ def freeze_inputs(g: RuleGraph, node: onnx.NodeProto, reason: str) -> None:
         g.freeze_tensor(name, f"{reason} ({node.name or node.op_type})")
 
 
+def freeze_through(g: RuleGraph, node: onnx.NodeProto, reason: str,
+                   outputs: tuple[int, ...] = (0,)) -> None:
+    """Freeze every tracked input (``reason``), and let those of ``outputs`` shaped like input 0
+    carry its channels (identity map): they are frozen, so downstream ops that meet them (a
+    residual Add) couple to these channels and report this reason, not an untracked operand."""
+    freeze_inputs(g, node, reason)
+    ch = g.ch(node.input[0])
+    if ch is not None:
+        for k in outputs:
+            if len(node.output) > k and node.output[k] and g.shape(node.output[k]) == g.shape(node.input[0]):
+                g.set_channels(node.output[k], ch.axis, ch.labels, node.input[0])
+
+
 def passthrough(g: RuleGraph, node: onnx.NodeProto, nchw: bool = False) -> None:
     """Output 0 carries input 0's channels unchanged (identity index map); with ``nchw`` the
     channels must be on axis 1 (pooling mixes the other axes) or they freeze."""

@@ -38,7 +38,16 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .base import MS_DOMAIN, EditContext, OpSpec, RuleGraph, WeightLayout, attr, freeze_inputs
+from .base import (
+    MS_DOMAIN,
+    EditContext,
+    OpSpec,
+    RuleGraph,
+    WeightLayout,
+    attr,
+    freeze_inputs,
+    freeze_through,
+)
 from .broadcast import Broadcast
 from .elementwise import Unary
 from .linear import LinearSpec
@@ -223,8 +232,8 @@ class FusedLayerNorm(OpSpec):
     domain = MS_DOMAIN
 
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
-        freeze_inputs(g, node, f"{node.op_type} normalises over the hidden channels (LayerNorm "
-                               "statistics change when channels go)")
+        freeze_through(g, node, f"{node.op_type} normalises over the hidden channels (LayerNorm "
+                                "statistics change when channels go)", outputs=(0, 3))
 
 
 @register

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx
 
-from .base import OpSpec, RuleGraph, attr, freeze_inputs
+from .base import OpSpec, RuleGraph, attr, freeze_through
 from .registry import register
 
 SOFTMAXES = ("Softmax", "LogSoftmax", "Hardmax")
@@ -27,7 +27,8 @@ class _AlongAxis(OpSpec):
         rank = len(g.shape(node.input[0]))
         axis = attr(node, "axis", self.default_axis) % rank
         if ch.axis == axis or (self.to_end and ch.axis >= axis):
-            freeze_inputs(g, node, f"{node.op_type} normalises over the channels")
+            freeze_through(g, node, f"{node.op_type} normalises over the channels (its "
+                                    "statistics change when channels go)")
             return
         g.set_channels(node.output[0], ch.axis, ch.labels, node.input[0])
 
