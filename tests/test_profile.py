@@ -53,8 +53,10 @@ def test_single_conv_staircase_has_edges_at_multiples_of_16(tmp_path):
         (prof,) = run.groups
         producer = next(lp for lp in prof.layers if lp.layer.mode == "out").points
         aligned = [c for c in prof.candidates if c % 8 == 0]
-        if {16, 32, 48, 64} <= set(prof.candidates) and producer[17] > 1.15 * producer[16] \
-                and producer[33] > 1.1 * producer[32] and len(aligned) >= 0.75 * len(prof.candidates):
+        jumps = all(k in producer for k in (16, 17, 32, 33)) and producer[17] > 1.15 * producer[16] \
+            and producer[33] > 1.1 * producer[32]  # a blurred sweep may not visit both sides
+        if {16, 32, 48, 64} <= set(prof.candidates) and jumps \
+                and len(aligned) >= 0.75 * len(prof.candidates):
             break
     assert prof.width == 128 and {lp.layer.mode for lp in prof.layers} == {"out", "in"}
     assert {16, 32, 48, 64} <= set(prof.candidates)
