@@ -388,9 +388,10 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     ], columns=("", "A", "B"))
     if fid is not None:
         n = calib.count(samples)
-        rows = [("top-1 agreement (B predicts A's class)", "", share(fid.agreement)),
-                ("top-5 (A's class in B's top 5)", "", share(fid.top5)),
-                ("mean cosine of outputs", "", f"{min(fid.cosine.values()):.4f}")]
+        rows = [("mean cosine of outputs", "", f"{min(fid.cosine.values()):.4f}")]
+        if fid.agreement is not None:
+            rows = [("top-1 agreement (B predicts A's class)", "", share(fid.agreement)),
+                    ("top-5 (A's class in B's top 5)", "", share(fid.top5)), *rows]
         if fid.neighbours is not None:
             rows += [("sentence-embedding cosine (mean-pooled)", "", f"{fid.embedding_cosine:.4f}"),
                      ("nearest-neighbour agreement", "", share(fid.neighbours))]
