@@ -135,6 +135,25 @@ def batches(samples: Samples, size: int, exact: bool = False) -> Iterator[dict[s
         yield {k: v[start:start + size] for k, v in samples.items()}
 
 
+def attention_mask(samples: Samples, tokens: tuple[int, ...]) -> np.ndarray | None:
+    """The samples' 0/1 integer input of shape ``tokens`` ([N, S]): which tokens are real."""
+    for value in samples.values():
+        if (value.shape == tuple(tokens) and np.issubdtype(value.dtype, np.integer)
+                and np.isin(value, (0, 1)).all()):
+            return value
+    return None
+
+
+def real_rows(feed: Samples, x: np.ndarray) -> np.ndarray | None:
+    """For a token tensor ``x`` [N, S, C] of a batch whose inputs hold an attention mask
+    [N, S]: which rows of ``x.reshape(-1, C)`` are real tokens (padding carries nothing the
+    model is used for, so fits and distortions skip it); None otherwise."""
+    if x.ndim != 3:
+        return None
+    mask = attention_mask(feed, x.shape[:2])
+    return None if mask is None or mask.all() else mask.reshape(-1).astype(bool)
+
+
 class Tap:
     """Runs a model and returns chosen intermediate tensors as well as its outputs.
 

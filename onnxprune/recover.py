@@ -181,9 +181,14 @@ def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
         for part in calib.halves(samples):
             a = b = None
             tt = 0.0
-            for got, ref in zip(tap.run(part), original.run(part)):  # float32 products, float64 sums
-                f, picks = _features(node, got[node.input[0]].astype(np.float32), rng, picks)
+            feeds = calib.batches(part, tap.batch, tap.static)
+            for feed, got, ref in zip(feeds, tap.run(part), original.run(part)):  # float32 products, float64 sums
+                x = got[node.input[0]].astype(np.float32)
+                f, picks = _features(node, x, rng, picks)
                 t = _targets(node, ref[y_name].astype(np.float32), picks)[:, c.keep_out]
+                rows = calib.real_rows(feed, x)
+                if rows is not None and len(rows) == len(f):  # channel-last rows: real tokens
+                    f, t = f[rows], t[rows]
                 f = np.hstack([f, np.ones((len(f), 1), np.float32)])
                 fa, fb = (f.T @ f).astype(np.float64), (f.T @ t).astype(np.float64)
                 a = fa if a is None else a + fa

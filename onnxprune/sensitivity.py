@@ -140,10 +140,13 @@ def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MA
     picks: dict[str, np.ndarray | None] = {}
     tap = calib.Tap(g.model, sorted({p.tensor for _, p, _, _ in picked}))
     for k, part in enumerate(calib.halves(samples)):
-        for out in tap.run(part):
+        for feed, out in zip(calib.batches(part, tap.batch, tap.static), tap.run(part)):
             for node, p, _, _ in picked:
                 x = out[p.tensor].astype(np.float32)  # float32 products, float64 sums
                 f, picks[p.param] = _features(node, x, rng, picks.get(p.param))
+                rows = calib.real_rows(feed, x)
+                if rows is not None and len(rows) == len(f):  # channel-last rows: real tokens
+                    f = f[rows]
                 f = np.hstack([f, np.ones((len(f), 1), np.float32)])
                 acc[p.param, k] = acc.get((p.param, k), 0) + (f.T @ f).astype(np.float64)
                 count[p.param, k] = count.get((p.param, k), 0) + len(f)
@@ -260,9 +263,11 @@ def classifier_like(name: str, a: np.ndarray) -> bool:
     return not np.allclose(np.linalg.norm(a.astype(np.float64), axis=1), 1.0, atol=1e-3)
 
 
-def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> float:
+def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
+               samples: calib.Samples | None = None) -> float:
     """Summed over outputs: mean KL(softmax(ref) || softmax(got)) for classifier-like outputs
-    (:func:`classifier_like`), else squared relative L2 error."""
+    (:func:`classifier_like`), else squared relative L2 error; over the real tokens only for
+    token outputs [N, S, H] of ``samples`` that carry an attention mask."""
     total = 0.0
     for name, a in reference.items():
         b = got[name]
@@ -270,6 +275,9 @@ def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> 
             total += float(np.mean(_kl(a, b)))
         else:
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            rows = calib.real_rows(samples, a) if samples is not None else None
+            if rows is not None:
+                a64, b64 = a64.reshape(len(rows), -1)[rows], b64.reshape(len(rows), -1)[rows]
             total += float(np.sum((a64 - b64) ** 2) / max(np.sum(a64 ** 2), 1e-30))
     return total
 
@@ -432,7 +440,7 @@ def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: ca
         measure = measured_widths([w for w in ws if w < group.width])
         for w in sorted(measure, key=lambda w: abs(w - measure[len(measure) // 2])):
             removed = np.sort(keep[w:])
-            row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)))
+            row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)), samples)
         known = sorted(row)
         for w in ws:
             row.setdefault(w, float(np.interp(w, known, [row[k] for k in known])))
@@ -465,5 +473,5 @@ def _table_key(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Sam
     h.update(json.dumps({str(k): sorted(v) for k, v in sorted(widths.items())}).encode())
     for group in g.prunable_groups():
         h.update(group.keep_order().tobytes())
-    h.update(f"v3|{refit}|{TABLE_POINTS}".encode())
+    h.update(f"v4|{refit}|{TABLE_POINTS}".encode())
     return h.hexdigest()[:32]

@@ -223,21 +223,12 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
     name = next((n for n, a in reference.items() if len(a) > 2 and (
         a.ndim == 3 or (a.ndim == 2 and not classifier_like(n, a)))), None)
     if name is not None:
-        mask = attention_mask(samples, reference[name].shape[:2]) if reference[name].ndim == 3 else None
+        mask = calib.attention_mask(samples, reference[name].shape[:2]) if reference[name].ndim == 3 else None
         a, b = pooled(reference[name], mask), pooled(got[name], mask)
         emb_cos = float(np.mean(_row_cosine(a, b)))
         neighbours = neighbour_agreement(a, b)
-    return Fidelity(agreement, cosine, rel, metric, top5, distortion(reference, got),
+    return Fidelity(agreement, cosine, rel, metric, top5, distortion(reference, got, samples),
                     emb_cos, neighbours)
-
-
-def attention_mask(samples: calib.Samples, tokens: tuple[int, ...]) -> np.ndarray | None:
-    """The samples' 0/1 integer input of shape ``tokens`` ([N, S]): which tokens are real."""
-    for value in samples.values():
-        if (value.shape == tuple(tokens) and np.issubdtype(value.dtype, np.integer)
-                and np.isin(value, (0, 1)).all()):
-            return value
-    return None
 
 
 def pooled(tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

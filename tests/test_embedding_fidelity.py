@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune import verify
+from onnxprune import calib, verify
 
 N, S, H = 24, 10, 8
 
@@ -39,7 +39,7 @@ def test_pooling_ignores_padding():
     k = 0
     real = data["tokens"][k][data["mask"][k] == 1]
     np.testing.assert_allclose(pooled[k], real.mean(0), rtol=1e-5)
-    assert verify.attention_mask(data, (N, S)) is data["mask"]
+    assert calib.attention_mask(data, (N, S)) is data["mask"]
 
 
 def test_neighbour_agreement_bounds():
@@ -75,3 +75,18 @@ def test_normalised_sentence_embeddings_are_not_class_scores():
     assert not classifier_like("output", emb) and not classifier_like("pooler_output", logits)
     assert classifier_like("output", logits)
     assert distortion({"e": emb}, {"e": emb * 1.1}) > 0.009  # squared relative L2, not KL
+
+
+def test_distortion_skips_padding_tokens():
+    """What a model writes at padded positions is unused: changing only it costs nothing, and
+    the fits see only real-token rows."""
+    from onnxprune.sensitivity import distortion
+
+    data = samples()
+    ref = {"hidden": data["tokens"]}
+    noisy = data["tokens"].copy()
+    noisy[data["mask"] == 0] += 7.0
+    assert distortion(ref, {"hidden": noisy}, data) == 0.0
+    assert distortion(ref, {"hidden": noisy}) > 0.0
+    rows = calib.real_rows(data, data["tokens"])
+    assert rows.sum() == data["mask"].sum() and len(rows) == N * S
