@@ -177,8 +177,13 @@ class Tap:
 
     def run(self, samples: Samples) -> Iterator[dict[str, np.ndarray]]:
         """Yield ``{tensor: value}`` per batch."""
+        for _, out in self.run_fed(samples):
+            yield out
+
+    def run_fed(self, samples: Samples) -> Iterator[tuple[Samples, dict[str, np.ndarray]]]:
+        """Yield ``(batch inputs, {tensor: value})`` per batch."""
         for feed in batches(samples, self.batch, self.static):
-            yield runtime.run(self.session, feed)
+            yield feed, runtime.run(self.session, feed)
 
     def collect(self, samples: Samples, names: list[str]) -> dict[str, np.ndarray]:
         """Concatenate tensors ``names`` over all batches (small tensors only: outputs)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from . import ops
+from . import calib, ops
 
 
 def linear(node: onnx.NodeProto) -> ops.LinearSpec | None:
@@ -27,6 +27,22 @@ def _features(node: onnx.NodeProto, x: np.ndarray, rng: np.random.Generator,
     the flattened weight rows; ``positions`` selects the matching output rows (see
     :meth:`onnxprune.ops.LinearSpec.features`)."""
     return linear(node).features(node, x, rng, picks)
+
+
+def design_rows(node: onnx.NodeProto, x: np.ndarray, feed: dict[str, np.ndarray],
+                rng: np.random.Generator, picks: np.ndarray | None = None):
+    """``(F, picks, rows)``: the features of :func:`_features` in float32 with a constant
+    column for the bias, keeping only real-token rows when the batch ``feed`` carries an
+    attention mask over channel-last token rows (``rows``, else None; apply it to the targets
+    too). Gram products of F are taken in float32 and summed in float64 by the callers."""
+    x = x.astype(np.float32)
+    f, picks = _features(node, x, rng, picks)
+    rows = calib.real_rows(feed, x)
+    if rows is not None and len(rows) == len(f):
+        f = f[rows]
+    else:
+        rows = None
+    return np.hstack([f, np.ones((len(f), 1), np.float32)]), picks, rows
 
 
 def _targets(node: onnx.NodeProto, y: np.ndarray, picks) -> np.ndarray:

@@ -32,7 +32,15 @@ from onnx import numpy_helper
 
 from . import calib, ops
 from .graph import ChannelGraph
-from .linear import _features, _rows_to_weight, _targets, _weight_rows, fold_error, linear, ridge_cv
+from .linear import (
+    _rows_to_weight,
+    _targets,
+    _weight_rows,
+    design_rows,
+    fold_error,
+    linear,
+    ridge_cv,
+)
 from .rewrite import PrunePlan, channel_masks
 from .verify import Fidelity, fidelity
 
@@ -181,15 +189,10 @@ def lsq_refit(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples,
         for part in calib.halves(samples):
             a = b = None
             tt = 0.0
-            feeds = calib.batches(part, tap.batch, tap.static)
-            for feed, got, ref in zip(feeds, tap.run(part), original.run(part)):  # float32 products, float64 sums
-                x = got[node.input[0]].astype(np.float32)
-                f, picks = _features(node, x, rng, picks)
+            for (feed, got), ref in zip(tap.run_fed(part), original.run(part)):
+                f, picks, rows = design_rows(node, got[node.input[0]], feed, rng, picks)
                 t = _targets(node, ref[y_name].astype(np.float32), picks)[:, c.keep_out]
-                rows = calib.real_rows(feed, x)
-                if rows is not None and len(rows) == len(f):  # channel-last rows: real tokens
-                    f, t = f[rows], t[rows]
-                f = np.hstack([f, np.ones((len(f), 1), np.float32)])
+                t = t if rows is None else t[rows]
                 fa, fb = (f.T @ f).astype(np.float64), (f.T @ t).astype(np.float64)
                 a = fa if a is None else a + fa
                 b = fb if b is None else b + fb

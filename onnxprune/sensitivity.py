@@ -46,7 +46,7 @@ from onnx import numpy_helper
 
 from . import calib, runtime
 from .graph import ChannelGraph, Group
-from .linear import _features, _rows_to_weight, _weight_rows, linear, ridge_solve, ridge_strength
+from .linear import _rows_to_weight, _weight_rows, design_rows, linear, ridge_solve, ridge_strength
 
 TABLE_POINTS = 8  # widths measured per group; the rest of its candidates are interpolated
 MAX_FAN_IN = 4608  # larger consumers (e.g. a Gemm after Flatten) get no statistics
@@ -140,14 +140,9 @@ def consumer_stats(g: ChannelGraph, samples: calib.Samples, max_fan_in: int = MA
     picks: dict[str, np.ndarray | None] = {}
     tap = calib.Tap(g.model, sorted({p.tensor for _, p, _, _ in picked}))
     for k, part in enumerate(calib.halves(samples)):
-        for feed, out in zip(calib.batches(part, tap.batch, tap.static), tap.run(part)):
+        for feed, out in tap.run_fed(part):
             for node, p, _, _ in picked:
-                x = out[p.tensor].astype(np.float32)  # float32 products, float64 sums
-                f, picks[p.param] = _features(node, x, rng, picks.get(p.param))
-                rows = calib.real_rows(feed, x)
-                if rows is not None and len(rows) == len(f):  # channel-last rows: real tokens
-                    f = f[rows]
-                f = np.hstack([f, np.ones((len(f), 1), np.float32)])
+                f, picks[p.param], _ = design_rows(node, out[p.tensor], feed, rng, picks.get(p.param))
                 acc[p.param, k] = acc.get((p.param, k), 0) + (f.T @ f).astype(np.float64)
                 count[p.param, k] = count.get((p.param, k), 0) + len(f)
     stats = {}

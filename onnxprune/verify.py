@@ -213,8 +213,7 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         b = got[name]
         a2 = a.reshape(len(a), -1).astype(np.float64)
         b2 = b.reshape(len(b), -1).astype(np.float64)
-        norms = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
-        cosine[name] = float(np.mean((a2 * b2).sum(1) / np.maximum(norms, 1e-30)))
+        cosine[name] = float(np.mean(_row_cosine(a2, b2)))
         rel[name] = float(np.linalg.norm(a2 - b2) / max(np.linalg.norm(a2), 1e-30))
         if agreement is None and classifier_like(name, a):
             agreement, top5 = top_agreement(a, b)

@@ -94,9 +94,9 @@ class _Reshape(OpSpec):
         if ch is None:
             return
         in_shape, out_shape = g.shape(x), g.shape(y)
-        found, how = follow_reshape(ch, in_shape, out_shape), None
+        found, heads = follow_reshape(ch, in_shape, out_shape), False
         if found is None and self.shape_input:
-            found, how = self.split_heads(g, node, ch, in_shape, out_shape), "heads"
+            found, heads = self.split_heads(g, node, ch, in_shape, out_shape), True
         if found is None:
             if not self.split_channels(g, node, ch, in_shape, out_shape):
                 freeze_inputs(g, node, f"{node.op_type} splits or mixes the channel axis")
@@ -114,9 +114,9 @@ class _Reshape(OpSpec):
                     r.set_const(shape_name, replace_at(r.const(shape_name), axis, int(r.mask(y).sum())))
                 g.edit(set_shape)
         repeat = len(labels) // max(len(ch.labels), 1)
-        if how == "heads":
+        if heads:
             how = f"heads of {len(ch.labels) // len(labels)}"
-        elif how is None:
+        else:
             how = f"repeat x{repeat}" if repeat > 1 else "reshape"
         g.set_channels(y, axis, labels, x, how=how)
 
