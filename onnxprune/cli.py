@@ -181,6 +181,12 @@ def cli() -> None:
                                       "(synthetic images without --calib), or summed importance")
 @click.option("--calib", "calib_path", type=str, default=None,
               help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--val", "val_path", type=str, default=None,
+              help="your own validation inputs, disjoint from --calib (same format): fidelity "
+                   "and --max-drop are judged on them instead of held-out calibration clusters")
+@click.option("--stages", type=int, default=1, show_default=True,
+              help="progressive pruning: reach the target in this many steps, each pruned, "
+                   "recovered and measured again")
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
               help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
 @click.option("--distill-seconds", type=float, default=60.0, show_default=True,
@@ -194,8 +200,8 @@ def cli() -> None:
 @click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
 def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path,
-          importance, value, calib_path, recover_steps, distill_seconds, max_drop, plot_path,
-          exclude, no_latency, deploy, shape_specs) -> None:
+          importance, value, calib_path, val_path, stages, recover_steps, distill_seconds,
+          max_drop, plot_path, exclude, no_latency, deploy, shape_specs) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
@@ -215,7 +221,9 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     steps = parse_recovery(recover_steps)
     if max_drop is not None and calib_path is None:
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
-    prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
+    if stages < 1:
+        raise OnnxPruneError(f"--stages must be at least 1, got {stages}")
+    prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path, val_path)
     settings = {"steps": steps, "distill_seconds": distill_seconds}
     if not modes:
         tr = pipeline.prune_within_drop(prep, deploy.source(), max_drop, floor=floor, value=value,
@@ -223,7 +231,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     elif ratio is None:
         tr = pipeline.prune_to_target(prep, deploy.source(), target_ms, speedup, floor, method,
                                       cache_path or profile.default_cache_path(),
-                                      max_drop=max_drop, value=value, **settings)
+                                      max_drop=max_drop, value=value, stages=stages, **settings)
     if ratio is None:
         if tr.already_met:
             write_model(prep.original, output, prep.feeds)
@@ -235,9 +243,10 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
             print_quality(tr.result)
             print_frozen(tr.result)
             if plot_path:
-                plot_tradeoff(tr.points, tr.baseline_ms, plot_path)
+                _optional("the trade-off plot", prep, plot_tradeoff, tr.points, tr.baseline_ms, plot_path)
         if report_path:
             write_text(json.dumps(tr.to_dict(prep.graph), indent=2), report_path)
+        warn(prep.warnings)
         if calib_path is None:
             warn_unchecked(value)
         return
@@ -259,6 +268,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     print_kv(f"{os.path.basename(model)} -> {output}", rows)
     if report_path:
         write_text(json.dumps({"ratio": ratio, **result.to_dict()}, indent=2), report_path)
+    warn(prep.warnings)
     if calib_path is None:
         warn_unchecked("importance")
 
@@ -269,6 +279,20 @@ def parse_recovery(text: str) -> tuple[str, ...]:
     if unknown:
         raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.ALL_STEPS)} or none")
     return steps
+
+
+def _optional(what: str, prep, fn, *args) -> None:
+    """Run an optional stage (a plot); a failure becomes one warning, never the run's end."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        prep.warnings.append(f"{what} failed ({type(exc).__name__}: {runtime.first_line(exc)}); skipped")
+
+
+def warn(lines: list[str]) -> None:
+    """The run's warnings, one stderr line each, after its results (each once)."""
+    for line in dict.fromkeys(lines):
+        click.echo(f"onnxprune: warning: {line}", err=True)
 
 
 def warn_unchecked(value: str) -> None:
@@ -333,9 +357,11 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
             if tr.result is not None:
                 write_model(tr.result.model, os.path.join(output_dir, f"{stem}.{s:g}x.onnx"), prep.feeds)
     if plot_path and results:
-        plot_tradeoff(results[-1].points, results[-1].baseline_ms, plot_path, chosen=False)
+        _optional("the frontier plot", prep, plot_tradeoff, results[-1].points,
+                  results[-1].baseline_ms, plot_path, False)
     if report_path:
         write_text(json.dumps([tr.to_dict(prep.graph) for tr in results], indent=2), report_path)
+    warn(prep.warnings)
     if calib_path is None:
         warn_unchecked("sensitivity")
 

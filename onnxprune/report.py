@@ -107,19 +107,20 @@ def print_target(g: ChannelGraph, tr) -> None:
             table.add_row(str(row["group"]), row["name"][-45:],
                           f"{row['width_before']} -> {row['width_after']}", kept)
     console.print(table)
-    loop = Table(title="hardware in the loop")
-    for col in ("step", "predicted ms", "measured ms", title, "in band"):
+    loop = Table(title="hardware in the loop (speedup: interleaved ratio against the baseline)")
+    for col in ("step", "predicted ms", "measured ms", "speedup", title, "in band"):
         loop.add_column(col, justify="right")
     for k, s in enumerate(data["loop"]):
         kept = f"{-s['importance']:.4f}" if measured else f"{s['importance']:.0f}"
         loop.add_row("all at floor" if k == 0 else str(k),
                      "-" if k == 0 else f"{s['predicted_ms']:.3f}", f"{s['measured_ms']:.3f}",
-                     kept, "yes" if s["accepted"] and k else "")
+                     f"{s['speedup']:.3f}x", kept, "yes" if s["accepted"] and k else "")
     console.print(loop)
     f = data["final"]
-    print_kv(f"target {tr.target_ms:.3f} ms", [
-        ("latency ms (median, interleaved)", f"{f['baseline_ms_interleaved']:.3f}", f"{f['pruned_ms']:.3f}"),
-        ("speedup (median of A/B rounds)", "", f"{f['speedup_interleaved']:.3f}x"),
+    print_kv(f"target {tr.target_ms:.3f} ms = baseline {tr.baseline_ms:.3f} ms / {tr.target_speedup:.3f}", [
+        ("latency ms (one baseline; after = baseline / speedup)", f"{tr.baseline_ms:.3f}", f"{f['ms']:.3f}"),
+        ("speedup (interleaved A/B, pooled)", "", f"{f['speedup']:.3f}x"),
+        ("ratio p10..p90 (last comparison)", "", f"{f['ratio_p10']:.3f}..{f['ratio_p90']:.3f}"),
         ("parameters", f"{f['params_before']:,}", f"{f['params_after']:,}"),
         ("MACs", f"{f['macs_before']:,}", f"{f['macs_after']:,}"),
         ("zero-filter error", "", f"{f['zero_filter_error']:.1e}"),
@@ -145,7 +146,7 @@ def print_quality(result) -> None:
     q = result.quality
     if q.fidelity is None:
         return
-    table = Table(title="fidelity on held-out calibration data (pruned vs original)")
+    table = Table(title="fidelity on held-out data (pruned vs original)")
     rows = q.recovery.steps if q.recovery is not None else [{"step": "none", **q.fidelity.as_dict(), "kept": True}]
     embeddings = q.fidelity.neighbours is not None  # an embedding output: pooled metrics
     classes = q.fidelity.agreement is not None
@@ -162,8 +163,14 @@ def print_quality(result) -> None:
                       f"{min(s['cosine'].values()):.4f}", f"{max(s['rel_l2'].values()):.4f}",
                       "yes" if s["kept"] else "no")
     console.print(table)
-    if q.fidelity.metric is not None:
-        console.print(f"evaluate(): {q.baseline_metric:.4f} -> {q.fidelity.metric:.4f}")
+    f = q.fidelity
+    if f.interval is not None:
+        what = "top-1 agreement" if f.agreement is not None else "nearest-neighbour agreement"
+        value = f.agreement if f.agreement is not None else f.neighbours
+        console.print(f"held-out {what} {share(value)} on {f.samples} samples in {f.clusters} "
+                      f"distinct clusters: 95% interval {share(f.interval[0])}..{share(f.interval[1])}")
+    if f.metric is not None:
+        console.print(f"evaluate(): {q.baseline_metric:.4f} -> {f.metric:.4f}")
 
 
 def share(x: float | None) -> str:
@@ -180,7 +187,7 @@ def print_frontier(wanted: list[float], results) -> None:
             table.add_row(f"{s:g}x", "already met", f"{tr.baseline_ms:.3f}", "-", "-", "-")
             continue
         fid = tr.result.quality.fidelity
-        table.add_row(f"{s:g}x", f"{tr.final.speedup:.3f}x", f"{tr.final.b.median_ms:.3f}",
+        table.add_row(f"{s:g}x", f"{tr.speedup:.3f}x", f"{tr.after_ms:.3f}",
                       share(fid.agreement if fid else None), share(fid.top5 if fid else None),
                       "-" if fid is None or fid.distortion is None else f"{fid.distortion:.4f}")
     console.print(table)
