@@ -287,7 +287,9 @@ def summary_grid(data: dict, title: str | None = None) -> Grid:
         band = (f" (p10..p90 {fig.ratio_p10:.3f}..{fig.ratio_p90:.3f})"
                 if fig.ratio_p10 is not None and fig.ratio_p90 is not None else "")
         grid.rows += [["latency ms (baseline / speedup)", _ms(fig.baseline_ms), _ms(fig.ms)],
-                      ["speedup (median of interleaved A/B rounds)", "", _x(fig.speedup) + band]]
+                      ["speedup (interleaved)", "", _x(fig.speedup) + band]]
+        grid.note = ("speedup: median over rounds that time the original and the pruned model in "
+                     "turn; latency: the run's one baseline divided by it")
     for label, key in (("parameters", "params"), ("MACs", "macs")):
         before = f.get(f"{key}_before", q.get(f"{key}_before"))
         after = f.get(f"{key}_after", q.get(f"{key}_after"))
