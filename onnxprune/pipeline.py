@@ -226,6 +226,7 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
             quality.drop = quality.baseline_metric - metric
         return pruned, quality
     split, reference = prep.split, prep.held_reference()
+    quality.data = "val" if split.source == "val" else "held-out"
     if steps and plan.removed(prep.graph):
         pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, split.fit, split.held,
                                                    reference, steps, distill_seconds)

@@ -14,18 +14,20 @@ from .sensitivity import Table
 
 @dataclass
 class Quality:
-    """Fidelity of the final model on held-out calibration data, and what recovery did."""
+    """Fidelity of the final model on held-out data (whole clusters of calibration samples, or
+    the user's --val samples: ``data``), and what recovery did."""
 
     fidelity: verify.Fidelity | None = None
     baseline_metric: float | None = None
     drop: float | None = None
     recovery: recover.RecoveryReport | None = None
+    data: str = "held-out"  # what fidelity was judged on: held-out calibration clusters, or "val"
 
     def to_dict(self) -> dict:
         out: dict = {}
         if self.fidelity is not None:
             out["fidelity"] = {**self.fidelity.as_dict(), "drop": self.drop,
-                               "baseline_metric": self.baseline_metric}
+                               "baseline_metric": self.baseline_metric, "data": self.data}
         if self.recovery is not None:
             out["recovery"] = {"steps": self.recovery.steps, "layers": self.recovery.layers,
                                "skipped": self.recovery.skipped}

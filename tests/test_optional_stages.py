@@ -36,7 +36,7 @@ def test_a_failing_recovery_step_is_skipped(tmp_path, monkeypatch):
 
 
 def test_a_failing_plot_is_one_warning_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "plot_tradeoff", _boom)
+    monkeypatch.setattr(cli, "save_figure", _boom)
     monkeypatch.setattr(cli.Deployment, "source", lambda self: Analytic())
     model, calib_path = tmp_path / "m.onnx", tmp_path / "c.npz"
     onnx.save(_classifier(), str(model))
