@@ -33,6 +33,8 @@ from .report import (
     print_target,
     share,
 )
+from .sources import PRESETS, load_samples
+from .sources import Options as DataOptions
 
 
 class _DefaultToPrune(click.Group):
@@ -83,6 +85,56 @@ def runtime_options(fn):
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+# --- data options (issue 20: image folders, sentence files; onnxprune.sources) --------------
+CALIB_HELP = ("calibration inputs: a folder, glob or .txt list of images (see --preprocess), "
+              "a .txt of sentences with --tokenizer, or a .npz keyed by input name")
+
+
+def data_options(fn):
+    """Options saying how image and sentence files become model inputs (shared by every
+    command that takes data); the command receives them as one :class:`onnxprune.sources.Options`
+    argument, ``data``."""
+    options = [
+        click.option("--preprocess", type=click.Choice(list(PRESETS)), default=None,
+                     help="images: imagenet (shorter side 256, centre 224, ImageNet mean/std; "
+                          "the default), inception ([-1, 1]) or raw ([0, 1])"),
+        click.option("--resize", default=None, metavar="N|HxW",
+                     help="images: shorter side N (default crop x 256/224), or exactly HxW"),
+        click.option("--crop", default=None, metavar="N|HxW",
+                     help="images: centre crop (default: the model's input size)"),
+        click.option("--mean", default=None, metavar="M,M,M",
+                     help="images: per-channel mean on [0, 1] pixels, model channel order "
+                          "(values above 1: 0..255 units for --mean and --std)"),
+        click.option("--std", default=None, metavar="S,S,S", help="images: per-channel std"),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+                     help="images: tensor layout (default: from the model's channel axis)"),
+        click.option("--bgr", is_flag=True, help="images: channels in BGR order"),
+        click.option("--tokenizer", default=None, metavar="tokenizer.json",
+                     help="sentences (.txt, one per line): tokenizers file; pads/truncates to "
+                          "the model's or --shape's length (pip install 'onnxprune[text]')"),
+    ]
+    names = ("preprocess", "resize", "crop", "mean", "std", "layout", "bgr", "tokenizer")
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        return fn(data=DataOptions.parse(**{k: kwargs.pop(k) for k in names}), **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def load_data(spec: str | None, model, data: DataOptions, shapes, what: str = "--calib",
+              err: bool = False) -> calib.Samples | None:
+    """Samples from ``spec`` for ``model`` (None without one), announcing in one line what was
+    applied (on stderr with ``err``: a --json command keeps stdout clean)."""
+    if spec is None:
+        return None
+    return load_samples(spec, model, data, shapes, what,
+                                report=lambda line: click.echo(f"data: {line}", err=err))
+# --- end of data options ------------------------------------------------------------------
 
 
 @dataclass
@@ -179,8 +231,7 @@ def cli() -> None:
 @click.option("--value", type=click.Choice(["sensitivity", "importance"]), default="sensitivity",
               show_default=True, help="what the search keeps: least measured output distortion "
                                       "(synthetic images without --calib), or summed importance")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
               help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
 @click.option("--distill-seconds", type=float, default=60.0, show_default=True,
@@ -193,9 +244,10 @@ def cli() -> None:
 @click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone")
 @click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
+@data_options
 def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path,
           importance, value, calib_path, recover_steps, distill_seconds, max_drop, plot_path,
-          exclude, no_latency, deploy, shape_specs) -> None:
+          exclude, no_latency, deploy, shape_specs, data) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
@@ -215,7 +267,9 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
     steps = parse_recovery(recover_steps)
     if max_drop is not None and calib_path is None:
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
-    prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
+    loaded = load_model(model)
+    prep = pipeline.prepare(loaded, shapes, importance, list(exclude),
+                            load_data(calib_path, loaded, data, shapes))
     settings = {"steps": steps, "distill_seconds": distill_seconds}
     if not modes:
         tr = pipeline.prune_within_drop(prep, deploy.source(), max_drop, floor=floor, value=value,
@@ -283,14 +337,16 @@ def warn_unchecked(value: str) -> None:
 @click.argument("model", type=str)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True)
-@click.option("--calib", "calib_path", type=str, default=None)
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--plot", "plot_dir", type=str, default=None,
               help="write a sensitivity heatmap (group x kept share) here; uses --calib")
 @click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...")
-def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> None:
+@data_options
+def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), importance,
-                            calib_data=calib_path)
+    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    prep = pipeline.prepare(loaded, shapes, importance,
+                            calib_data=load_data(calib_path, loaded, data, shapes, err=as_json))
     print_analysis(prep.graph, as_json)
     if plot_dir:
         table, synthetic = pipeline.sensitivity_grid(prep)
@@ -303,8 +359,7 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> No
 @click.argument("model", type=str)
 @click.option("--speedups", type=str, default="1.1,1.2,1.3,1.5", show_default=True,
               help="comma list of target speedups")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True)
 @click.option("--floor", type=float, default=0.25, show_default=True)
 @click.option("-o", "--output-dir", type=str, default=None, help="write each model here")
@@ -312,8 +367,9 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> No
 @click.option("--report", "report_path", type=str, default=None, help="JSON of every point")
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 @runtime_options
+@data_options
 def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_path,
-             cache_path, deploy, shape_specs) -> None:
+             cache_path, deploy, shape_specs, data) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
     try:
         wanted = [float(v) for v in speedups.split(",") if v.strip()]
@@ -323,7 +379,8 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         raise OnnxPruneError(f"--speedups must be a comma list of numbers above 1, got {speedups!r}")
     if output_dir and not os.path.isdir(output_dir):
         raise OnnxPruneError(f"{output_dir}: no such directory")
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), calib_data=calib_path)
+    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    prep = pipeline.prepare(loaded, shapes, calib_data=load_data(calib_path, loaded, data, shapes))
     results = pipeline.frontier(prep, deploy.source(), wanted, floor=floor, steps=parse_recovery(recover_steps),
                                 cache_path=cache_path or profile.default_cache_path())
     print_frontier(wanted, results)
@@ -347,16 +404,19 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--data", "data_path", type=str, default=None,
-              help=".npz of inputs: also report how closely MODEL_B predicts what MODEL_A does")
+              help="inputs (like --calib: images, sentences or .npz): also report how closely "
+                   "MODEL_B predicts what MODEL_A does")
 @runtime_options
-def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs) -> None:
+@data_options
+def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs,
+              data) -> None:
     """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds (and, with
     --data, their agreement on those inputs)."""
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
-    first = load_model(model_a)
-    samples = calib.load_npz(data_path, first) if data_path else None
-    shapes = calib.shapes_from(first, samples, runtime.parse_shape_overrides(shape_specs))
+    first, overrides = load_model(model_a), runtime.parse_shape_overrides(shape_specs)
+    samples = load_data(data_path, first, data, overrides, "--data", err=as_json)
+    shapes = calib.shapes_from(first, samples, overrides)
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
     if model_b is None:

@@ -11,12 +11,13 @@ import numpy as np
 import onnx
 
 from . import backends, bench, calib, load, profile, recover, runtime, search, sensitivity, verify
-from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
 from .results import Outcome, PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
+from .sources import Options as DataOptions
+from .sources import load_samples
 from .stats import macs, param_count
 
 
@@ -78,7 +79,8 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
-    samples = calib.load_npz(calib_data, original) if isinstance(calib_data, str) else calib_data
+    samples = (load_samples(calib_data, original, what="calib")  # a path (issue 20)
+               if isinstance(calib_data, str) else calib_data)
     if samples is not None:  # fit part ordered by content: its two halves differ in content
         fit, held = calib.split(samples)
         fit = calib.by_content(fit, verify.outputs_on(original, fit))
@@ -399,11 +401,14 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
-          distill_seconds: float = 60.0) -> Outcome:
+          distill_seconds: float = 60.0, data_options: DataOptions | None = None) -> Outcome:
     """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
     ``max_drop`` alone, to the fastest measured model within that fidelity drop.
 
-    ``calib``: an iterable of feed dicts (each with a batch axis) or a .npz path; it enables
+    ``calib``: anything :func:`onnxprune.sources.load_samples` reads: a path (.npz, image
+    folder / glob / list, sentences with ``data_options.tokenizer``; images preprocessed as
+    ``data_options`` says), an onnxruntime ``CalibrationDataReader`` (``get_next()``), an
+    iterable of feed dicts (each with a batch axis) or a dict of arrays; it enables
     reconstruction selection, measured sensitivity, recovery and fidelity (without it, cuts are
     ranked on synthetic images and accuracy is not checked). ``evaluate(model_path) -> float`` is
     the pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it,
@@ -414,7 +419,7 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     if modes > 1 or modes == 0 and max_drop is None:
         raise OnnxPruneError("give exactly one of target_ms, speedup, ratio (or max_drop alone)")
     loaded = load.load_model(model) if isinstance(model, str) else model
-    samples = calib if calib is None or isinstance(calib, str) else from_feeds(calib, loaded)
+    samples = None if calib is None else load_samples(calib, loaded, data_options, shapes)
     prep = prepare(loaded, shapes, importance, exclude, samples)
     config = config or runtime.RuntimeConfig()
     if ratio is not None:
