@@ -127,13 +127,13 @@ def data_options(fn):
 
 
 def load_data(spec: str | None, model, data: DataOptions, shapes, what: str = "--calib",
-              err: bool = False) -> calib.Samples | None:
-    """Samples from ``spec`` for ``model`` (None without one), announcing in one line what was
-    applied (on stderr with ``err``: a --json command keeps stdout clean)."""
+              quiet: bool = False) -> calib.Samples | None:
+    """Samples from ``spec`` for ``model`` (None without one), announcing in one stdout line
+    what was applied (not with ``quiet``: a --json command's stdout is its JSON)."""
     if spec is None:
         return None
     return load_samples(spec, model, data, shapes, what,
-                                report=lambda line: click.echo(f"data: {line}", err=err))
+                        report=None if quiet else lambda line: click.echo(f"data: {line}"))
 # --- end of data options ------------------------------------------------------------------
 
 
@@ -346,7 +346,7 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data)
     """List MODEL's channel groups: members, width, importance, why frozen."""
     shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
     prep = pipeline.prepare(loaded, shapes, importance,
-                            calib_data=load_data(calib_path, loaded, data, shapes, err=as_json))
+                            calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
     print_analysis(prep.graph, as_json)
     if plot_dir:
         table, synthetic = pipeline.sensitivity_grid(prep)
@@ -415,7 +415,7 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
     first, overrides = load_model(model_a), runtime.parse_shape_overrides(shape_specs)
-    samples = load_data(data_path, first, data, overrides, "--data", err=as_json)
+    samples = load_data(data_path, first, data, overrides, "--data", quiet=as_json)
     shapes = calib.shapes_from(first, samples, overrides)
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
