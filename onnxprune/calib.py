@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,16 +22,19 @@ from .errors import OnnxPruneError
 Samples = dict[str, np.ndarray]  # input name -> [N, ...] array, N samples
 
 
-def load_npz(path: str, model: onnx.ModelProto) -> Samples:
-    """Arrays keyed by input name, first axis = samples (a single-input model may use any key)."""
+def load_npz(path: str, model: onnx.ModelProto, what: str = "--calib") -> Samples:
+    """Arrays keyed by input name, first axis = samples (a single-input model may use any key).
+    ``what`` names the option the file came from in messages. Other kinds of data (image
+    folders, sentences, readers): :func:`onnxprune.sources.load_samples`."""
     if not os.path.exists(path):
-        raise OnnxPruneError(f"{path}: no such calibration file")
+        raise OnnxPruneError(f"{what} {path}: no such file")
     try:
         with np.load(path) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}
     except Exception as exc:
-        raise OnnxPruneError(f"{path}: not a readable .npz file ({type(exc).__name__})") from exc
-    return from_arrays(arrays, model, path)
+        raise OnnxPruneError(f"{what} {path}: not a readable .npz file "
+                             f"({type(exc).__name__})") from exc
+    return from_arrays(arrays, model, f"{what} {path}")
 
 
 def shapes_from(model: onnx.ModelProto, samples: Samples | None,
@@ -49,15 +52,23 @@ def shapes_from(model: onnx.ModelProto, samples: Samples | None,
     return shapes
 
 
-def from_feeds(feeds: Iterable[dict[str, np.ndarray]], model: onnx.ModelProto) -> Samples:
+def from_feeds(feeds: Iterable[dict[str, np.ndarray]], model: onnx.ModelProto,
+               what: str = "calib") -> Samples:
     """Concatenate an iterable of feed dicts (each with a batch axis) into samples."""
     parts: dict[str, list[np.ndarray]] = {}
     for feed in feeds:
+        if not isinstance(feed, Mapping):
+            raise OnnxPruneError(f"{what}: expected feed dicts (input name -> array), got "
+                                 f"{type(feed).__name__}")
         for k, v in feed.items():
             parts.setdefault(k, []).append(np.asarray(v))
     if not parts:
-        raise OnnxPruneError("calibration data is empty")
-    return from_arrays({k: np.concatenate(v) for k, v in parts.items()}, model, "calib")
+        raise OnnxPruneError(f"{what}: the calibration data is empty")
+    try:
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    except ValueError as exc:
+        raise OnnxPruneError(f"{what}: feeds do not stack along a batch axis ({exc})") from exc
+    return from_arrays(arrays, model, what)
 
 
 def from_arrays(arrays: dict[str, np.ndarray], model: onnx.ModelProto, where: str) -> Samples:

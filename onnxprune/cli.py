@@ -41,6 +41,8 @@ from .report import (
     summary_grid,
     tradeoff_figure,
 )
+from .sources import PRESETS, load_samples
+from .sources import Options as DataOptions
 
 
 class _DefaultToPrune(click.Group):
@@ -91,6 +93,56 @@ def runtime_options(fn):
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+# --- data options (issue 20: image folders, sentence files; onnxprune.sources) --------------
+CALIB_HELP = ("calibration inputs: a folder, glob or .txt list of images (see --preprocess), "
+              "a .txt of sentences with --tokenizer, or a .npz keyed by input name")
+
+
+def data_options(fn):
+    """Options saying how image and sentence files become model inputs (shared by every
+    command that takes data); the command receives them as one :class:`onnxprune.sources.Options`
+    argument, ``data``."""
+    options = [
+        click.option("--preprocess", type=click.Choice(list(PRESETS)), default=None,
+                     help="images: imagenet (shorter side 256, centre 224, ImageNet mean/std; "
+                          "the default), inception ([-1, 1]) or raw ([0, 1])"),
+        click.option("--resize", default=None, metavar="N|HxW",
+                     help="images: shorter side N (default crop x 256/224), or exactly HxW"),
+        click.option("--crop", default=None, metavar="N|HxW",
+                     help="images: centre crop (default: the model's input size)"),
+        click.option("--mean", default=None, metavar="M,M,M",
+                     help="images: per-channel mean on [0, 1] pixels, model channel order "
+                          "(values above 1: 0..255 units for --mean and --std)"),
+        click.option("--std", default=None, metavar="S,S,S", help="images: per-channel std"),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+                     help="images: tensor layout (default: from the model's channel axis)"),
+        click.option("--bgr", is_flag=True, help="images: channels in BGR order"),
+        click.option("--tokenizer", default=None, metavar="tokenizer.json",
+                     help="sentences (.txt, one per line): tokenizers file; pads/truncates to "
+                          "the model's or --shape's length (pip install 'onnxprune[text]')"),
+    ]
+    names = ("preprocess", "resize", "crop", "mean", "std", "layout", "bgr", "tokenizer")
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        return fn(data=DataOptions.parse(**{k: kwargs.pop(k) for k in names}), **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def load_data(spec: str | None, model, data: DataOptions, shapes, what: str = "--calib",
+              quiet: bool = False) -> calib.Samples | None:
+    """Samples from ``spec`` for ``model`` (None without one), announcing in one stdout line
+    what was applied (not with ``quiet``: a --json command's stdout is its JSON)."""
+    if spec is None:
+        return None
+    return load_samples(spec, model, data, shapes, what,
+                        report=None if quiet else lambda line: click.echo(f"data: {line}"))
+# --- end of data options ------------------------------------------------------------------
 
 
 @dataclass
@@ -211,11 +263,11 @@ def _described(data: dict, prep: pipeline.Prepared, source: backends.LatencySour
 @click.option("--value", type=click.Choice(["sensitivity", "importance"]), default="sensitivity",
               show_default=True, help="what the search keeps: least measured output distortion "
                                       "(synthetic images without --calib), or summed importance")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--val", "val_path", type=str, default=None,
-              help="your own validation inputs, disjoint from --calib (same format): fidelity "
-                   "and --max-drop are judged on them instead of held-out calibration clusters")
+              help="your own validation inputs, disjoint from --calib (same kinds of data): "
+                   "fidelity and --max-drop are judged on them instead of held-out calibration "
+                   "clusters")
 @click.option("--stages", type=int, default=1, show_default=True,
               help="progressive pruning: reach the target in this many steps, each pruned, "
                    "recovered and measured again")
@@ -231,9 +283,10 @@ def _described(data: dict, prep: pipeline.Prepared, source: backends.LatencySour
 @click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone")
 @click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
+@data_options
 def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths, cache_path,
           importance, value, calib_path, val_path, stages, recover_steps, distill_seconds,
-          max_drop, plot_path, exclude, no_latency, deploy, shape_specs) -> None:
+          max_drop, plot_path, exclude, no_latency, deploy, shape_specs, data) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
@@ -255,7 +308,10 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths,
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
     if stages < 1:
         raise OnnxPruneError(f"--stages must be at least 1, got {stages}")
-    prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path, val_path)
+    loaded = load_model(model)
+    prep = pipeline.prepare(loaded, shapes, importance, list(exclude),
+                            load_data(calib_path, loaded, data, shapes),
+                            load_data(val_path, loaded, data, shapes, "--val"))
     settings = {"steps": steps, "distill_seconds": distill_seconds}
     source = deploy.source() if ratio is None or not no_latency else None
     if not modes:
@@ -343,18 +399,18 @@ def warn_unchecked(value: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
               help="channel importance the table summarises (as for prune)")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help="calibration inputs (.npz keyed by input name) for data-aware importance and "
-                   "the --plot heatmap")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--plot", "plot_dir", type=str, default=None,
               help="write DIR/sensitivity.png: output distortion per group and kept share "
                    "(on --calib data, else synthetic images)")
 @click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
               help="concrete shape for a dynamic input, e.g. input:1x3x224x224")
-def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> None:
+@data_options
+def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), importance,
-                            calib_data=calib_path)
+    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    prep = pipeline.prepare(loaded, shapes, importance,
+                            calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
     print_analysis(prep.graph, as_json)
     if plot_dir:
         table, synthetic = pipeline.sensitivity_grid(prep)
@@ -367,8 +423,7 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> No
 @click.argument("model", type=str)
 @click.option("--speedups", type=str, default="1.1,1.2,1.3,1.5", show_default=True,
               help="comma list of target speedups")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
               help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
 @click.option("--floor", type=float, default=0.25, show_default=True,
@@ -381,8 +436,9 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> No
               help="PATH.html = one self-contained page of every point, otherwise JSON; repeatable")
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 @runtime_options
+@data_options
 def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_paths,
-             cache_path, deploy, shape_specs) -> None:
+             cache_path, deploy, shape_specs, data) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
     try:
         wanted = [float(v) for v in speedups.split(",") if v.strip()]
@@ -394,7 +450,8 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         check_output_dir(output_dir)
     for path in report_paths:
         check_output_path(path, model)
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), calib_data=calib_path)
+    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    prep = pipeline.prepare(loaded, shapes, calib_data=load_data(calib_path, loaded, data, shapes))
     source = deploy.source()
     results = pipeline.frontier(prep, source, wanted, floor=floor, steps=parse_recovery(recover_steps),
                                 cache_path=cache_path or profile.default_cache_path())
@@ -424,18 +481,19 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
               help="untimed runs of each model before timing")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--data", "data_path", type=str, default=None,
-              help=".npz of inputs: also report how closely MODEL_B predicts what MODEL_A does")
+              help="inputs (like --calib: images, sentences or .npz): also report how closely "
+                   "MODEL_B predicts what MODEL_A does")
 @runtime_options
-def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs) -> None:
+@data_options
+def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs,
+              data) -> None:
     """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds (and, with
     --data, their agreement on those inputs)."""
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
-    first = load_model(model_a)
-    if data_path and not os.path.exists(data_path):
-        raise OnnxPruneError(f"--data {data_path}: no such file")
-    samples = calib.load_npz(data_path, first) if data_path else None
-    shapes = calib.shapes_from(first, samples, runtime.parse_shape_overrides(shape_specs))
+    first, overrides = load_model(model_a), runtime.parse_shape_overrides(shape_specs)
+    samples = load_data(data_path, first, data, overrides, "--data", quiet=as_json)
+    shapes = calib.shapes_from(first, samples, overrides)
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
     if model_b is None:

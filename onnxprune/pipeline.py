@@ -21,13 +21,14 @@ import numpy as np
 import onnx
 
 from . import backends, bench, calib, load, profile, recover, runtime, search, sensitivity, verify
-from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
 from .output import write_text
 from .results import Outcome, PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
+from .sources import Options as DataOptions
+from .sources import load_samples
 from .stats import macs, param_count
 
 MIN_HELD_CLUSTERS = 20  # fewer distinct held-out clusters than this: the held-out figure is rough
@@ -93,8 +94,10 @@ class Prepared:
         return self.metrics[id(evaluate)]
 
 
-def _samples(data: calib.Samples | str | None, model: onnx.ModelProto) -> calib.Samples | None:
-    return calib.load_npz(data, model) if isinstance(data, str) else data
+def _samples(data: calib.Samples | str | None, model: onnx.ModelProto,
+             what: str) -> calib.Samples | None:
+    """Samples from a path (anything :func:`onnxprune.sources.load_samples` reads), or as given."""
+    return load_samples(data, model, what=what) if isinstance(data, str) else data
 
 
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
@@ -115,8 +118,8 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
-    samples = _samples(calib_data, original)
-    val = _samples(val_data, original)
+    samples = _samples(calib_data, original, "--calib")
+    val = _samples(val_data, original, "--val")
     if val is not None and samples is None:
         raise OnnxPruneError("--val needs calibration data to fit on (--calib)")
     shapes = calib.shapes_from(original, samples, shapes) or None
@@ -667,11 +670,15 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
-          distill_seconds: float = 60.0, val=None, stages: int = 1) -> Outcome:
+          distill_seconds: float = 60.0, val=None, stages: int = 1,
+          data_options: DataOptions | None = None) -> Outcome:
     """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
     ``max_drop`` alone, to the fastest measured model within that fidelity drop.
 
-    ``calib``: an iterable of feed dicts (each with a batch axis) or a .npz path; it enables
+    ``calib``: anything :func:`onnxprune.sources.load_samples` reads: a path (.npz, image
+    folder / glob / list, sentences with ``data_options.tokenizer``; images preprocessed as
+    ``data_options`` says), an onnxruntime ``CalibrationDataReader`` (``get_next()``), an
+    iterable of feed dicts (each with a batch axis) or a dict of arrays; it enables
     reconstruction selection, measured sensitivity, recovery and fidelity (without it, cuts are
     ranked on synthetic images and accuracy is not checked). ``val``: the same kinds of data,
     disjoint from ``calib``: fidelity (and ``max_drop``) are then judged on it. ``evaluate(model_path) -> float`` is
@@ -684,7 +691,8 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     if modes > 1 or modes == 0 and max_drop is None:
         raise OnnxPruneError("give exactly one of target_ms, speedup, ratio (or max_drop alone)")
     loaded = load.load_model(model) if isinstance(model, str) else model
-    data = [d if d is None or isinstance(d, str) else from_feeds(d, loaded) for d in (calib, val)]
+    data = [None if d is None else load_samples(d, loaded, data_options, shapes, what)
+            for d, what in ((calib, "calib"), (val, "val"))]
     prep = prepare(loaded, shapes, importance, exclude, *data)
     config = config or runtime.RuntimeConfig()
     if ratio is not None:
