@@ -49,7 +49,7 @@ from onnxprune import OnnxPruneError, backends, recover, runtime  # noqa: E402
 from onnxprune.pipeline import frontier, prepare, prune_to_target  # noqa: E402
 from onnxprune.profile import default_cache_path  # noqa: E402
 
-PREPROCESS = {"mobilenet_v2": "imagenet", "efficientnet_lite0": "imagenet"}
+PREPROCESS = {"mobilenet_v2": "imagenet", "efficientnet_lite0": "inception"}  # lite0: (x - 127) / 128
 DEFAULT_MODELS = {"realistic": "mobilenet_v2,efficientnet_lite0", "crops": "mobilenet_v2",
                   "mnist": "mnist_cnn"}
 
