@@ -160,7 +160,9 @@ def total_value(choices: list[Choice], widths: dict[int, int]) -> float:
 
 @dataclass
 class Step:
-    """One hardware-in-the-loop iteration."""
+    """One hardware-in-the-loop iteration: the savings asked of the knapsack, the latency the
+    isolated-layer costs predict for its widths (baseline - predicted savings), the measured
+    latency (baseline / interleaved speedup) and the kept value."""
 
     savings_asked: float
     predicted_ms: float
@@ -227,8 +229,7 @@ def hilp(choices: list[Choice], baseline_ms: float, target_ms: float,
         if ok:  # confirm with a second, independent measurement before accepting
             ms = measure(widths)
             ok = low <= ms <= high
-        got = predicted_savings(choices, widths)
-        predicted = lo[1] + (hi[1] - lo[1]) * (got - lo[0]) / max(hi[0] - lo[0], 1e-12)
+        predicted = baseline_ms - predicted_savings(choices, widths)  # the layer model's own guess
         step = Step(ask, predicted, ms, total_value(choices, widths), ok, widths)
         steps.append(step)
         if ok:
