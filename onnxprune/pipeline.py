@@ -15,6 +15,8 @@ from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
+from .progress import line as progress_line
+from .progress import timed
 from .results import Outcome, PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
 from .stats import macs, param_count
@@ -66,6 +68,7 @@ class Prepared:
         return self._cache[key]
 
 
+@timed("prepare")
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
             importance: str = "auto", exclude: list[str] | None = None,
             calib_data: calib.Samples | str | None = None) -> Prepared:
@@ -106,6 +109,7 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
                     shapes or {}, samples, stats)
 
 
+@timed("verify")
 def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STEPS,
            evaluate: Callable[[str], float] | None = None,
            distill_seconds: float = 60.0) -> PruneResult:
@@ -135,6 +139,7 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     )
 
 
+@timed("recovery")
 def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tuple[str, ...],
             evaluate: Callable[[str], float] | None,
             distill_seconds: float) -> tuple[onnx.ModelProto, Quality]:
@@ -193,6 +198,8 @@ class Search:
         """Measured latency (ms) of the pruned model, interleaved with the original."""
         model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths))
         cmp = self.source.compare(self.base, model.SerializeToString(), self.prep.feeds, rounds=30)
+        progress_line(f"search: candidate measured {self.baseline_ms / cmp.speedup:.3f} ms "
+                      f"({cmp.speedup:.2f}x)")
         return self.baseline_ms / cmp.speedup
 
     def finish(self, widths: dict[int, int], ms: float) -> PruneResult:
@@ -232,13 +239,16 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
                                 min_fraction=floor, progress=progress)
     choices = search.latency_choices(prep.graph, run.groups, floor)
-    table, synthetic = None, False
+    ctx = Search(prep, source, base, baseline, choices, None, False, run.seconds, **settings)
+    notice = search.cannot_help(prep.graph, run.groups, floor, baseline, ctx.measure)
+    if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
+        raise OnnxPruneError(notice)
     if value == "sensitivity" and choices:
-        table, synthetic = sensitivity_table(prep, choices, cache_path)
-        choices = search.with_values(choices, table.values)
-    if not choices:
+        ctx.table, ctx.synthetic = sensitivity_table(prep, choices, cache_path)
+        ctx.choices = search.with_values(choices, ctx.table.values)
+    if not ctx.choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
-    return Search(prep, source, base, baseline, choices, table, synthetic, run.seconds, **settings)
+    return ctx
 
 
 def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
