@@ -34,17 +34,25 @@ Feeds = dict[str, np.ndarray]
 
 
 class BaseRunner:
-    """A built model with its inputs bound; subclasses define one inference (:meth:`run_once`)."""
+    """A built model with its inputs bound; subclasses define one inference (:meth:`run_once`).
+
+    ``clock``: wall time, or the calling thread's CPU time where the whole inference runs on
+    that thread (onnxruntime's CPU provider with one thread): the same figure on a quiet
+    machine, but other processes taking the cores (a shared, busy machine) no longer add to
+    it (measured on a 2-core machine at load 15: a conv staircase's spread over repeats
+    1.04-1.12x instead of 1.2-3.5x of wall time)."""
+
+    clock = staticmethod(time.perf_counter)
 
     def run_once(self) -> None:
         raise NotImplementedError
 
     def time_once(self, repeat: int = 1) -> float:
         """Run ``repeat`` times; milliseconds per run."""
-        start = time.perf_counter()
+        start = self.clock()
         for _ in range(repeat):
             self.run_once()
-        return (time.perf_counter() - start) * 1e3 / repeat
+        return (self.clock() - start) * 1e3 / repeat
 
     def calibrate(self, budget_ms: float = 10.0) -> int:
         """Runs per round so that one round lasts about ``budget_ms`` (at least 1)."""
@@ -61,6 +69,8 @@ class OrtRunner(BaseRunner):
                  config: runtime.RuntimeConfig):
         self.session = runtime.session(model, config)
         self.feeds = feeds
+        if config.provider == "cpu" and config.threads == 1 and not config.ep_library:
+            self.clock = time.thread_time  # the inference runs on this thread alone
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.binding = None
         if config.provider in runtime.GPU_PROVIDERS:
@@ -192,9 +202,10 @@ class Local:
     workers = 1
     keep = 3
     batch = 64  # sessions alive at once in a layer batch
+    batch_bytes = 256 << 20  # and their inputs (outputs and workspaces come on top)
 
     def __init__(self, config: runtime.RuntimeConfig | None = None, rounds: int = 5,
-                 round_ms: float = 1.0):
+                 round_ms: float = 0.5):
         self.config = config or runtime.RuntimeConfig()
         self.rounds, self.round_ms = rounds, round_ms
         self.builds = {"count": 0, "seconds": 0.0}
@@ -251,11 +262,22 @@ class Local:
             return [self.layer(m, f, count) for m, f in items]
         best = [float("inf")] * len(items)
         for _ in range(count):
-            for lo in range(0, len(items), self.batch):
-                part = items[lo:lo + self.batch]
-                got = bench.best_of(self._build(part), max_rounds=self.rounds, round_ms=self.round_ms)
-                best[lo:lo + len(part)] = [min(a, b) for a, b in zip(best[lo:lo + len(part)], got)]
+            for lo, hi in self._chunks(items):
+                got = bench.best_of(self._build(items[lo:hi]), max_rounds=self.rounds,
+                                    round_ms=self.round_ms)
+                best[lo:hi] = [min(a, b) for a, b in zip(best[lo:hi], got)]
         return best
+
+    def _chunks(self, items: list[tuple[bytes, Feeds]]) -> list[tuple[int, int]]:
+        """``[lo, hi)`` ranges of at most :attr:`batch` sessions and about :attr:`batch_bytes`
+        of inputs alive at once (large batches of large layers)."""
+        out, lo, size = [], 0, 0
+        for k, (_, feeds) in enumerate(items):
+            size += sum(v.nbytes for v in feeds.values())
+            if k > lo and (k - lo >= self.batch or size > self.batch_bytes):
+                out.append((lo, k))
+                lo, size = k, sum(v.nbytes for v in feeds.values())
+        return [*out, (lo, len(items))] if items else out
 
     def measure(self, model: bytes, feeds: Feeds, rounds: int = 30,
                 warmup: int = 5) -> bench.Timing:

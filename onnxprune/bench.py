@@ -70,7 +70,7 @@ def warm_up(runner: Runner, runs: int = 5, max_runs: int = 100, tol: float = 0.0
 
 
 def best_of(runners: list[Runner], min_rounds: int = 2, max_rounds: int = 5,
-            round_ms: float = 1.0, settle: float = 0.02, unsettled: float = 0.1,
+            round_ms: float = 0.5, settle: float = 0.02, unsettled: float = 0.1,
             warmup: int = 2) -> list[float]:
     """Best time per run (ms) of each runner from interleaved rounds (a layer sweep's batch).
 

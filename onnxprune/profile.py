@@ -149,10 +149,8 @@ class Cache:
         with self._lock:
             if not self.path or not self._new:
                 return
-            merged = cachefile.update(self.path, self._new, _merge_entry)
+            self.data.update(cachefile.update(self.path, self._new, _merge_entry))
             self._new.clear()
-            self.data.clear()
-            self.data.update(merged)
 
     save = flush
 
