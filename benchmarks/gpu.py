@@ -53,7 +53,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--cross-batch", type=int, default=8)
     ap.add_argument("--cross-threads", type=int, default=8, help="CPU threads of the cross-check")
-    ap.add_argument("--smoke", action="store_true", help="tiny settings (tests the script, no GPU)")
+    ap.add_argument("--value", default="sensitivity", help="what the search keeps (--value of the tool)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny settings (tests the script, no GPU): batch 2 (MobileNetV2: 1), 64x64 "
+                         "ResNets of the zoo's widths, --value importance, short timeouts")
     ap.add_argument("--step", help=argparse.SUPPRESS)  # internal: one step in a subprocess
     args = ap.parse_args()
     if args.step == "staircase":
@@ -173,9 +176,15 @@ class Run:
             paths[name] = str(path)
         return paths
 
-    def shape(self, batch: int | None = None) -> list[str]:
-        size = 64 if self.args.smoke else 224
-        return ["--shape", f"input:{batch or self.batch}x3x{size}x{size}"]
+    def shape(self, model: str, batch: int | None = None) -> list[str]:
+        """MobileNetV2 takes 224x224 only (and batch 1 in a smoke run)."""
+        fixed = "mobilenet" in Path(model).name
+        size = 224 if fixed or not self.args.smoke else 64
+        batch = batch or (1 if fixed and self.args.smoke else self.batch)
+        return ["--shape", f"input:{batch}x3x{size}x{size}"]
+
+    def value(self) -> list[str]:
+        return ["--value", "importance" if self.args.smoke else self.args.value]
 
     def prune(self, name: str, model: str | None, speedup: float) -> str | None:
         if model is None:
@@ -183,9 +192,9 @@ class Run:
         out, report = self.work / f"{name}.pruned.onnx", self.work / f"{name}.report.json"
         report.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "onnxprune", model, "--speedup", str(speedup), "-o", str(out),
-               "--report", str(report), *self.deploy(), *self.shape()]
+               "--report", str(report), *self.deploy(), *self.shape(model), *self.value()]
         limit = {"resnet18": 90, "resnet50": 180, "mobilenet_v2": 120}[name]
-        code, _, seconds = self.call(f"prune/{name}", cmd, 45 if self.args.smoke else limit)
+        code, _, seconds = self.call(f"prune/{name}", cmd, 90 if self.args.smoke else limit)
         got = {"exit": code, "tool_seconds": seconds, "speedup_asked": speedup}
         if code == 0 and report.exists():
             data = json.loads(report.read_text())
@@ -201,7 +210,7 @@ class Run:
         if model is None or pruned is None:
             return {"skipped": "no pruned model"}
         cmd = [sys.executable, "-m", "onnxprune", "bench", model, pruned, "--json", "--rounds", "40",
-               *self.deploy(provider, threads), *self.shape(batch)]
+               *self.deploy(provider, threads), *self.shape(model, batch)]
         code, out, seconds = self.call(f"bench {Path(pruned).name} on {provider or self.args.provider}",
                                        cmd, 30 if self.args.smoke else 60)
         if code != 0:
@@ -212,14 +221,14 @@ class Run:
 
     def cross(self, model: str | None) -> dict:
         """MobileNetV2 pruned for the CPU and for the provider, each measured on both."""
-        batch, threads = (2, 1) if self.args.smoke else (self.args.cross_batch, self.args.cross_threads)
+        batch, threads = (1, 1) if self.args.smoke else (self.args.cross_batch, self.args.cross_threads)
         places = {"cpu": ("cpu", threads), "device": (self.args.provider, 1)}
         pruned = {}
         for place, (provider, n) in places.items():
             out = self.work / f"cross.{place}.onnx"
             cmd = [sys.executable, "-m", "onnxprune", model, "--speedup", "1.3", "-o", str(out),
-                   *self.deploy(provider, n), *self.shape(batch)]
-            code, _, _ = self.call(f"cross/prune for {place}", cmd, 40 if self.args.smoke else 90)
+                   *self.deploy(provider, n), *self.shape(model, batch), *self.value()]
+            code, _, _ = self.call(f"cross/prune for {place}", cmd, 60 if self.args.smoke else 90)
             pruned[place] = str(out) if code == 0 else None
         return {f"{made} on {place}": self.bench(model, pruned[made], provider, n, batch)
                 for made in places for place, (provider, n) in places.items()}
