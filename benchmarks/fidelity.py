@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from onnxprune import OnnxPruneError, backends, recover, runtime  # noqa: E402
-from onnxprune.pipeline import frontier, prepare, prune_to_target  # noqa: E402
-from onnxprune.profile import default_cache_path  # noqa: E402
+from onnxprune import OnnxPruneError, backends, recover, runtime
+from onnxprune.pipeline import frontier, prepare, prune_to_target
+from onnxprune.profile import default_cache_path
 
 PREPROCESS = {"mobilenet_v2": "imagenet", "efficientnet_lite0": "inception"}  # lite0: (x - 127) / 128
 DEFAULT_MODELS = {"realistic": "mobilenet_v2,efficientnet_lite0", "crops": "mobilenet_v2",

@@ -50,13 +50,13 @@ def run(args, work: Path, k: int) -> dict:
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "onnxprune", args.model, "--speedup", str(args.speedup), "-o", str(out),
            "--report", str(report), "--cache", str(cache / "profiles.json"), *args.extra]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         return {"run": k, "error": (done.stderr.strip().splitlines() or ["?"])[-1], "seconds": seconds}
     data = json.loads(report.read_text())
     bench = subprocess.run([sys.executable, "-m", "onnxprune", "bench", args.model, str(out), "--json",
-                            "--rounds", "40"], cwd=ROOT, env=env, capture_output=True, text=True)
+                            "--rounds", "40"], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     widths = json.dumps([[g["group"], g["width_after"]] for g in data["groups"]])
     for name in ("profiles.json", "sensitivity"):  # keep what the first run measured for the next
         if k == 0 and (cache / name).exists():

@@ -55,17 +55,42 @@ class Runner(Protocol):
         """Runs per round so that one round lasts about ``budget_ms``."""
 
 
-def warm_up(runner: Runner, runs: int = 5, max_runs: int = 100, tol: float = 0.03) -> None:
+def warm_up(runner: Runner, runs: int = 5, max_runs: int = 100, tol: float = 0.03) -> list[float]:
     """Run until timings settle: the median of the last ``runs`` runs is within ``tol`` of the
     ``runs`` before (first runs are slow: allocations, cuDNN algorithm search, TensorRT engine
-    builds, GPU clocks), at most ``max_runs`` runs."""
+    builds, GPU clocks), at most ``max_runs`` runs. Returns the times of the runs (ms)."""
     times: list[float] = []
     while len(times) < max_runs:
         times.append(runner.time_once())
         if len(times) >= 2 * runs:
             last, before = np.median(times[-runs:]), np.median(times[-2 * runs:-runs])
             if last >= before * (1 - tol):
-                return
+                break
+    return times
+
+
+def best_of(runners: list[Runner], min_rounds: int = 2, max_rounds: int = 5,
+            round_ms: float = 0.5, settle: float = 0.02, unsettled: float = 0.1,
+            warmup: int = 2) -> list[float]:
+    """Best time per run (ms) of each runner from interleaved rounds (a layer sweep's batch).
+
+    Each runner is warmed up until settled (:func:`warm_up`), which also sizes its rounds to
+    about ``round_ms``; then every round runs each runner once, the order rotating, so a burst
+    of load on the machine falls on all of them alike. Rounds stop after ``min_rounds`` once a
+    round improved the best of at most an ``unsettled`` share of the runners by more than
+    ``settle`` (relative), at most ``max_rounds``: a quiet machine pays for few rounds, a busy
+    one gets more."""
+    repeats = [max(1, int(round_ms / max(min(warm_up(r, warmup)), 1e-4))) for r in runners]
+    best = [float("inf")] * len(runners)
+    for k in range(max_rounds):
+        moved = 0
+        for i in np.roll(np.arange(len(runners)), -k):
+            t = runners[i].time_once(repeats[i])
+            moved += t < best[i] * (1 - settle)
+            best[i] = min(best[i], t)
+        if k + 1 >= min_rounds and moved <= unsettled * len(runners):
+            break
+    return best
 
 
 def measure(runner: Runner, rounds: int = 30, warmup: int = 5, repeat: int | None = None) -> Timing:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import backends, calib, pipeline, profile, recover, runtime, verify
+from . import backends, calib, pipeline, profile, progress, recover, runtime, verify
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
@@ -82,13 +82,16 @@ def runtime_options(fn):
                      help="at most this many Ray actors [as many as the resources allow]"),
         click.option("--ray-timeout", type=float, default=600.0, show_default=True,
                      help="seconds one Ray measurement may take"),
+        click.option("--quiet", is_flag=True, help="no progress lines on stderr"),
     ]
     names = ("runtime_name", "provider", "ep_library", "device", "threads", "opt_level",
              "provider_options", "fp16", "ray_address", "ray_resources", "ray_actors", "ray_timeout")
 
     @functools.wraps(fn)
     def wrapper(**kwargs):
-        return fn(deploy=Deployment.of(**{k: kwargs.pop(k) for k in names}), **kwargs)
+        deploy = Deployment.of(**{k: kwargs.pop(k) for k in names})
+        progress.configure(not kwargs.pop("quiet") and not kwargs.get("as_json"))  # --json: silent
+        return fn(deploy=deploy, **kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -176,6 +179,8 @@ class Deployment:
         config = runtime.RuntimeConfig(provider, threads, opt_level,
                                        _pairs(provider_options, "--provider-option"),
                                        runtime_name, device, fp16, ep_library)
+        if ray_address is None:  # before any work: a missing provider is one line, nothing else
+            runtime.check_provider(config)
         return cls(config, ray_address, resources or None, ray_actors, ray_timeout)
 
     def source(self) -> backends.LatencySource:
@@ -572,15 +577,18 @@ def profile_cmd(model, as_json, plot_dir, plot_groups, cache_path, no_cache, gro
     if as_json:
         print(json.dumps({"config": deploy.config.key(), "source": source.key(),
                           "seconds": run.seconds, "measured": run.measured, "cached": run.cached,
+                          "builds": run.builds, "build_seconds": run.build_seconds,
                           "groups": [p.as_dict() for p in run.groups]}, indent=2))
         return
     print_profiles(run.groups)
     console.print(f"{len(run.groups)} groups in {run.seconds:.1f} s; {run.measured} new "
-                  f"measurements, {run.cached} from cache ({source.key()})")
+                  f"measurements, {run.cached} from cache; {run.builds} sessions built in "
+                  f"{run.build_seconds:.1f} s ({source.key()})")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every expected failure into one stderr line."""
+    progress.configure(False)  # measuring commands turn it on (runtime_options)
     try:
         args = sys.argv[1:] if argv is None else list(argv)
         cli.main(args=args, prog_name="onnxprune", standalone_mode=False, obj={"argv": args})

@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import onnx
 
-from . import load, runtime
+from . import load, progress, runtime
 from .errors import OnnxPruneError
 
 EXTERNAL_DATA_BYTES = 1_900_000_000  # protobuf's 2 GiB limit, with headroom
@@ -30,6 +30,7 @@ def check_output_path(out: str, inp: str | None = None) -> None:
         raise OnnxPruneError(f"{out}: directory {parent} is not writable")
 
 
+@progress.timed("write")
 def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) -> None:
     """Atomically write ``model`` (already verified): temp file in the target directory, load and
     run it once more in onnxruntime from disk, then rename over ``out``."""

@@ -25,6 +25,8 @@ from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
 from .output import write_text
+from .progress import line as progress_line
+from .progress import timed
 from .results import Outcome, PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
 from .sources import Options as DataOptions
@@ -100,6 +102,7 @@ def _samples(data: calib.Samples | str | None, model: onnx.ModelProto,
     return load_samples(data, model, what=what) if isinstance(data, str) else data
 
 
+@timed("prepare")
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
             importance: str = "auto", exclude: list[str] | None = None,
             calib_data: calib.Samples | str | None = None,
@@ -184,6 +187,7 @@ def restage(prep: Prepared, model: onnx.ModelProto) -> Prepared:
     return nxt
 
 
+@timed("verify")
 def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STEPS,
            evaluate: Callable[[str], float] | None = None,
            distill_seconds: float = 60.0) -> PruneResult:
@@ -214,6 +218,7 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     )
 
 
+@timed("recovery")
 def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tuple[str, ...],
             evaluate: Callable[[str], float] | None,
             distill_seconds: float) -> tuple[onnx.ModelProto, Quality]:
@@ -320,7 +325,9 @@ class Search:
                 cmp = self.source.compare(self.base, model, self.prep.feeds, rounds=30)
                 cand.runs.append((cmp.speedup, cmp.ratio_p10, cmp.ratio_p90, cmp.rounds))
                 self._store(key, cand.runs)
-            error = cand.pooled(k)[1]
+            speedup, error = cand.pooled(k)
+            progress_line(f"search: candidate measured {self.baseline_ms / speedup:.3f} ms "
+                          f"({speedup:.2f}x, {k} comparison{'s' if k > 1 else ''})")
             if error <= PRECISION or k >= cand.used + MAX_COMPARISONS:
                 break
             k += 1
@@ -422,20 +429,22 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
                                 min_fraction=floor, progress=progress)
     choices = search.latency_choices(prep.graph, run.groups, floor)
-    table, synthetic = None, False
+    ctx = Search(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
+                 cache_path=cache_path, **settings)
+    notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
+    if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
+        raise OnnxPruneError(notice)
     if value == "sensitivity" and choices:
         try:
-            table, synthetic = sensitivity_table(prep, choices, cache_path)
-            choices = search.with_values(choices, table.values)
+            ctx.table, ctx.synthetic = sensitivity_table(prep, choices, cache_path)
+            ctx.choices = search.with_values(choices, ctx.table.values)
         except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
             prep.warnings.append(f"the sensitivity table failed ({type(exc).__name__}: "
                                  f"{runtime.first_line(exc)}); widths were chosen by channel "
                                  "importance instead")
-            table = None
-    if not choices:
+    if not ctx.choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
-    return Search(prep, source, baseline[0], baseline[1], choices, table, synthetic, run.seconds,
-                  cache_path=cache_path, **settings)
+    return ctx
 
 
 def _target_speedup(baseline_ms: float, speedup: float | None, target_ms: float | None) -> float:

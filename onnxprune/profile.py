@@ -14,12 +14,12 @@ model and group with the same layer signature.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +30,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import backends, ops, runtime
+from . import backends, cachefile, ops, runtime
 from .graph import ChannelGraph, Group
+from .progress import short as progress_short
+from .progress import stage as progress_stage
 
 
 @dataclass(frozen=True)
@@ -85,23 +87,47 @@ class GroupProfile:
         }
 
 
-class Cache:
-    """Layer measurements on disk: ``{key: {dim: [ms, count]}}`` in one JSON file, written
-    atomically (``count`` measurements, the best kept).
+CACHE_VERSION = "v4"  # in every key: measurements taken another way are never misread
 
-    A key names the layer signature and the latency source's key: the runtime, its version and
-    options, the thread count and optimisation level, and the device."""
+
+def _merge_entry(old: dict, new: dict) -> dict:
+    """Merge two ``{dim: [value, count]}`` entries: per dim, the one with more measurements
+    (equal counts: the lower latency; interference only adds)."""
+    out = dict(old)
+    for dim, got in new.items():
+        have = out.get(dim)
+        if have is None or got[1] > have[1] or (got[1] == have[1] and _lower(got[0], have[0])):
+            out[dim] = got
+    return out
+
+
+def _lower(a, b) -> bool:
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and a < b
+
+
+class Cache:
+    """Layer measurements on disk: ``{key: {dim: [ms, count]}}`` in one JSON file (``count``
+    measurements, the best kept), plus each swept group's points (``dim`` 0).
+
+    A key names the layer signature, :data:`CACHE_VERSION` and the latency source's key: the
+    runtime, its version and options, the thread count and optimisation level, and the device.
+    :meth:`flush` merges what was measured since the last flush into the file under its lock
+    (:mod:`onnxprune.cachefile`): the profiler flushes after every group, so an interrupted run
+    loses at most the group in progress and runs sharing the file keep each other's entries.
+    :meth:`under` views the same file with another source's key (a sweep setting)."""
 
     def __init__(self, path: str | None, source_key: str):
         self.path = path
-        self.prefix = f"{source_key}|"
-        self.data: dict[str, dict[str, list]] = {}
-        if path and os.path.exists(path):
-            try:
-                with open(path) as f:
-                    self.data = json.load(f)
-            except (OSError, ValueError):
-                self.data = {}
+        self.prefix = f"{CACHE_VERSION}|{source_key}|"
+        self.data: dict[str, dict[str, list]] = cachefile.read(path)
+        self._new: dict[str, dict[str, list]] = {}
+        self._lock = threading.Lock()
+
+    def under(self, source_key: str) -> Cache:
+        """The same cache (file, entries, pending writes) keyed by another source."""
+        view = copy.copy(self)
+        view.prefix = f"{CACHE_VERSION}|{source_key}|"
+        return view
 
     def key(self, signature: str) -> str:
         return hashlib.sha256((self.prefix + signature).encode()).hexdigest()[:32]
@@ -112,56 +138,127 @@ class Cache:
         return tuple(got) if got is not None else None
 
     def put(self, signature: str, dim: int, ms, count: int) -> None:
-        self.data.setdefault(self.key(signature), {})[str(dim)] = [ms, count]
+        key = self.key(signature)
+        with self._lock:
+            self.data.setdefault(key, {})[str(dim)] = [ms, count]
+            self._new.setdefault(key, {})[str(dim)] = [ms, count]
 
-    def save(self) -> None:
-        if not self.path:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)), suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.data, f)
-        os.replace(tmp, self.path)
+    def flush(self) -> None:
+        """Merge the entries measured since the last flush into the file (and take in what
+        other runs wrote meanwhile)."""
+        with self._lock:
+            if not self.path or not self._new:
+                return
+            self.data.update(cachefile.update(self.path, self._new, _merge_entry))
+            self._new.clear()
+
+    save = flush
 
 
 def default_cache_path() -> str:
     return os.path.join(runtime.cache_dir(), "profiles.json")
 
 
+def sweeper(source: backends.LatencySource) -> backends.LatencySource:
+    """The source layer sweeps are measured on: the source's own cheap setting when it has one
+    (:meth:`onnxprune.backends.Local.sweeper`: heuristic algorithm search on device providers),
+    else the source itself."""
+    get = getattr(source, "sweeper", None)
+    return get() if get is not None else source
+
+
 class LayerBench:
-    """Builds isolated one-node models of a layer at a given swept dimension and has the latency
-    source time them (on this machine or elsewhere: models travel as bytes)."""
+    """Builds isolated one-node models of layers at given swept dimensions and has the latency
+    source time them in batches (on this machine or elsewhere: models travel as bytes).
+
+    Sweeps are measured on :func:`sweeper`'s setting, edge confirmations on the deployment
+    setting; on runtimes without a cheaper setting (CPU) both are the same source and cache
+    entry, so a confirmation is one more measurement of the same point (the best is kept)."""
 
     def __init__(self, g: ChannelGraph, source: backends.LatencySource, cache: Cache):
         self.g, self.source, self.cache = g, source, cache
+        self.sweep = sweeper(source)
+        self.separate = self.sweep is not source
+        self.sweep_cache = cache.under(self.sweep.key()) if self.separate else cache
         self.nodes = {n.name: n for n in g.model.graph.node}
         self.measured = self.hits = 0
         self._count = threading.Lock()  # groups are swept from several threads
+        self._random: dict[tuple[str, str], np.ndarray] = {}
 
     def time(self, layer: Layer, width: int, count: int = 1) -> float:
-        """Latency (ms, best round) of ``layer`` at group width ``width``, measured until it
-        has ``count`` independent measurements; the best is kept (interference only adds)."""
-        dim = layer.dim(width)
-        got = self.cache.get(layer.signature, dim)
-        if got is not None and got[1] >= count:
-            with self._count:
-                self.hits += 1
-            return got[0]
-        best, done = got if got is not None else (float("inf"), 0)
-        model, feeds = isolate(self.g, self.nodes[layer.node], layer.mode, dim)
-        best = min(best, self.source.layer(model.SerializeToString(), feeds, count - done))
+        """Latency (ms, best round) of ``layer`` at group width ``width`` (see :meth:`times`)."""
+        return self.times([(layer, width)], count)[0]
+
+    def times(self, requests: list[tuple[Layer, int]], count: int = 1,
+              confirm: bool = False) -> list[float]:
+        """Latency (ms) of each ``(layer, group width)``, measured until it has ``count``
+        independent measurements; the best is kept (interference only adds). Requests with the
+        same layer signature and swept dimension (repeated blocks) are measured once; what is
+        missing is measured in one batch (interleaved rounds, see
+        :meth:`onnxprune.backends.Local.layers`). ``confirm``: on the deployment setting."""
+        source, cache = (self.source, self.cache) if confirm else (self.sweep, self.sweep_cache)
+        need = count - 1 if confirm and self.separate else count
+        keys = [(layer.signature, layer.dim(width)) for layer, width in requests]
+        todo: dict[tuple[str, int], Layer] = {}
+        for (sig, dim), (layer, _) in zip(keys, requests):
+            got = cache.get(sig, dim)
+            if (got is None or got[1] < need) and (sig, dim) not in todo:
+                todo[sig, dim] = layer
         with self._count:
-            self.measured += count - done
-        self.cache.put(layer.signature, dim, best, count)
-        return best
+            self.hits += len(requests) - len(todo)
+        while True:  # one batch per missing measurement of the most-needing point
+            items = [k for k in todo if (cache.get(*k) or (0, 0))[1] < need]
+            if not items:
+                break
+            got = _layers(source, [self.isolated(todo[k], k[1]) for k in items])
+            for k, ms in zip(items, got):
+                best, done = cache.get(*k) or (float("inf"), 0)
+                cache.put(k[0], k[1], min(best, ms), done + 1)
+            with self._count:
+                self.measured += len(items)
+        return [self.value(sig, dim, confirm) for sig, dim in keys]
+
+    def value(self, signature: str, dim: int, confirmed: bool = False) -> float:
+        """The cached latency of a layer dimension (the deployment setting's when ``confirmed``)."""
+        got = (self.cache if confirmed else self.sweep_cache).get(signature, dim)
+        return got[0]
+
+    def isolated(self, layer: Layer, dim: int) -> tuple[bytes, backends.Feeds]:
+        """The one-node model of ``layer`` at swept dimension ``dim`` (bytes) and its feeds."""
+        model, feeds = isolate(self.g, self.nodes[layer.node], layer.mode, dim, self._rand)
+        return model.SerializeToString(), feeds
+
+    def _rand(self, name: str, full: list[int], shape: list[int], dtype) -> np.ndarray:
+        """Random values of ``shape``: a slice of one draw per tensor at its full shape."""
+        key = (name, str(dtype))
+        if key not in self._random:
+            rng = np.random.default_rng(len(self._random))
+            self._random[key] = (rng.standard_normal(full, dtype=np.float32) * 0.1).astype(dtype)
+        part = self._random[key][tuple(slice(0, s) for s in shape)]
+        if list(part.shape) != list(shape):  # wider than the model's own tensor
+            part = (np.random.default_rng(0).standard_normal(shape) * 0.1).astype(dtype)
+        return np.ascontiguousarray(part)
 
 
-def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int):
+def _layers(source: backends.LatencySource, models: list[tuple[bytes, backends.Feeds]]) -> list[float]:
+    """One batch of layer timings: the source's batch method when it has one."""
+    batch = getattr(source, "layers", None)
+    if batch is not None:
+        return batch(models, 1)
+    return [source.layer(m, f, 1) for m, f in models]
+
+
+def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=None):
     """The one-node model of ``node`` at swept dimension ``dim``, and its feeds: the original
     node and attributes, random weights resized on the swept axis, the real input shape. Which
     axes are swept comes from the op spec's :class:`~onnxprune.ops.WeightLayout`; attributes
-    that count channels follow the width through its :meth:`~onnxprune.ops.OpSpec.isolated`."""
-    rng = np.random.default_rng(0)
+    that count channels follow the width through its :meth:`~onnxprune.ops.OpSpec.isolated`.
+    ``rand(name, full shape, shape, dtype)`` draws the random values (default: a fresh draw)."""
+    if rand is None:
+        rng = np.random.default_rng(0)
+
+        def rand(name, full, shape, dtype):
+            return (rng.standard_normal(shape) * 0.1).astype(dtype)
     x_name = node.input[0]
     x_shape = list(g.shapes[x_name])
     weights = {n: g.consts[n] for n in node.input[1:] if n in g.consts}
@@ -179,21 +276,21 @@ def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int):
     if mode in ("out", "both"):
         w_shape[lay.w_out] = dim
     dtype = w.dtype
-    inits = [numpy_helper.from_array((rng.standard_normal(w_shape) * 0.1).astype(dtype), node.input[1])]
+    inits = [numpy_helper.from_array(rand(node.input[1], w.shape, w_shape, dtype), node.input[1])]
     for name in node.input[2:]:
         if name in weights:
             b = weights[name]
             shape = list(b.shape)
             if shape and shape[-1] > 1 and mode != "in":
                 shape[-1] = dim
-            inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(dtype), name))
+            inits.append(numpy_helper.from_array(rand(name, b.shape, shape, dtype), name))
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     graph = helper.make_graph(
         [node], "layer", [helper.make_tensor_value_info(x_name, elem, x_shape)],
         [helper.make_tensor_value_info(node.output[0], elem, None)], inits)
     del node.output[1:]
     model = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
-    feeds = {x_name: rng.standard_normal(x_shape).astype(dtype)}
+    feeds = {x_name: rand(x_name, g.shapes[x_name], x_shape, dtype)}
     return model, feeds
 
 
@@ -225,41 +322,65 @@ def _signature(g: ChannelGraph, node: onnx.NodeProto, mode: str, fixed: int, rep
     return json.dumps([node.op_type, mode, fixed, repeat, x_shape, params, attrs, dtype])
 
 
-def coarse_grid(width: int, min_width: int = 1) -> list[int]:
-    """About 16 widths up to ``width``, spaced by a multiple of 4 once the spacing reaches 4."""
+def coarse_grid(width: int, min_width: int = 1, align: int = 1) -> list[int]:
+    """About 16 widths from ``min_width`` up to ``width``: multiples of ``align`` (and of 4 once
+    the spacing reaches 4), the narrowest aligned width at or above ``min_width``, and
+    ``width`` itself."""
     step = max(1, width // 16)
     if step >= 4:
         step -= step % 4
-    grid = sorted({w for w in range(step, width, step) if w >= min_width} | {width, max(min_width, 1)})
-    return grid
+    step = max(align, step - step % align)
+    first = max(align, -(-min_width // align) * align)
+    grid = {w for w in range(step, width, step) if w >= first} | {width}
+    if first < width:
+        grid.add(first)
+    return sorted(grid)
 
 
-def find_steps(measure: Callable[[int], float], width: int, min_width: int = 1,
-               rel_tol: float = 0.05, max_points: int = 80) -> dict[int, float]:
-    """Measure a staircase: the coarse grid, then bisection inside every interval whose ends
-    differ by more than ``rel_tol``, until every jump is located to one width. Returns the
-    measured points ``{width: ms}``."""
+def find_steps(measure: Callable[[list[int]], list[float]], width: int, min_width: int = 1,
+               rel_tol: float = 0.05, align: int = 1, max_points: int = 80,
+               scout: int = 4) -> dict[int, float]:
+    """Measure a staircase at widths that are multiples of ``align`` (and ``width``), one batch
+    per level, ``measure(widths) -> latencies``:
+
+    1. a scout grid (every ``scout``-th width of :func:`coarse_grid`, both ends included);
+    2. the rest of the coarse grid, only between scout widths whose latencies differ by more
+       than ``rel_tol`` (a flat region, a launch-bound GPU's staircase, stops here);
+    3. bisection (at aligned widths) inside every interval whose right end is more than
+       ``rel_tol`` slower than its left, until every jump is located to one aligned step; an
+       interval whose middle lies on the line between its ends (within ``rel_tol / 2``) is a
+       smooth slope, not a hidden step, and is not split further (wide layers at batch 1 on a
+       CPU grow almost linearly; their grid points are the candidates).
+
+    Returns the measured points ``{width: ms}``."""
     points: dict[int, float] = {}
 
-    def t(w: int) -> float:
-        if w not in points:
-            points[w] = measure(w)
-        return points[w]
+    def take(widths: list[int]) -> None:
+        new = [w for w in dict.fromkeys(widths) if w not in points][:max(0, max_points - len(points))]
+        if new:
+            points.update(zip(new, measure(new)))
 
-    def jumps(a: int, b: int) -> bool:
-        return t(b) > t(a) * (1 + rel_tol)
-
-    grid = coarse_grid(width, min_width)
-    for w in grid:
-        t(w)
-    stack = list(itertools.pairwise(grid))
-    while stack and len(points) < max_points:
-        a, b = stack.pop()
-        if b - a <= 1 or not jumps(a, b):
-            continue
-        mid = (a + b) // 2
-        t(mid)
-        stack.extend([(a, mid), (mid, b)])
+    grid = coarse_grid(width, min_width, align)
+    first = sorted(set(grid[::scout]) | {grid[0], grid[-1]})
+    take(first)
+    differs = [(a, b) for a, b in itertools.pairwise(first)
+               if max(points[a], points[b]) > min(points[a], points[b]) * (1 + rel_tol)]
+    take([w for w in grid if any(a < w < b for a, b in differs)])
+    pending = list(itertools.pairwise(sorted(points)))
+    while pending and len(points) < max_points:
+        split = []
+        for a, b in pending:
+            mid = (a + b) // 2 // align * align
+            if a < mid < b and points[b] > points[a] * (1 + rel_tol):
+                split.append((a, mid, b))
+        take([m for _, m, _ in split])
+        pending = []
+        for a, m, b in split:
+            if m not in points:
+                continue
+            line = points[a] + (points[b] - points[a]) * (m - a) / (b - a)
+            if abs(points[m] - line) > rel_tol / 2 * line:
+                pending += [(a, m), (m, b)]
     return points
 
 
@@ -287,42 +408,58 @@ def steps_and_candidates(curve: dict[int, float], rel_tol: float = 0.05):
 
 
 def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int = 1,
-                  rel_tol: float = 0.05, confirm: int = 2, align: int = 4) -> GroupProfile:
+                  rel_tol: float = 0.05, confirm: int = 1, align: int = 4) -> GroupProfile:
     """Sweep a group: every layer it touches is measured at every width the sweep visits, and
     the steps are found on their sum. Candidate widths are the right edges of the steps (of the
     sum, and of the producers' own curve) among widths at which every layer's swept dimension
     (``repeat x width``: channels, or a head's positions times heads) is a multiple of ``align``
-    (and the full width): an isolated consumer sees its
+    (and the full width); the sweep visits only those widths. An isolated consumer sees its
     input in plain NCHW, so unaligned input widths, which skip the blocked SIMD kernels, look
     cheap in isolation but are slow inside the model (measured: 18 of 24 channels ran 5% slower
-    end to end than 24; 12 and 16 ran faster)."""
+    end to end than 24; 12 and 16 ran faster); unaligned depthwise widths are many times slower.
+
+    ``confirm`` passes re-measure both sides of every located jump (an edge whose next measured
+    width is one aligned step away; a candidate on a smooth slope is one of its grid points) in
+    one batch on the deployment setting: noise fakes jumps, and on device providers the sweep
+    ran on the cheap algorithm search (:func:`sweeper`), whose figures are replaced there (and
+    at the full width)."""
     min_width = max(min_width, group.width - len(group.prunable), 1)
     layers = [LayerProfile(layer) for layer in group_layers(g, group)]
     align = math.lcm(1, *(align // math.gcd(align, lp.layer.repeat) for lp in layers))
-    key = json.dumps(["v3", [lp.layer.signature for lp in layers], group.width, min_width,
-                      rel_tol, confirm, align])
+    key = json.dumps([CACHE_VERSION, [lp.layer.signature for lp in layers], group.width,
+                      min_width, rel_tol, confirm, align])
     done = lb.cache.get(key, 0)
     if done is not None:  # this exact group was swept before: reuse the sweep
-        lb.hits += 1
+        with lb._count:
+            lb.hits += 1
         for lp, points in zip(layers, done[0]["layers"]):
             lp.points = {int(w): t for w, t in points.items()}
-        return _finish(group, min_width, layers, rel_tol, align)
+        return _finish(group, min_width, layers, rel_tol, align,
+                       {int(w): t for w, t in done[0].get("confirmed", {}).items()})
 
-    def total(width: int, count: int = 1) -> float:
-        return sum(lb.time(lp.layer, width, count) for lp in layers)
+    def total(widths: list[int], count: int = 1, confirmed: bool = False) -> list[float]:
+        got = lb.times([(lp.layer, w) for w in widths for lp in layers], count, confirmed)
+        return [sum(got[k * len(layers):(k + 1) * len(layers)]) for k in range(len(widths))]
 
-    curve = find_steps(total, group.width, min_width, rel_tol) if layers else {}
-    for count in range(2, confirm + 2):  # re-measure both sides of every edge: noise fakes edges
-        aligned = _aligned(curve, align, group.width)
-        _, candidates = steps_and_candidates(aligned, rel_tol)
-        widths = sorted(aligned)
-        for c in candidates[:-1]:
-            for w in (c, widths[widths.index(c) + 1]):
-                curve[w] = total(w, count)
+    curve = find_steps(total, group.width, min_width, rel_tol, align) if layers else {}
+    confirmed: dict[int, float] = {}
+    for count in range(2, confirm + 2):
+        _, candidates = steps_and_candidates(_aligned(curve, align, group.width), rel_tol)
+        widths = sorted(_aligned(curve, align, group.width))
+        after = {c: widths[widths.index(c) + 1] for c in candidates[:-1]}
+        sides = {w for c, n in after.items() if n - c <= align for w in (c, n)}
+        if lb.separate:  # every width the search costs, on the deployment setting
+            sides |= set(candidates) | {group.width}
+        sides = sorted(sides)
+        values = dict(zip(sides, total(sides, count, confirmed=True)))
+        if lb.separate:
+            confirmed.update(values)
+        else:
+            curve.update(values)
     for lp in layers:
-        lp.points = {w: lb.time(lp.layer, w) for w in curve}
-    lb.cache.put(key, 0, {"layers": [lp.points for lp in layers]}, 1)
-    return _finish(group, min_width, layers, rel_tol, align)
+        lp.points = {w: lb.value(lp.layer.signature, lp.layer.dim(w)) for w in curve}
+    lb.cache.put(key, 0, {"layers": [lp.points for lp in layers], "confirmed": confirmed}, 1)
+    return _finish(group, min_width, layers, rel_tol, align, confirmed)
 
 
 def _aligned(curve: dict[int, float], align: int, width: int) -> dict[int, float]:
@@ -331,7 +468,10 @@ def _aligned(curve: dict[int, float], align: int, width: int) -> dict[int, float
 
 
 def _finish(group: Group, min_width: int, layers: list[LayerProfile], rel_tol: float,
-            align: int) -> GroupProfile:
+            align: int, confirmed: dict[int, float] | None = None) -> GroupProfile:
+    """Steps and candidates of the summed curve; ``confirmed`` (group width -> summed ms on the
+    deployment setting, when the sweep ran on a cheaper one) replaces the curve at the
+    candidates, which is what the search costs them at."""
     prof = GroupProfile(group.id, group.name, group.width, min_width, layers)
     widths = sorted(set.intersection(*[set(lp.points) for lp in layers])) if layers else []
     prof.curve = {w: sum(lp.points[w] for lp in layers) for w in widths}
@@ -341,6 +481,9 @@ def _finish(group: Group, min_width: int, layers: list[LayerProfile], rel_tol: f
         own = {w: sum(lp.points[w] for lp in producers) for w in widths}
         _, edges = steps_and_candidates(_aligned(own, align, group.width), rel_tol)
         prof.candidates = sorted(set(prof.candidates) | set(edges))
+    for w, ms in (confirmed or {}).items():
+        if w in prof.curve:
+            prof.curve[w] = ms
     return prof
 
 
@@ -352,31 +495,37 @@ class ProfileRun:
     measured: int
     cached: int
     seconds: float
+    builds: int = 0  # sessions (TensorRT engines) built here, and the seconds that took
+    build_seconds: float = 0.0
 
 
 def profile_model(g: ChannelGraph, source: backends.LatencySource | runtime.RuntimeConfig,
                   cache: Cache, groups: list[Group] | None = None, min_fraction: float = 0.0,
                   rel_tol: float = 0.05, progress: bool = True) -> ProfileRun:
     """Profile every prunable group (or ``groups``) on a latency source (or a runtime
-    configuration measured here), caching layer measurements. Groups are swept in parallel,
-    one at a time per worker of the source (its devices); results keep the groups' order."""
-    from rich.progress import Progress
-
+    configuration measured here), caching layer measurements; each group's measurements are
+    written to the cache file as soon as the group is done (an interrupted run resumes from
+    there). Groups are swept in parallel, one at a time per worker of the source (its
+    devices); results keep the groups' order. ``progress``: report each group
+    (:mod:`onnxprune.progress`, when reporting is on)."""
     start = time.perf_counter()
     lb = LayerBench(g, backends.source_for(source), cache)
+    builds = getattr(lb.source, "builds", {"count": 0, "seconds": 0.0})
+    built = dict(builds)
     todo = groups if groups is not None else g.prunable_groups()
 
-    def one(group: Group) -> GroupProfile:
-        prof = profile_group(g, group, lb, max(1, math.ceil(min_fraction * group.width)), rel_tol)
-        bar.advance(task)
-        return prof
+    with progress_stage("profile", len(todo), "group", quiet=not progress) as stage:
+        def one(group: Group) -> GroupProfile:
+            prof = profile_group(g, group, lb, max(1, math.ceil(min_fraction * group.width)), rel_tol)
+            cache.flush()
+            stage.advance(f"{group.id} {progress_short(group.name)}")
+            return prof
 
-    with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task("profiling", total=len(todo))
         pool = ThreadPoolExecutor(max_workers=max(1, lb.source.workers))
         try:
             out = list(pool.map(one, todo))
         finally:  # on a failure, groups not started yet are dropped, not measured
             pool.shutdown(cancel_futures=True)
-    cache.save()
-    return ProfileRun(out, lb.measured, lb.hits, time.perf_counter() - start)
+        stage.summary = f"{len(out)} groups, {lb.measured} new layer measurements, {lb.hits} from cache"
+    return ProfileRun(out, lb.measured, lb.hits, time.perf_counter() - start,
+                      builds["count"] - built["count"], builds["seconds"] - built["seconds"])

@@ -101,6 +101,7 @@ class RaySource:
     def _call(self, method: str, *args: Any) -> Any:
         """Run ``method`` on a free actor (one call per actor at a time), within the timeout."""
         ray = _ray()
+        what = "layer" if method == "layers" else method  # a batch of layers is a layer timing
         try:
             actor = self._free.get(timeout=self.timeout_s)
         except queue.Empty as exc:
@@ -109,15 +110,19 @@ class RaySource:
             return ray.get(actor.call.remote(method, *args), timeout=self.timeout_s)
         except ray.exceptions.GetTimeoutError as exc:
             ray.kill(actor, no_restart=False)  # Ray restarts it for the next call
-            raise OnnxPruneError(f"Ray actor gave no {method} timing within {self.timeout_s:.0f} s "
+            raise OnnxPruneError(f"Ray actor gave no {what} timing within {self.timeout_s:.0f} s "
                                  "(killed; see --ray-timeout)") from exc
         except ray.exceptions.RayError as exc:
-            raise OnnxPruneError(f"Ray actor failed during {method}: {_last_line(exc)}") from exc
+            raise OnnxPruneError(f"Ray actor failed during {what}: {_last_line(exc)}") from exc
         finally:
             self._free.put(actor)
 
     def layer(self, model: bytes, feeds: backends.Feeds, count: int) -> float:
         return self._call("layer", model, feeds, count)
+
+    def layers(self, items: list[tuple[bytes, backends.Feeds]], count: int = 1) -> list[float]:
+        """A layer batch, timed together on one actor."""
+        return self._call("layers", items, count)
 
     def measure(self, model: bytes, feeds: backends.Feeds, rounds: int = 30,
                 warmup: int = 5) -> bench.Timing:

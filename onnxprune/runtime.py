@@ -184,23 +184,51 @@ def session(
     providers: list = []
     if config.ep_library:
         opts.add_provider_for_devices(_plugin_devices(provider, config.ep_library), options)
-    elif provider not in ort.get_available_providers():
-        raise OnnxPruneError(
-            f"provider {config.provider!r} is not available in this onnxruntime "
-            f"(available: {ort.get_available_providers()})"
-        )
     else:
+        check_provider(config)
         if config.provider == "tensorrt":
             trt = os.path.join(cache_dir(), "tensorrt")
             options = {"trt_engine_cache_path": trt, "trt_timing_cache_path": trt, **options}
         providers = [(provider, options)]
+        if config.provider == "tensorrt" and "CUDAExecutionProvider" in ort.get_available_providers():
+            # what TensorRT does not take runs on CUDA, as deployed
+            providers.append(("CUDAExecutionProvider", {k: v for k, v in options.items() if k == "device_id"}))
         if provider != "CPUExecutionProvider":
             providers.append(("CPUExecutionProvider", {}))
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     try:
-        return ort.InferenceSession(src, sess_options=opts, providers=providers or None)
+        sess = ort.InferenceSession(src, sess_options=opts, providers=providers or None)
     except Exception as exc:  # onnxruntime raises several unrelated types
         raise OnnxPruneError(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
+    if providers and provider not in sess.get_providers():  # onnxruntime fell back silently
+        needs = _PROVIDER_NEEDS.get(config.provider, "its libraries on the library path")
+        raise OnnxPruneError(f"provider {config.provider!r} could not start (onnxruntime fell back to "
+                             f"{', '.join(sess.get_providers())}); it needs {needs}")
+    return sess
+
+
+#: what each device provider needs besides onnxruntime itself
+_PROVIDER_NEEDS = {
+    "cuda": "onnxruntime-gpu (pip install 'onnxprune[gpu]'), a CUDA device and the CUDA/cuDNN "
+            "libraries on the library path",
+    "tensorrt": "onnxruntime-gpu built with TensorRT and TensorRT's libraries (libnvinfer, "
+                "pip install tensorrt) on the library path",
+}
+
+
+def check_provider(config: RuntimeConfig) -> None:
+    """One clear error when ``config``'s onnxruntime execution provider is not available here
+    (plugin EP libraries are checked when registered)."""
+    if config.runtime != "ort" or config.ep_library:
+        return
+    provider = PROVIDERS.get(config.provider, config.provider)
+    available = ort.get_available_providers()
+    if provider not in available:
+        needs = _PROVIDER_NEEDS.get(config.provider)
+        raise OnnxPruneError(
+            f"provider {config.provider!r} is not available in this onnxruntime "
+            f"{ort.__version__} (available: {', '.join(available)})"
+            + (f"; it needs {needs}" if needs else ""))
 
 
 def _plugin_devices(provider: str, library: str) -> list:

@@ -286,3 +286,29 @@ def evolve(choices: list[Choice], start: dict[int, int], start_ms: float, target
                 best, best_ms, best_value = cand, ms, value
                 break
     return best, best_ms, steps
+
+
+def cannot_help(g: ChannelGraph, profiles: list[GroupProfile], floor: float, baseline_ms: float,
+                measure: Callable[[dict[int, int]], float], flat: float = 0.1,
+                helps: float = 1.1) -> str | None:
+    """The one-line notice when pruning cannot help on this runtime, else None.
+
+    Decided from measurements: when the groups' measured curves predict that every group at
+    its floor saves less than ``flat`` of the baseline (flat staircases: a launch-bound GPU at
+    batch 1), the all-floor model is built and measured (interleaved with the original); if it
+    is less than ``helps`` times faster, the notice gives that measured floor. Runtimes whose
+    curves promise savings (CPUs) pay nothing for the check."""
+    widths = {p.group: floor_width(g.groups[p.group], floor) for p in profiles if p.curve}
+    if not widths:
+        return None
+    predicted = sum(p.curve[max(p.curve)] - min(t for w, t in p.curve.items() if w >= widths[p.group])
+                    for p in profiles if p.group in widths)
+    if predicted >= flat * baseline_ms:
+        return None
+    floor_ms = measure(widths)
+    if baseline_ms / floor_ms >= helps:
+        return None
+    return (f"pruning cannot help on this runtime: with every group at its floor ({floor:.0%} of "
+            f"its channels) the model measures {floor_ms:.3f} ms against {baseline_ms:.3f} ms "
+            f"({baseline_ms / floor_ms:.2f}x); latency hardly depends on channel counts here "
+            "(launch-bound, e.g. a GPU at batch 1): try a larger batch (--shape)")

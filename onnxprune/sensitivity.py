@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -44,7 +43,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import calib, load, runtime
+from . import cachefile, calib, load, progress, runtime
 from .graph import ChannelGraph, Group
 from .linear import _rows_to_weight, _weight_rows, design_rows, linear, ridge_solve, ridge_strength
 
@@ -434,42 +433,54 @@ def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: ca
                       stats: dict[str, ConsumerStats], refit: bool = True,
                       cache_dir: str | None = None) -> Table:
     """Distortion per group and width (see the module docstring) on ``samples``; cached on
-    disk under ``cache_dir`` by model, samples, widths, channel orders and settings."""
+    disk under ``cache_dir``, one file per model, samples and settings, one entry per group
+    (keyed by its widths, channel order and consumer statistics), each written as soon as it
+    is measured (:mod:`onnxprune.cachefile`): an interrupted table resumes at the group it
+    stopped in, and runs sharing the cache keep each other's groups."""
     start = time.perf_counter()
-    key = _table_key(g, widths, samples, refit)
-    path = os.path.join(cache_dir, f"{key}.json") if cache_dir else None
-    if path and os.path.exists(path):
-        try:
-            with open(path) as f:
-                raw = json.load(f)
-            return Table({int(k): {int(w): v for w, v in row.items()} for k, row in raw.items()},
-                         calib.count(samples), time.perf_counter() - start, True)
-        except (OSError, ValueError):
-            pass
-    reference = calib.Tap(g.model, []).collect(
-        samples, [o.name for o in g.model.graph.output])
+    path = os.path.join(cache_dir, f"{_table_key(g, samples, refit)}.json") if cache_dir else None
+    stored = cachefile.read(path)
     table = Table(samples=calib.count(samples))
-    for gid, ws in widths.items():
-        group = g.groups[gid]
-        probe = GroupProbe(g, group, stats, samples)
-        keep = group.keep_order()
-        row = {group.width: 0.0}
-        measure = measured_widths([w for w in ws if w < group.width])
-        for w in sorted(measure, key=lambda w: abs(w - measure[len(measure) // 2])):
-            removed = np.sort(keep[w:])
-            row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)), samples)
-        known = sorted(row)
-        for w in ws:
-            row.setdefault(w, float(np.interp(w, known, [row[k] for k in known])))
-        table.values[gid] = row
+    reference = None
+    found = 0
+    with progress.stage("sensitivity table", len(widths), "group") as stage:
+        for gid, ws in widths.items():
+            group = g.groups[gid]
+            key = _group_key(g, group, ws, stats)
+            if key in stored:
+                table.values[gid] = {int(w): v for w, v in stored[key].items()}
+                found += 1
+            else:
+                if reference is None:
+                    reference = calib.Tap(g.model, []).collect(
+                        samples, [o.name for o in g.model.graph.output])
+                table.values[gid] = _row(g, group, ws, samples, stats, reference, refit)
+                if path:
+                    stored = cachefile.update(
+                        path, {key: {str(w): v for w, v in table.values[gid].items()}})
+            stage.advance(f"{gid} {progress.short(group.name)}")
+        stage.summary = f"{len(widths) - found} groups measured, {found} from cache"
+    table.cached = found == len(widths)
     table.seconds = time.perf_counter() - start
-    if path:
-        os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({str(k): {str(w): v for w, v in row.items()} for k, row in table.values.items()}, f)
-        os.replace(tmp, path)
     return table
+
+
+def _row(g: ChannelGraph, group: Group, ws: list[int], samples: calib.Samples,
+         stats: dict[str, ConsumerStats], reference: dict[str, np.ndarray],
+         refit: bool) -> dict[int, float]:
+    """One group's row of the table: measured at :func:`measured_widths`, the middle one
+    first, the other widths interpolated."""
+    probe = GroupProbe(g, group, stats, samples)
+    keep = group.keep_order()
+    row = {group.width: 0.0}
+    measure = measured_widths([w for w in ws if w < group.width])
+    for w in sorted(measure, key=lambda w: abs(w - measure[len(measure) // 2])):
+        removed = np.sort(keep[w:])
+        row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)), samples)
+    known = sorted(row)
+    for w in ws:
+        row.setdefault(w, float(np.interp(w, known, [row[k] for k in known])))
+    return row
 
 
 def measured_widths(widths: list[int], points: int = TABLE_POINTS) -> list[int]:
@@ -481,14 +492,27 @@ def measured_widths(widths: list[int], points: int = TABLE_POINTS) -> list[int]:
     return sorted({ws[round(k)] for k in np.linspace(0, len(ws) - 1, points)})
 
 
-def _table_key(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Samples, refit: bool) -> str:
+def _table_key(g: ChannelGraph, samples: calib.Samples, refit: bool) -> str:
+    """The table file: model, samples and settings."""
     h = hashlib.sha256()
     h.update(g.model.SerializeToString(deterministic=True))
     for name in sorted(samples):
         h.update(name.encode())
         h.update(np.ascontiguousarray(samples[name]).tobytes())
-    h.update(json.dumps({str(k): sorted(v) for k, v in sorted(widths.items())}).encode())
-    for group in g.prunable_groups():
-        h.update(group.keep_order().tobytes())
-    h.update(f"v4|{refit}|{TABLE_POINTS}".encode())
+    h.update(f"v5|{refit}|{TABLE_POINTS}".encode())
+    return h.hexdigest()[:32]
+
+
+def _group_key(g: ChannelGraph, group: Group, widths: list[int],
+               stats: dict[str, ConsumerStats]) -> str:
+    """A group's entry in its table file: the group, its widths, its channel order and a
+    fingerprint of its consumers' statistics (what the local refit is solved from)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([group.id, sorted(widths)]).encode())
+    h.update(group.keep_order().tobytes())
+    for c in group_consumers(g, group, stats):
+        h.update(c.param.encode())
+        for fold in c.folds:
+            h.update(np.ascontiguousarray(np.diagonal(fold)).tobytes())
+        h.update(np.float64(c.energy).tobytes())
     return h.hexdigest()[:32]

@@ -100,7 +100,8 @@ def _cli(*args):
 def test_unreachable_target_fails_clearly_and_writes_nothing(tmp_path):
     path, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
     onnx.save(tiny.residual(), path)
-    proc = _cli(str(path), "--target-ms", "0.000001", "-o", str(out), "--cache", str(tmp_path / "c.json"))
+    proc = _cli(str(path), "--target-ms", "0.000001", "-o", str(out), "--cache", str(tmp_path / "c.json"),
+                "--quiet")  # refused after profiling: without --quiet, progress lines come first
     assert proc.returncode == 2, proc.stderr
     assert "below the reachable floor" in proc.stderr and "measured" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()

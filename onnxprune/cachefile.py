@@ -1,0 +1,79 @@
+"""JSON caches that lose nothing: read, merge under a lock, replace atomically.
+
+Every measurement cache (layer profiles, sensitivity tables) is one JSON object ``{key: value}``
+on disk. Writers call :func:`update` with the entries they measured since their last write: under
+an exclusive lock (``fcntl.flock`` on ``PATH.lock``) the file is read again, the new entries are
+merged into what is there (``merge(old, new)`` for a key both hold) and the result replaces the
+file atomically (a temporary file in the same directory, then ``os.replace``).
+
+Invariants: a reader never sees a partial file (a killed writer leaves the previous version, at
+worst a stray temporary file); two processes sharing a file keep both sets of entries; a file
+that is not a JSON object (truncated by a full disk, written by something else) reads as empty
+and is replaced by the next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def read(path: str | None) -> dict[str, Any]:
+    """The cache at ``path`` (``{}`` when it is missing, unreadable or not a JSON object)."""
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in its directory and ``os.replace``."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """Hold the exclusive lock of cache ``path`` (released when the process dies)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def keep_new(old: Any, new: Any) -> Any:
+    """The default merge: the entry just measured wins."""
+    return new
+
+
+def update(path: str, entries: dict[str, Any],
+           merge: Callable[[Any, Any], Any] = keep_new) -> dict[str, Any]:
+    """Merge ``entries`` into the cache at ``path`` under its lock; returns the merged cache
+    (which includes what other processes wrote since this one last read it)."""
+    with locked(path):
+        data = read(path)
+        for key, value in entries.items():
+            data[key] = merge(data[key], value) if key in data else value
+        atomic_write(path, json.dumps(data))
+    return data
