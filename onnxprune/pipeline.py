@@ -20,11 +20,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import backends, bench, calib, load, profile, recover, runtime, search, sensitivity, verify
+from . import (
+    backends,
+    bench,
+    cachefile,
+    calib,
+    load,
+    profile,
+    recover,
+    runtime,
+    search,
+    sensitivity,
+    verify,
+)
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
-from .output import write_text
 from .progress import line as progress_line
 from .progress import timed
 from .results import Outcome, PruneResult, Quality, TargetResult
@@ -350,22 +361,12 @@ class Search:
         return os.path.join(os.path.dirname(os.path.abspath(self.cache_path)), "comparisons.json")
 
     def _stored(self) -> dict[str, list]:
-        path = self._file()
-        if path is None or not os.path.exists(path):
-            return {}
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+        return cachefile.read(self._file())
 
     def _store(self, key: str, runs: list) -> None:
         path = self._file()
-        if path is None:
-            return
-        data = self._stored()
-        data[key] = [list(r) for r in runs]
-        write_text(json.dumps(data), path)
+        if path is not None:
+            cachefile.update(path, {key: [list(r) for r in runs]})
 
     def pick(self, target_speedup: float) -> dict[int, int] | None:
         """The most faithful measured candidate whose speedup meets the target with room for
