@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import backends, calib, pipeline, profile, recover, runtime, verify
+from . import backends, calib, guard, pipeline, profile, recover, runtime, verify
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
@@ -42,6 +42,13 @@ class _DefaultToPrune(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["prune", *args]
         return super().parse_args(ctx, args)
+
+
+def max_memory_option(fn):
+    """``--max-memory SIZE``: the memory budget of the run's cost guard (:mod:`onnxprune.guard`)."""
+    return click.option("--max-memory", metavar="SIZE", expose_value=False,
+                        callback=lambda ctx, param, value: guard.set_max_memory(value),
+                        help="refuse runs estimated to need more memory [half the available]")(fn)
 
 
 def runtime_options(fn):
@@ -82,7 +89,7 @@ def runtime_options(fn):
 
     for option in reversed(options):
         wrapper = option(wrapper)
-    return wrapper
+    return max_memory_option(wrapper)
 
 
 @dataclass
@@ -287,6 +294,7 @@ def warn_unchecked(value: str) -> None:
 @click.option("--plot", "plot_dir", type=str, default=None,
               help="write a sensitivity heatmap (group x kept share) here; uses --calib")
 @click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...")
+@max_memory_option
 def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), importance,
@@ -355,8 +363,12 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
     first = load_model(model_a)
+    if data_path:
+        guard.check_npz(data_path)
     samples = calib.load_npz(data_path, first) if data_path else None
-    shapes = calib.shapes_from(first, samples, runtime.parse_shape_overrides(shape_specs))
+    user_shapes = runtime.parse_shape_overrides(shape_specs)
+    shapes = calib.shapes_from(first, samples, user_shapes)
+    guard.check(first, shapes, samples, user_shapes)
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
     if model_b is None:
@@ -452,6 +464,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         click.echo(f"onnxprune: error: {message}", err=True)
+        sys.exit(2)
+    except MemoryError as exc:
+        if os.environ.get("ONNXPRUNE_DEBUG"):
+            raise
+        click.echo(f"onnxprune: error: {guard.memory_error_line(exc)}", err=True)
         sys.exit(2)
     except Exception as exc:  # a bug: still one line, but say it is ours
         if os.environ.get("ONNXPRUNE_DEBUG"):

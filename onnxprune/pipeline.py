@@ -10,7 +10,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import backends, bench, calib, load, profile, recover, runtime, search, sensitivity, verify
+from . import (
+    backends,
+    bench,
+    calib,
+    guard,
+    load,
+    profile,
+    recover,
+    runtime,
+    search,
+    sensitivity,
+    verify,
+)
 from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
@@ -78,12 +90,15 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
+    if isinstance(calib_data, str):  # the cost guard comes before anything is loaded or run
+        guard.check_npz(calib_data)
     samples = calib.load_npz(calib_data, original) if isinstance(calib_data, str) else calib_data
+    user_shapes, shapes = shapes, calib.shapes_from(original, samples, shapes) or None
+    guard.check(original, shapes, samples, user_shapes)
     if samples is not None:  # fit part ordered by content: its two halves differ in content
         fit, held = calib.split(samples)
         fit = calib.by_content(fit, verify.outputs_on(original, fit))
         samples = {k: np.concatenate([fit[k], held[k]]) for k in samples}
-    shapes = calib.shapes_from(original, samples, shapes) or None
     if importance == "auto":
         importance = "reconstruction" if samples is not None else "l1"
     if importance in ("activation", "reconstruction") and samples is None:
@@ -113,25 +128,34 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
     (found by :func:`onnxprune.verify.prove`, remembered on ``prep``) and listed in
-    ``PruneResult.frozen``."""
+    ``PruneResult.frozen``; recovery that breaks the proven model is dropped (its reason in the
+    recovery report) and the proven model goes on."""
     unproven: dict[int, str] = prep._cache.setdefault("unproven", {})
-    asked = plan.removed(prep.graph)
     plan = PrunePlan({k: v for k, v in plan.keep.items() if k not in unproven})
     proof = verify.check_plan(prep.graph, plan, prep.feeds)
     if proof.why:  # never fail whole: leave the groups that break the proof unpruned, list them
         plan, failures = verify.prove(prep.graph, plan, prep.feeds)
         unproven.update(failures)
         proof = verify.check_plan(prep.graph, plan, prep.feeds)
-    pruned, err = proof.model, proof.error
-    pruned, quality = _polish(prep, plan, pruned, steps, evaluate, distill_seconds)
-    load.export_form(pruned)  # recovery may have added initializers (biases)
-    verify.check_model(pruned, prep.feeds, prep.reference())
+    proven, err = proof.model, proof.error
+    try:
+        pruned, quality = _polish(prep, plan, proven, steps, evaluate, distill_seconds)
+        load.export_form(pruned)  # recovery may have added initializers (biases)
+        verify.check_model(pruned, prep.feeds, prep.reference())
+    except OnnxPruneError as exc:  # recovery broke the proven model: keep that one, say why
+        if not steps or prep.calib is None or not plan.removed(prep.graph):
+            raise
+        pruned, quality = _polish(prep, plan, proven, (), evaluate, distill_seconds)
+        quality.recovery = recover.RecoveryReport(
+            steps=[{"step": ",".join(steps), "kept": False, "why": str(exc)}])
+        load.export_form(pruned)
+        verify.check_model(pruned, prep.feeds, prep.reference())
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     return PruneResult(
         pruned, plan, param_count(prep.model), param_count(pruned),
         macs(prep.model, prep.graph.shapes), macs(pruned, after_graph_shapes),
         err, sum(len(v) for v in plan.removed(prep.graph).values()), quality,
-        [(gid, unproven[gid]) for gid in sorted(asked) if gid in unproven],
+        sorted(unproven.items()),
     )
 
 
@@ -231,7 +255,7 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
     baseline = source.measure(base, prep.feeds, rounds=40).median_ms
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
                                 min_fraction=floor, progress=progress)
-    choices = search.latency_choices(prep.graph, run.groups, floor)
+    choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
     table, synthetic = None, False
     if value == "sensitivity" and choices:
         table, synthetic = sensitivity_table(prep, choices, cache_path)
@@ -239,6 +263,17 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
     if not choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
     return Search(prep, source, base, baseline, choices, table, synthetic, run.seconds, **settings)
+
+
+def _proven(prep: Prepared, choices: list[search.Choice]) -> list[search.Choice]:
+    """The choices whose groups prove with every group at its floor width; the groups that
+    break the proof are frozen with the reason (as in :func:`finish`), so no candidate the
+    search builds and times carries a rewrite that does not check."""
+    unproven: dict[int, str] = prep._cache.setdefault("unproven", {})
+    plan = search.plan_for(prep.graph, {ch.group: ch.widths[0] for ch in choices})
+    if verify.check_plan(prep.graph, plan, prep.feeds).why:
+        unproven.update(verify.prove(prep.graph, plan, prep.feeds)[1])
+    return [ch for ch in choices if ch.group not in unproven]
 
 
 def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
