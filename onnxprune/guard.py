@@ -6,8 +6,9 @@ the inputs, every intermediate activation (the tool's trace exposes them all at 
 calibration data, the samples and a batch of activations per calibration run; :func:`check`
 refuses, in one line naming the input and the dimension that drive it, a run whose estimate is
 over the budget: half of this machine's available memory (``/proc/meminfo``, a cgroup limit),
-or ``--max-memory``. A calibration file is checked from its array headers before it is loaded
-(:func:`check_npz`). Invariant: nothing here runs the model.
+or ``--max-memory`` (from Python: :func:`set_max_memory`). A calibration file is checked from
+its array headers before it is loaded (:func:`check_npz`). Invariant: nothing here runs the
+model.
 
 Tensors shape inference cannot size (computed shapes it does not follow) count as large as the
 largest input of their node; nested subgraphs (If/Loop) are not counted.
