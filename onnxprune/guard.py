@@ -124,8 +124,11 @@ class Cost:
 
 
 def _elem_bytes(elem_type: int) -> int:
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type) if elem_type else np.dtype(np.float32)
-    return max(np.dtype(dtype).itemsize, 1)
+    """Bytes per element; an unknown type (refused later by the loader) counts as float32."""
+    try:
+        return max(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize, 1)
+    except (KeyError, ValueError, TypeError):
+        return 4
 
 
 def _known(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:

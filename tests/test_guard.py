@@ -74,6 +74,23 @@ def test_estimate_counts_every_activation():
     assert 0 < guard.budget()[0] <= guard.available_memory()
 
 
+def test_an_unknown_data_type_is_left_to_the_loader():
+    """Shape inference carries a bias's unknown type (a fuzz find) into the activation after
+    it: still sized, then refused by the loader."""
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    b = numpy_helper.from_array(np.ones(4, np.float32), "b")
+    b.data_type = 99
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["b", "h"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    assert guard.estimate(model).activations > 0
+    with pytest.raises(OnnxPruneError, match="initializer 'b' has an unknown data type"):
+        pipeline.prepare(model)
+
+
 def test_calibration_samples_of_a_huge_shape_are_refused(tmp_path):
     samples = {"x": np.zeros((2, 3, 8, 100000), np.float32)}
     guard.set_max_memory("200MB")
