@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import backends, calib, pipeline, profile, progress, recover, runtime, verify
+from . import backends, calib, guard, pipeline, profile, progress, recover, runtime, verify
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
@@ -52,6 +52,13 @@ class _DefaultToPrune(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["prune", *args]
         return super().parse_args(ctx, args)
+
+
+def max_memory_option(fn):
+    """``--max-memory SIZE``: the memory budget of the run's cost guard (:mod:`onnxprune.guard`)."""
+    return click.option("--max-memory", metavar="SIZE", expose_value=False,
+                        callback=lambda ctx, param, value: guard.set_max_memory(value),
+                        help="refuse runs estimated to need more memory [half the available]")(fn)
 
 
 def runtime_options(fn):
@@ -95,7 +102,7 @@ def runtime_options(fn):
 
     for option in reversed(options):
         wrapper = option(wrapper)
-    return wrapper
+    return max_memory_option(wrapper)
 
 
 # --- data options (issue 20: image folders, sentence files; onnxprune.sources) --------------
@@ -411,6 +418,7 @@ def warn_unchecked(value: str) -> None:
 @click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
               help="concrete shape for a dynamic input, e.g. input:1x3x224x224")
 @data_options
+@max_memory_option
 def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
     shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
@@ -499,6 +507,7 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     first, overrides = load_model(model_a), runtime.parse_shape_overrides(shape_specs)
     samples = load_data(data_path, first, data, overrides, "--data", quiet=as_json)
     shapes = calib.shapes_from(first, samples, overrides)
+    guard.check(first, shapes, samples, overrides)
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
     if model_b is None:
@@ -602,6 +611,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         click.echo(f"onnxprune: error: {message}", err=True)
+        sys.exit(2)
+    except MemoryError as exc:
+        if os.environ.get("ONNXPRUNE_DEBUG"):
+            raise
+        click.echo(f"onnxprune: error: {guard.memory_error_line(exc)}", err=True)
         sys.exit(2)
     except Exception as exc:  # a bug: still one line, but say it is ours
         if os.environ.get("ONNXPRUNE_DEBUG"):

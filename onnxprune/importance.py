@@ -32,15 +32,24 @@ def weight_importance(g: ChannelGraph, norm: str = "l1") -> None:
         w = np.moveaxis(g.consts[p.param].astype(np.float64), p.axis, 0).reshape(g.consts[p.param].shape[p.axis], -1)
         per_pos = np.abs(w).sum(1) if norm == "l1" else np.sqrt((w * w).sum(1))
         if p.role != "in" and p.tensor in bn_scale:
-            per_pos = per_pos * bn_scale[p.tensor]
-        mean = per_pos.mean()
-        if mean <= 0:
-            continue
-        roots = g.roots(g.channels[p.tensor].labels)
-        for root, value in zip(roots.tolist(), (per_pos / mean).tolist()):
-            score[root] = score.get(root, 0.0) + value
+            with np.errstate(invalid="ignore"):  # an infinite weight times a zero BN scale
+                per_pos = per_pos * bn_scale[p.tensor]
+        _add(score, g.roots(g.channels[p.tensor].labels), per_pos)
     for group in g.groups:
         group.importance = np.array([score.get(int(r), 0.0) for r in group.classes])
+
+
+def _add(score: dict[int, float], roots: np.ndarray, per_pos: np.ndarray) -> None:
+    """Add ``per_pos`` over its mean (over finite entries) to the channels' scores; a channel
+    with an infinite (or undefined) norm counts twice the largest finite one (scores stay
+    finite). Nothing is added when the mean is not positive."""
+    finite = np.isfinite(per_pos)
+    mean = float(per_pos[finite].mean()) if finite.any() else 0.0
+    if not mean > 0:
+        return
+    top = 2.0 * float(per_pos[finite].max())
+    for root, value in zip(roots.tolist(), (np.where(finite, per_pos, top) / mean).tolist()):
+        score[root] = score.get(root, 0.0) + value
 
 
 def _bn_scales(g: ChannelGraph) -> dict[str, np.ndarray]:
@@ -77,11 +86,8 @@ def activation_importance(g: ChannelGraph, samples) -> None:
     score: dict[int, float] = {}
     for p in consumers:
         w = np.moveaxis(np.abs(g.consts[p.param].astype(np.float64)), p.axis, 0)
-        per_pos = w.reshape(w.shape[0], -1).sum(1) * sums[p.tensor] / max(batches, 1)
-        mean = per_pos.mean()
-        if mean <= 0:
-            continue
-        for root, value in zip(g.roots(g.channels[p.tensor].labels).tolist(), (per_pos / mean).tolist()):
-            score[root] = score.get(root, 0.0) + value
+        with np.errstate(invalid="ignore"):  # an infinite weight on a channel that is always 0
+            per_pos = w.reshape(w.shape[0], -1).sum(1) * sums[p.tensor] / max(batches, 1)
+        _add(score, g.roots(g.channels[p.tensor].labels), per_pos)
     for group in g.groups:
         group.importance = np.array([score.get(int(r), 0.0) for r in group.classes])

@@ -28,6 +28,7 @@ from . import ops, runtime
 from .errors import OnnxPruneError
 
 _FOLD_MAX_ELEMENTS = 1 << 26
+_ATTRIBUTE_TYPES = set(onnx.AttributeProto.AttributeType.values()) - {onnx.AttributeProto.UNDEFINED}
 
 
 def load_model(path: str) -> onnx.ModelProto:
@@ -59,7 +60,9 @@ def normalise(
 ) -> onnx.ModelProto:
     """Return the canonical form of ``model`` (the argument is not modified).
 
-    Raises OnnxPruneError for quantized graphs and for models onnxruntime cannot run.
+    Raises OnnxPruneError (one line naming the tensor or node) for quantized graphs, malformed
+    initializers, NaN weights, malformed nodes and models onnxruntime cannot load or run;
+    onnxruntime loads the model (its own checks) before any of this module reads an attribute.
     """
     quantized = ops.quantized_ops(model.graph)
     if quantized:
@@ -67,6 +70,9 @@ def normalise(
             f"quantized graphs are not supported (found {', '.join(quantized)}); "
             "prune the float model, then quantize"
         )
+    check_initializers(model)
+    if verify:
+        original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
     out = copy.deepcopy(model)
     graph = out.graph
     inits = {i.name for i in graph.initializer}
@@ -74,12 +80,20 @@ def normalise(
     del graph.input[:]
     graph.input.extend(kept_inputs)
     _fold_constants(out)
+    consts = {i.name: numpy_helper.to_array(i) for i in out.graph.initializer}
+    check_finite(consts)
+    _check_nodes(out, consts)
     _unshare_initializers(out)
     _make_explicit(out)
     if verify:
         feeds = runtime.random_feeds(model, shapes)
-        original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
         ref = runtime.run(original, feeds)
+        bad = next((k for k, v in ref.items() if np.issubdtype(v.dtype, np.floating)
+                    and np.isnan(v).any()), None)
+        if bad is not None:
+            given = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
+            raise OnnxPruneError(f"the model outputs NaN in {bad!r} on random inputs ({given}): "
+                                 "nothing pruned could be checked against it")
         if runtime.max_rel_error(ref, runtime.run(original, feeds)) > 1e-6:
             given = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
             raise OnnxPruneError(
@@ -197,6 +211,52 @@ def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
                 names |= {o.name for o in sub.output}
                 names |= _subgraph_references(sub)
     return names
+
+
+def check_initializers(model: onnx.ModelProto) -> None:
+    """Refuse (one line naming the tensor) an initializer of an unknown data type, with
+    negative dims, or whose data does not fill its dims."""
+    for init in model.graph.initializer:
+        if any(d < 0 for d in init.dims):
+            raise OnnxPruneError(f"initializer {init.name!r} has negative dims {list(init.dims)}")
+        try:
+            onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+        except (KeyError, ValueError):
+            raise OnnxPruneError(f"initializer {init.name!r} has an unknown data type "
+                                 f"({init.data_type})") from None
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        try:
+            numpy_helper.to_array(init)
+        except Exception as exc:  # noqa: BLE001 -- onnx raises several types for bad data
+            raise OnnxPruneError(f"initializer {init.name!r}: its data does not fill its dims "
+                                 f"{list(init.dims)} ({runtime.first_line(exc)})") from None
+
+
+def check_finite(consts: dict[str, np.ndarray]) -> None:
+    """Refuse a NaN in a floating-point initializer (a model that outputs NaN cannot be
+    checked), naming the tensor. Infinities stay allowed (attention masks use them)."""
+    for name, value in consts.items():
+        if np.issubdtype(value.dtype, np.floating) and np.isnan(value).any():
+            raise OnnxPruneError(
+                f"initializer {name!r} holds NaN ({int(np.isnan(value).sum())} of "
+                f"{value.size} values): a model that computes NaN cannot be checked")
+
+
+def _check_nodes(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
+    """Refuse (one line naming the node) an attribute of an unknown type or one its op spec
+    cannot use (:meth:`onnxprune.ops.OpSpec.validate`)."""
+    opsets = ops.opset_versions(model)
+    for node in model.graph.node:
+        label = node.name or (node.output[0] if node.output else node.op_type)
+        where = f"node {label!r} ({node.op_type})"
+        for a in node.attribute:
+            if a.type not in _ATTRIBUTE_TYPES:
+                raise OnnxPruneError(f"{where}: attribute {a.name!r} has an unknown type ({a.type})")
+        spec = ops.spec_for(node, opsets)
+        why = spec.validate(node, consts) if spec is not None else ""
+        if why:
+            raise OnnxPruneError(f"{where}: {why}")
 
 
 def _make_explicit(model: onnx.ModelProto) -> None:

@@ -25,6 +25,7 @@ from . import (
     bench,
     cachefile,
     calib,
+    guard,
     load,
     profile,
     recover,
@@ -136,7 +137,10 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     val = _samples(val_data, original, "--val")
     if val is not None and samples is None:
         raise OnnxPruneError("--val needs calibration data to fit on (--calib)")
-    shapes = calib.shapes_from(original, samples, shapes) or None
+    user_shapes, shapes = shapes, calib.shapes_from(original, samples, shapes) or None
+    guard.check(original, shapes, samples, user_shapes)
+    if val is not None:
+        guard.check(original, shapes, val, user_shapes)
     if importance == "auto":
         importance = "reconstruction" if samples is not None else "l1"
     if importance in ("activation", "reconstruction") and samples is None:
@@ -206,27 +210,43 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
     (found by :func:`onnxprune.verify.prove`, remembered in ``prep.unproven``) and listed in
-    ``PruneResult.frozen``."""
+    ``PruneResult.frozen``; recovery that breaks the proven model is dropped (its reason in the
+    recovery report) and the proven model goes on."""
     unproven = prep.unproven
-    asked = plan.removed(prep.graph)
     plan = PrunePlan({k: v for k, v in plan.keep.items() if k not in unproven})
     proof = verify.check_plan(prep.graph, plan, prep.feeds)
     if proof.why:  # never fail whole: leave the groups that break the proof unpruned, list them
         plan, failures = verify.prove(prep.graph, plan, prep.feeds)
         unproven.update(failures)
         proof = verify.check_plan(prep.graph, plan, prep.feeds)
-    pruned, err = proof.model, proof.error
-    pruned, quality = _polish(prep, plan, pruned, steps, evaluate, distill_seconds)
-    load.export_form(pruned)  # recovery may have added initializers (biases)
-    verify.check_model(pruned, prep.feeds, prep.reference())
+    proven, err = proof.model, proof.error
+    try:
+        pruned, quality = _checked(prep, plan, proven, steps, evaluate, distill_seconds)
+    except OnnxPruneError as exc:  # recovery broke the proven model: keep that one, say why
+        if not steps or prep.split is None or not plan.removed(prep.graph):
+            raise
+        pruned, quality = _checked(prep, plan, proven, (), evaluate, distill_seconds)
+        quality.recovery = recover.RecoveryReport(
+            steps=[{"step": ",".join(steps), "kept": False, "why": str(exc)}])
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     teacher_shapes = trace(prep.teacher, prep.shapes)[0] if prep.teacher is not prep.model else prep.graph.shapes
     return PruneResult(
         pruned, plan, param_count(prep.teacher), param_count(pruned),
         macs(prep.teacher, teacher_shapes), macs(pruned, after_graph_shapes),
         err, sum(len(v) for v in plan.removed(prep.graph).values()), quality,
-        [(gid, unproven[gid]) for gid in sorted(asked) if gid in unproven],
+        sorted(unproven.items()),
     )
+
+
+def _checked(prep: Prepared, plan: PrunePlan, proven: onnx.ModelProto, steps: tuple[str, ...],
+             evaluate: Callable[[str], float] | None,
+             distill_seconds: float) -> tuple[onnx.ModelProto, Quality]:
+    """:func:`_polish` the proven model, then check what recovery made of it (checker,
+    onnxruntime, output shapes)."""
+    pruned, quality = _polish(prep, plan, proven, steps, evaluate, distill_seconds)
+    load.export_form(pruned)  # recovery may have added initializers (biases)
+    verify.check_model(pruned, prep.feeds, prep.reference())
+    return pruned, quality
 
 
 @timed("recovery")
@@ -429,7 +449,7 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
         baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
                                 min_fraction=floor, progress=progress)
-    choices = search.latency_choices(prep.graph, run.groups, floor)
+    choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
     ctx = Search(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
                  cache_path=cache_path, **settings)
     notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
@@ -470,6 +490,17 @@ def _loop(ctx: Search, target_speedup: float, method: str) -> search.SearchResul
         widths, ms, steps = search.evolve(ctx.choices, found.widths, found.measured_ms, target_ms, ctx.measure)
         found.widths, found.measured_ms, found.evolved = widths, ms, steps
     return found
+
+
+def _proven(prep: Prepared, choices: list[search.Choice]) -> list[search.Choice]:
+    """The choices whose groups prove with every group at its floor width; the groups that
+    break the proof are frozen with the reason (as in :func:`finish`), so no candidate the
+    search builds and times carries a rewrite that does not check."""
+    unproven = prep.unproven
+    plan = search.plan_for(prep.graph, {ch.group: ch.widths[0] for ch in choices})
+    if verify.check_plan(prep.graph, plan, prep.feeds).why:
+        unproven.update(verify.prove(prep.graph, plan, prep.feeds)[1])
+    return [ch for ch in choices if ch.group not in unproven]
 
 
 def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from . import calib, runtime
+from . import calib, guard, runtime
 from .errors import OnnxPruneError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -167,6 +167,7 @@ def _from_path(path: str, model: onnx.ModelProto, options: Options,
                shapes: dict[str, tuple[int, ...]], what: str) -> tuple[calib.Samples, str]:
     lower = path.lower()
     if lower.endswith(".npz"):
+        guard.check_npz(path)  # refused from the headers before anything is loaded
         return calib.load_npz(path, model, what), "arrays as stored"
     if os.path.isdir(path):
         files = sorted(os.path.join(d, f) for d, dirs, fs in os.walk(path)

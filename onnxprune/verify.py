@@ -113,15 +113,16 @@ def prove(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndarray]
     a failing half is searched on its own, a passing half joins the base (so groups that fail
     only together are found too). Invariant: the returned plan passes :func:`check_plan`.
     Each failure is ``(group id, "index map not proven for <op types>: <why>")``.
-    Raises OnnxPruneError when even the empty plan fails (the model itself does not check)."""
+    Raises OnnxPruneError (a refusal of the model) when even the empty plan fails."""
     gids = sorted(plan.removed(g))
 
     def why(subset: list[int]) -> str:
         return check_plan(g, PrunePlan({k: plan.keep[k] for k in subset}), feeds).why
 
     base_failure = why([])
-    if base_failure:
-        raise OnnxPruneError(f"internal: {base_failure}")
+    if base_failure:  # nothing to freeze: the model itself does not pass what pruned ones must
+        raise OnnxPruneError(f"the model does not pass the checks a pruned model must pass, even "
+                             f"unpruned: {base_failure}")
     reason = why(gids)
     bad = _culprits(why, [], gids, reason) if reason else []
     failed = {gid for gid, _ in bad}

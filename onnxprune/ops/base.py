@@ -231,6 +231,12 @@ class OpSpec:
         """Write attributes the op leaves implicit (defaults read off its inputs) onto ``node``,
         so every later stage reads them from the node; never changes what the node computes."""
 
+    def validate(self, node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> str:
+        """What is wrong with ``node`` for this spec's rule and edits ('' when nothing): an
+        attribute the op needs that is missing, empty, of the wrong type or out of range, or a
+        weight of the wrong rank. The loader refuses the model with it, naming the node."""
+        return ""
+
     def refit_skip(self, node: onnx.NodeProto, w_shape: tuple[int, ...]) -> str:
         """Why recovery cannot refit this op as a consumer of removed channels ('' if it can)."""
         return f"no linear map for {node.op_type}"

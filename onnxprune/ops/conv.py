@@ -38,6 +38,24 @@ class Conv(LinearSpec):
         if attr(node, "kernel_shape") is None and w is not None:
             node.attribute.append(onnx.helper.make_attribute("kernel_shape", [int(k) for k in w.shape[2:]]))
 
+    def validate(self, node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> str:
+        """The weight is [Cout, Cin/group, k...] (rank 3 or more), ``kernel_shape`` (when
+        given) is its ``k...`` and ``group`` divides Cout."""
+        w = consts.get(node.input[1]) if len(node.input) > 1 else None
+        groups = attr(node, "group", 1)
+        if not isinstance(groups, int) or groups < 1:
+            return f"group must be a positive integer, got {groups!r}"
+        if w is None:
+            return ""
+        if w.ndim < 3:
+            return f"weight {node.input[1]!r} has shape {list(w.shape)}; Conv needs [Cout, Cin/group, k...]"
+        kernel = attr(node, "kernel_shape")
+        if kernel is not None and [int(k) for k in kernel] != list(w.shape[2:]):
+            return f"kernel_shape {list(kernel)} does not match the weight's kernel {list(w.shape[2:])}"
+        if w.shape[0] % groups:
+            return f"group {groups} does not divide the {w.shape[0]} output channels"
+        return ""
+
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
         x, w = node.input[0], g.const(node.input[1])
         bias = node.input[2] if len(node.input) > 2 else ""

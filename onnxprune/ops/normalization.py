@@ -42,4 +42,4 @@ class Normalization(OpSpec):
         if gamma is None or var is None:
             return None
         eps = attr(node, "epsilon", 1e-5)
-        return np.abs(gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        return np.abs(gamma.astype(np.float64)) / np.sqrt(np.maximum(var.astype(np.float64) + eps, 1e-12))
