@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench photos
 
 install:
 	$(PIP) install -q -e .
@@ -26,6 +26,11 @@ demo: install
 test:
 	$(PIP) install -q -e '.[openvino,ray]' "pytest>=7" "torch==2.13.0" "transformers==5.23.0" "onnxscript==0.7.2"
 	$(PYTHON) -m pytest
+
+# calibration / test photo folders from Debian packages (fetched once into ~/.cache/onnxprune-data):
+# out/photos/calib = Tux Paint photo stamps, out/photos/test = GCompris photos (models/photos.py)
+photos:
+	$(PYTHON) models/photos.py --calib-dir out/photos/calib --test-dir out/photos/test
 
 lint:
 	$(PYTHON) -m ruff check onnxprune tests models benchmarks cli.py

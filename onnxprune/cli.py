@@ -18,21 +18,31 @@ from . import backends, calib, pipeline, profile, progress, recover, runtime, ve
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
-from .output import check_output_path, write_model, write_text
+from .output import check_output_dir, check_output_path, make_dir, write_model, write_text
 from .report import (
+    analysis_info,
     console,
+    frontier_figure,
     plot_heatmap,
-    plot_tradeoff,
+    plot_profiles,
     print_analysis,
     print_frontier,
     print_frozen,
+    print_grid,
     print_kv,
     print_kv_single,
     print_profiles,
     print_quality,
     print_target,
+    report_text,
+    run_info,
+    save_figure,
     share,
+    summary_grid,
+    tradeoff_figure,
 )
+from .sources import PRESETS, load_samples
+from .sources import Options as DataOptions
 
 
 class _DefaultToPrune(click.Group):
@@ -86,6 +96,56 @@ def runtime_options(fn):
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+# --- data options (issue 20: image folders, sentence files; onnxprune.sources) --------------
+CALIB_HELP = ("calibration inputs: a folder, glob or .txt list of images (see --preprocess), "
+              "a .txt of sentences with --tokenizer, or a .npz keyed by input name")
+
+
+def data_options(fn):
+    """Options saying how image and sentence files become model inputs (shared by every
+    command that takes data); the command receives them as one :class:`onnxprune.sources.Options`
+    argument, ``data``."""
+    options = [
+        click.option("--preprocess", type=click.Choice(list(PRESETS)), default=None,
+                     help="images: imagenet (shorter side 256, centre 224, ImageNet mean/std; "
+                          "the default), inception ([-1, 1]) or raw ([0, 1])"),
+        click.option("--resize", default=None, metavar="N|HxW",
+                     help="images: shorter side N (default crop x 256/224), or exactly HxW"),
+        click.option("--crop", default=None, metavar="N|HxW",
+                     help="images: centre crop (default: the model's input size)"),
+        click.option("--mean", default=None, metavar="M,M,M",
+                     help="images: per-channel mean on [0, 1] pixels, model channel order "
+                          "(values above 1: 0..255 units for --mean and --std)"),
+        click.option("--std", default=None, metavar="S,S,S", help="images: per-channel std"),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+                     help="images: tensor layout (default: from the model's channel axis)"),
+        click.option("--bgr", is_flag=True, help="images: channels in BGR order"),
+        click.option("--tokenizer", default=None, metavar="tokenizer.json",
+                     help="sentences (.txt, one per line): tokenizers file; pads/truncates to "
+                          "the model's or --shape's length (pip install 'onnxprune[text]')"),
+    ]
+    names = ("preprocess", "resize", "crop", "mean", "std", "layout", "bgr", "tokenizer")
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        return fn(data=DataOptions.parse(**{k: kwargs.pop(k) for k in names}), **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def load_data(spec: str | None, model, data: DataOptions, shapes, what: str = "--calib",
+              quiet: bool = False) -> calib.Samples | None:
+    """Samples from ``spec`` for ``model`` (None without one), announcing in one stdout line
+    what was applied (not with ``quiet``: a --json command's stdout is its JSON)."""
+    if spec is None:
+        return None
+    return load_samples(spec, model, data, shapes, what,
+                        report=None if quiet else lambda line: click.echo(f"data: {line}"))
+# --- end of data options ------------------------------------------------------------------
 
 
 @dataclass
@@ -163,7 +223,29 @@ def _amounts(items) -> dict[str, float]:
 @click.group(cls=_DefaultToPrune, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="onnxprune")
 def cli() -> None:
-    """Latency-aware channel pruning for ONNX models."""
+    """Latency-aware channel pruning for ONNX models.
+
+    \b
+    prune is the default command: these two are the same
+      onnxprune in.onnx --speedup 1.3 -o out.onnx
+      onnxprune prune in.onnx --speedup 1.3 -o out.onnx
+    """
+
+
+def _argv() -> list[str]:
+    """The command line as the user typed it (for reports)."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return list(obj["argv"]) if isinstance(obj, dict) and "argv" in obj else sys.argv[1:]
+
+
+def _described(data: dict, prep: pipeline.Prepared, source: backends.LatencySource | None,
+               **goal) -> dict:
+    """A report with how it was made: command, what was asked (``goal``, None values dropped),
+    runtime and machine, input shapes, frozen groups."""
+    goal = {k: v for k, v in goal.items() if v is not None}
+    return {**data, "run": run_info(prep.graph, _argv(), source.key() if source else None, goal),
+            "analysis": analysis_info(prep.graph)}
 
 
 @cli.command()
@@ -176,7 +258,9 @@ def cli() -> None:
               help="keep at least this share of every group")
 @click.option("--search", "method", type=click.Choice(["knapsack", "evolve"]), default="knapsack",
               show_default=True, help="knapsack + hardware loop, optionally refined by evolution")
-@click.option("--report", "report_path", type=str, default=None, help="write a JSON report here")
+@click.option("--report", "report_paths", multiple=True, metavar="PATH",
+              help="write a report here: PATH.html = one self-contained page (tables, plots, the "
+                   "command, runtime and machine), otherwise JSON; repeatable")
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 @click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
               help="which channels go first: reconstruction (least-squares refit cost, needs "
@@ -184,8 +268,14 @@ def cli() -> None:
 @click.option("--value", type=click.Choice(["sensitivity", "importance"]), default="sensitivity",
               show_default=True, help="what the search keeps: least measured output distortion "
                                       "(synthetic images without --calib), or summed importance")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help=".npz of inputs keyed by input name (first axis = samples)")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
+@click.option("--val", "val_path", type=str, default=None,
+              help="your own validation inputs, disjoint from --calib (same kinds of data): "
+                   "fidelity and --max-drop are judged on them instead of held-out calibration "
+                   "clusters")
+@click.option("--stages", type=int, default=1, show_default=True,
+              help="progressive pruning: reach the target in this many steps, each pruned, "
+                   "recovered and measured again")
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
               help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
 @click.option("--distill-seconds", type=float, default=60.0, show_default=True,
@@ -198,9 +288,10 @@ def cli() -> None:
 @click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone")
 @click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check")
 @runtime_options
-def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, cache_path,
-          importance, value, calib_path, recover_steps, distill_seconds, max_drop, plot_path,
-          exclude, no_latency, deploy, shape_specs) -> None:
+@data_options
+def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths, cache_path,
+          importance, value, calib_path, val_path, stages, recover_steps, distill_seconds,
+          max_drop, plot_path, exclude, no_latency, deploy, shape_specs, data) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
     modes = [m for m, v in (("--target-ms", target_ms), ("--speedup", speedup), ("--ratio", ratio))
              if v is not None]
@@ -215,57 +306,67 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_path, 
         raise OnnxPruneError(f"--target-ms must be positive, got {target_ms}")
     shapes = runtime.parse_shape_overrides(shape_specs)
     check_output_path(output, model)
-    if report_path:
-        check_output_path(report_path, model)
+    for path in report_paths:
+        check_output_path(path, model)
     steps = parse_recovery(recover_steps)
     if max_drop is not None and calib_path is None:
         raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
-    prep = pipeline.prepare(model, shapes, importance, list(exclude), calib_path)
+    if stages < 1:
+        raise OnnxPruneError(f"--stages must be at least 1, got {stages}")
+    loaded = load_model(model)
+    prep = pipeline.prepare(loaded, shapes, importance, list(exclude),
+                            load_data(calib_path, loaded, data, shapes),
+                            load_data(val_path, loaded, data, shapes, "--val"))
     settings = {"steps": steps, "distill_seconds": distill_seconds}
+    source = deploy.source() if ratio is None or not no_latency else None
     if not modes:
-        tr = pipeline.prune_within_drop(prep, deploy.source(), max_drop, floor=floor, value=value,
+        tr = pipeline.prune_within_drop(prep, source, max_drop, floor=floor, value=value,
                                         cache_path=cache_path or profile.default_cache_path(), **settings)
     elif ratio is None:
-        tr = pipeline.prune_to_target(prep, deploy.source(), target_ms, speedup, floor, method,
+        tr = pipeline.prune_to_target(prep, source, target_ms, speedup, floor, method,
                                       cache_path or profile.default_cache_path(),
-                                      max_drop=max_drop, value=value, **settings)
+                                      max_drop=max_drop, value=value, stages=stages, **settings)
     if ratio is None:
+        data = _described(tr.to_dict(prep.graph), prep, source, target_ms=target_ms,
+                          speedup=speedup, max_drop=max_drop)
         if tr.already_met:
             write_model(prep.original, output, prep.feeds)
             console.print(f"the model already meets the target: {tr.baseline_ms:.3f} ms <= "
                           f"{tr.target_ms:.3f} ms; wrote an unchanged copy to {output}")
         else:
             write_model(tr.result.model, output, prep.feeds)
-            print_target(prep.graph, tr)
-            print_quality(tr.result)
-            print_frozen(tr.result)
+            print_target(data)
+            print_quality(data["quality"])
+            print_frozen(data["quality"])
             if plot_path:
-                plot_tradeoff(tr.points, tr.baseline_ms, plot_path)
-        if report_path:
-            write_text(json.dumps(tr.to_dict(prep.graph), indent=2), report_path)
+                _optional("the trade-off plot", prep, lambda: save_figure(tradeoff_figure(data), plot_path))
+        write_reports(data, report_paths)
+        warn(prep.warnings)
         if calib_path is None:
             warn_unchecked(value)
         return
     result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop, distill_seconds=distill_seconds)
     write_model(result.model, output, prep.feeds)
-    print_quality(result)
-    print_frozen(result)
-    rows = [
-        ("parameters", f"{result.params_before:,}", f"{result.params_after:,}"),
-        ("MACs", f"{result.flops_before:,}", f"{result.flops_after:,}"),
-        ("channels removed", "", f"{result.channels_removed:,}"),
-        ("zero-filter error", "", f"{result.zero_filter_error:.1e}"),
-    ]
-    if not no_latency:
-        cmp = pipeline.quick_latency(prep, result.model, deploy.source())
-        rows.append((f"latency ms (median, {deploy.config.key()})", f"{cmp.a.median_ms:.3f}",
-                     f"{cmp.b.median_ms:.3f}"))
-        rows.append(("speedup (interleaved)", "", f"{cmp.speedup:.2f}x"))
-    print_kv(f"{os.path.basename(model)} -> {output}", rows)
-    if report_path:
-        write_text(json.dumps({"ratio": ratio, **result.to_dict()}, indent=2), report_path)
+    data = {"ratio": ratio, "quality": result.to_dict()}
+    if source is not None:
+        cmp = pipeline.quick_latency(prep, result.model, source)
+        data["baseline_ms"] = cmp.a.median_ms
+        data["final"] = {"speedup": cmp.speedup, "ms": cmp.a.median_ms / cmp.speedup,
+                         "ratio_p10": cmp.ratio_p10, "ratio_p90": cmp.ratio_p90}
+    data = _described(data, prep, source, ratio=ratio, max_drop=max_drop)
+    print_quality(data["quality"])
+    print_frozen(data["quality"])
+    print_grid(summary_grid(data, f"{os.path.basename(model)} -> {output}"))
+    write_reports(data, report_paths)
+    warn(prep.warnings)
     if calib_path is None:
         warn_unchecked("importance")
+
+
+def write_reports(data: dict | list[dict], paths: tuple[str, ...]) -> None:
+    """Each ``--report`` path: HTML by its extension, else JSON."""
+    for path in paths:
+        write_text(report_text(data, path), path)
 
 
 def parse_recovery(text: str) -> tuple[str, ...]:
@@ -274,6 +375,20 @@ def parse_recovery(text: str) -> tuple[str, ...]:
     if unknown:
         raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.ALL_STEPS)} or none")
     return steps
+
+
+def _optional(what: str, prep, fn) -> None:
+    """Run an optional stage (a plot); a failure becomes one warning, never the run's end."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        prep.warnings.append(f"{what} failed ({type(exc).__name__}: {runtime.first_line(exc)}); skipped")
+
+
+def warn(lines: list[str]) -> None:
+    """The run's warnings, one stderr line each, after its results (each once)."""
+    for line in dict.fromkeys(lines):
+        click.echo(f"onnxprune: warning: {line}", err=True)
 
 
 def warn_unchecked(value: str) -> None:
@@ -287,15 +402,20 @@ def warn_unchecked(value: str) -> None:
 @cli.command()
 @click.argument("model", type=str)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True)
-@click.option("--calib", "calib_path", type=str, default=None)
+@click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
+              help="channel importance the table summarises (as for prune)")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 @click.option("--plot", "plot_dir", type=str, default=None,
-              help="write a sensitivity heatmap (group x kept share) here; uses --calib")
-@click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...")
-def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> None:
+              help="write DIR/sensitivity.png: output distortion per group and kept share "
+                   "(on --calib data, else synthetic images)")
+@click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
+              help="concrete shape for a dynamic input, e.g. input:1x3x224x224")
+@data_options
+def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), importance,
-                            calib_data=calib_path)
+    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    prep = pipeline.prepare(loaded, shapes, importance,
+                            calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
     print_analysis(prep.graph, as_json)
     if plot_dir:
         table, synthetic = pipeline.sensitivity_grid(prep)
@@ -308,17 +428,22 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs) -> No
 @click.argument("model", type=str)
 @click.option("--speedups", type=str, default="1.1,1.2,1.3,1.5", show_default=True,
               help="comma list of target speedups")
-@click.option("--calib", "calib_path", type=str, default=None,
-              help=".npz of inputs keyed by input name (first axis = samples)")
-@click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True)
-@click.option("--floor", type=float, default=0.25, show_default=True)
-@click.option("-o", "--output-dir", type=str, default=None, help="write each model here")
-@click.option("--plot", "plot_path", type=str, default=None, help="PNG of the measured frontier")
-@click.option("--report", "report_path", type=str, default=None, help="JSON of every point")
+@click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
+@click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
+              help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
+@click.option("--floor", type=float, default=0.25, show_default=True,
+              help="keep at least this share of every group")
+@click.option("-o", "--output-dir", type=str, default=None,
+              help="write each model here as MODEL.<speedup>x.onnx (created if missing)")
+@click.option("--plot", "plot_path", type=str, default=None,
+              help="PNG: measured latency vs fidelity of every candidate, each target's model labelled")
+@click.option("--report", "report_paths", multiple=True, metavar="PATH",
+              help="PATH.html = one self-contained page of every point, otherwise JSON; repeatable")
 @click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 @runtime_options
-def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_path,
-             cache_path, deploy, shape_specs) -> None:
+@data_options
+def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_paths,
+             cache_path, deploy, shape_specs, data) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
     try:
         wanted = [float(v) for v in speedups.split(",") if v.strip()]
@@ -326,21 +451,28 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         wanted = []
     if not wanted or min(wanted) <= 1.0:
         raise OnnxPruneError(f"--speedups must be a comma list of numbers above 1, got {speedups!r}")
-    if output_dir and not os.path.isdir(output_dir):
-        raise OnnxPruneError(f"{output_dir}: no such directory")
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs), calib_data=calib_path)
-    results = pipeline.frontier(prep, deploy.source(), wanted, floor=floor, steps=parse_recovery(recover_steps),
+    if output_dir:
+        check_output_dir(output_dir)
+    for path in report_paths:
+        check_output_path(path, model)
+    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    prep = pipeline.prepare(loaded, shapes, calib_data=load_data(calib_path, loaded, data, shapes))
+    source = deploy.source()
+    results = pipeline.frontier(prep, source, wanted, floor=floor, steps=parse_recovery(recover_steps),
                                 cache_path=cache_path or profile.default_cache_path())
-    print_frontier(wanted, results)
+    datas = [_described(tr.to_dict(prep.graph), prep, source, speedups=sorted(wanted))
+             for tr in results]
+    print_frontier(datas)
     if output_dir:
         stem = os.path.splitext(os.path.basename(model))[0]
         for s, tr in zip(sorted(wanted), results):
             if tr.result is not None:
-                write_model(tr.result.model, os.path.join(output_dir, f"{stem}.{s:g}x.onnx"), prep.feeds)
-    if plot_path and results:
-        plot_tradeoff(results[-1].points, results[-1].baseline_ms, plot_path, chosen=False)
-    if report_path:
-        write_text(json.dumps([tr.to_dict(prep.graph) for tr in results], indent=2), report_path)
+                path = os.path.join(make_dir(output_dir), f"{stem}.{s:g}x.onnx")
+                write_model(tr.result.model, path, prep.feeds)
+    if plot_path and datas:
+        _optional("the frontier plot", prep, lambda: save_figure(frontier_figure(datas), plot_path))
+    write_reports(datas, report_paths)
+    warn(prep.warnings)
     if calib_path is None:
         warn_unchecked("sensitivity")
 
@@ -348,20 +480,25 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
 @cli.command("bench")
 @click.argument("model_a", type=str)
 @click.argument("model_b", type=str, required=False)
-@click.option("--rounds", type=int, default=30, show_default=True)
-@click.option("--warmup", type=int, default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--rounds", type=int, default=30, show_default=True,
+              help="timed rounds (interleaved A/B rounds when comparing)")
+@click.option("--warmup", type=int, default=5, show_default=True,
+              help="untimed runs of each model before timing")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--data", "data_path", type=str, default=None,
-              help=".npz of inputs: also report how closely MODEL_B predicts what MODEL_A does")
+              help="inputs (like --calib: images, sentences or .npz): also report how closely "
+                   "MODEL_B predicts what MODEL_A does")
 @runtime_options
-def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs) -> None:
+@data_options
+def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shape_specs,
+              data) -> None:
     """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds (and, with
     --data, their agreement on those inputs)."""
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
-    first = load_model(model_a)
-    samples = calib.load_npz(data_path, first) if data_path else None
-    shapes = calib.shapes_from(first, samples, runtime.parse_shape_overrides(shape_specs))
+    first, overrides = load_model(model_a), runtime.parse_shape_overrides(shape_specs)
+    samples = load_data(data_path, first, data, overrides, "--data", quiet=as_json)
+    shapes = calib.shapes_from(first, samples, overrides)
     feeds = runtime.random_feeds(first, shapes)
     source = deploy.source()
     if model_b is None:
@@ -393,21 +530,24 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     ], columns=("", "A", "B"))
     if fid is not None:
         n = calib.count(samples)
-        rows = [("mean cosine of outputs", "", f"{min(fid.cosine.values()):.4f}")]
+        rows = [("mean cosine of outputs (worst output)", f"{min(fid.cosine.values()):.4f}")]
         if fid.agreement is not None:
-            rows = [("top-1 agreement (B predicts A's class)", "", share(fid.agreement)),
-                    ("top-5 (A's class in B's top 5)", "", share(fid.top5)), *rows]
+            rows = [("top-1 agreement (B predicts A's class)", share(fid.agreement)),
+                    ("top-5 (A's class in B's top 5)", share(fid.top5)), *rows]
         if fid.neighbours is not None:
-            rows += [("sentence-embedding cosine (mean-pooled)", "", f"{fid.embedding_cosine:.4f}"),
-                     ("nearest-neighbour agreement", "", share(fid.neighbours))]
+            rows += [("sentence-embedding cosine (mean-pooled)", f"{fid.embedding_cosine:.4f}"),
+                     ("nearest-neighbour agreement", share(fid.neighbours))]
         print_kv(f"fidelity of B vs A on {n} inputs of {os.path.basename(data_path)}", rows,
-                 columns=("", "", "B"))
+                 columns=("", "B"))
 
 
 @cli.command("profile")
 @click.argument("model", type=str)
 @click.option("--json", "as_json", is_flag=True, help="print the full curves as JSON")
-@click.option("--plot", "plot_dir", type=str, default=None, help="write PNG plots here")
+@click.option("--plot", "plot_dir", type=str, default=None,
+              help="write DIR/profile.png: every group's latency staircase in one figure")
+@click.option("--plot-groups", is_flag=True,
+              help="with --plot: also DIR/group_NNN.png per group (its layers and their sum)")
 @click.option("--cache", "cache_path", type=str, default=None,
               help="measurement cache file [default: ~/.cache/onnxprune/profiles.json]")
 @click.option("--no-cache", is_flag=True, help="measure everything again, store nothing")
@@ -415,9 +555,11 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
 @click.option("--rel-tol", type=float, default=0.05, show_default=True,
               help="latency change that counts as a step")
 @runtime_options
-def profile_cmd(model, as_json, plot_dir, cache_path, no_cache, group_ids, rel_tol, deploy,
-                shape_specs) -> None:
+def profile_cmd(model, as_json, plot_dir, plot_groups, cache_path, no_cache, group_ids, rel_tol,
+                deploy, shape_specs) -> None:
     """Measure each prunable group's latency staircase and its candidate widths."""
+    if plot_groups and not plot_dir:
+        raise OnnxPruneError("--plot-groups needs --plot DIR")
     prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs))
     groups = prep.graph.prunable_groups()
     if group_ids:
@@ -431,8 +573,7 @@ def profile_cmd(model, as_json, plot_dir, cache_path, no_cache, group_ids, rel_t
     run = profile.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
                                 progress=not as_json)
     if plot_dir:
-        for prof in run.groups:
-            profile.plot_group(prof, plot_dir)
+        plot_profiles(run.groups, plot_dir, per_group=plot_groups)
     if as_json:
         print(json.dumps({"config": deploy.config.key(), "source": source.key(),
                           "seconds": run.seconds, "measured": run.measured, "cached": run.cached,
@@ -449,7 +590,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every expected failure into one stderr line."""
     progress.configure(False)  # measuring commands turn it on (runtime_options)
     try:
-        cli.main(args=argv, prog_name="onnxprune", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else list(argv)
+        cli.main(args=args, prog_name="onnxprune", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

@@ -112,6 +112,25 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def derived(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A model the tool derived from a normalised one (a cut prefix or suffix, a probe, an
+    isolated layer), changed in place and returned in its source's export form: initializers no
+    node reads are dropped (before IR 4 onnxruntime refuses an initializer that is not a graph
+    input, and a cut leaves some unread) and :func:`export_form` is applied."""
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    used |= _subgraph_references(graph)
+    unread = {i.name for i in graph.initializer if i.name not in used}
+    if unread:
+        live = [i for i in graph.initializer if i.name not in unread]
+        del graph.initializer[:]
+        graph.initializer.extend(live)
+        inputs = [i for i in graph.input if i.name not in unread]
+        del graph.input[:]
+        graph.input.extend(inputs)
+    return export_form(model)
+
+
 def _fold_constants(model: onnx.ModelProto) -> None:
     """Fold Constant nodes and all-constant subexpressions of foldable ops into initializers."""
     from onnx.reference import ReferenceEvaluator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -34,15 +35,26 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) 
     """Atomically write ``model`` (already verified): temp file in the target directory, load and
     run it once more in onnxruntime from disk, then rename over ``out``."""
     check_output_path(out)
-    parent = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".onnx", dir=parent)
-    os.close(fd)
-    try:
+    with _atomic(out) as tmp:
         if model.ByteSize() > EXTERNAL_DATA_BYTES:
             onnx.save(model, tmp, save_as_external_data=True, location=os.path.basename(out) + ".data")
         else:
             onnx.save(model, tmp)
         runtime.run(runtime.session(tmp), feeds)
+
+
+@contextlib.contextmanager
+def _atomic(out: str):
+    """A temp file beside ``out``, renamed over it (with the mode a new file gets, not
+    ``mkstemp``'s 0600) when the block succeeds, removed otherwise."""
+    parent = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=os.path.splitext(out)[1], dir=parent)
+    os.close(fd)
+    try:
+        yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, out)
     except OSError as exc:
         raise OnnxPruneError(f"{out}: cannot write ({exc.strerror})") from exc
@@ -52,9 +64,30 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) 
 
 
 def write_text(text: str, out: str) -> None:
-    """Atomically write a text file (reports)."""
-    parent = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".json", dir=parent)
-    with os.fdopen(fd, "w") as f:
+    """Atomically write a text file (reports: JSON, HTML), UTF-8."""
+    with _atomic(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, out)
+
+
+def check_output_dir(path: str) -> None:
+    """Fail early when directory ``path`` can neither be used nor created (see :func:`make_dir`)."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise OnnxPruneError(f"{path}: is not a directory")
+        if not os.access(path, os.W_OK):
+            raise OnnxPruneError(f"{path}: directory is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise OnnxPruneError(f"{path}: cannot create the directory ({parent} is not a writable directory)")
+
+
+def make_dir(path: str) -> str:
+    """Create directory ``path`` (and its parents) if needed."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OnnxPruneError(f"{path}: cannot create the directory ({exc.strerror})") from exc
+    return path

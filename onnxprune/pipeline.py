@@ -1,8 +1,18 @@
 """The pipeline the CLI and the Python API share: load -> normalise -> graph -> importance ->
-plan -> rewrite -> verify -> write."""
+plan -> rewrite -> verify -> write.
+
+Latency story (one baseline per run): every figure derives from ``Search.baseline_ms``, the
+unpruned model measured once at the start, and from interleaved A/B *ratios* against it, taken
+in the same process: a candidate's latency is ``baseline_ms / speedup``, the target latency is
+``baseline_ms / target speedup``, so a printed target, after-latency and speedup can never
+contradict each other, and a machine whose speed drifts during the run moves no decision.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,102 +21,170 @@ import numpy as np
 import onnx
 
 from . import backends, bench, calib, load, profile, recover, runtime, search, sensitivity, verify
-from .calib import from_feeds
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches, trace
 from .importance import KINDS, activation_importance, weight_importance
+from .output import write_text
 from .progress import line as progress_line
 from .progress import timed
 from .results import Outcome, PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
+from .sources import Options as DataOptions
+from .sources import load_samples
 from .stats import macs, param_count
+
+MIN_HELD_CLUSTERS = 20  # fewer distinct held-out clusters than this: the held-out figure is rough
 
 
 @dataclass
 class Prepared:
-    """A loaded model, its canonical form and channel graph, and the feeds used to check it."""
+    """A loaded model, its canonical form and channel graph, the feeds used to check it, and
+    the calibration split (computed once).
+
+    ``teacher``: the normalised *unpruned* model every fidelity figure compares with (``model``
+    itself, except in the later stages of progressive pruning, where ``model`` is the model the
+    previous stage wrote). ``warnings``: one line each, for the user, gathered along the run."""
 
     original: onnx.ModelProto
     model: onnx.ModelProto
     graph: ChannelGraph
     feeds: dict[str, np.ndarray]
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    calib: calib.Samples | None = None
+    split: calib.Split | None = None
     stats: dict[str, sensitivity.ConsumerStats] = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict, repr=False)
+    teacher: onnx.ModelProto | None = None
+    importance: str = "l1"
+    exclude: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unproven: dict[int, str] = field(default_factory=dict)  # group id -> why (verify.prove)
+    reference_outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    held_outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    synthetic: calib.Samples | None = field(default=None, repr=False)
+    metrics: dict[int, float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.teacher = self.teacher if self.teacher is not None else self.model
 
     def reference(self) -> dict[str, np.ndarray]:
         """The unpruned model's outputs on ``feeds`` (computed once)."""
-        if "ref" not in self._cache:
-            self._cache["ref"] = runtime.run(self.model, self.feeds)
-        return self._cache["ref"]
+        if self.reference_outputs is None:
+            self.reference_outputs = runtime.run(self.teacher, self.feeds)
+        return self.reference_outputs
 
-    def held_out(self) -> tuple[calib.Samples, calib.Samples, dict[str, np.ndarray]]:
-        """(fit samples, held-out samples, unpruned outputs on the held-out ones), computed once."""
-        if "held" not in self._cache:
-            fit, held = calib.split(self.calib)
-            self._cache["held"] = (fit, held, verify.outputs_on(self.model, held))
-        return self._cache["held"]
+    def held_reference(self) -> dict[str, np.ndarray]:
+        """The unpruned model's outputs on the held-out samples (computed once)."""
+        if self.held_outputs is None:
+            self.held_outputs = verify.outputs_on(self.teacher, self.split.held)
+        return self.held_outputs
 
     def value_samples(self, limit: int = 48) -> tuple[calib.Samples, bool]:
         """Samples the sensitivity table is measured on, and whether they are synthetic: up to
         ``limit`` samples of the second half of the fit part (the table's local refits are
         solved on the first half), or smooth random images without calibration data."""
-        if self.calib is not None:
-            second = calib.halves(calib.split(self.calib)[0])[1]
+        if self.split is not None:
+            second = calib.halves(self.split.fit)[1]
             step = max(1, calib.count(second) // limit)  # spread over the half, not its edge
             return {k: v[::step][:limit] for k, v in second.items()}, False
-        if "synthetic" not in self._cache:
-            self._cache["synthetic"] = calib.synthetic(self.model, min(limit, 32), self.shapes)
-        return self._cache["synthetic"], True
+        if self.synthetic is None:
+            self.synthetic = calib.synthetic(self.model, min(limit, 32), self.shapes)
+        return self.synthetic, True
 
     def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
         """The user's metric on the unpruned model (computed once per callable)."""
-        key = ("metric", id(evaluate))
-        if key not in self._cache:
-            self._cache[key] = verify.evaluate_model(self.model, evaluate)
-        return self._cache[key]
+        if id(evaluate) not in self.metrics:
+            self.metrics[id(evaluate)] = verify.evaluate_model(self.teacher, evaluate)
+        return self.metrics[id(evaluate)]
+
+
+def _samples(data: calib.Samples | str | None, model: onnx.ModelProto,
+             what: str) -> calib.Samples | None:
+    """Samples from a path (anything :func:`onnxprune.sources.load_samples` reads), or as given."""
+    return load_samples(data, model, what=what) if isinstance(data, str) else data
 
 
 @timed("prepare")
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
             importance: str = "auto", exclude: list[str] | None = None,
-            calib_data: calib.Samples | str | None = None) -> Prepared:
-    """Load (from a path) and normalise a model, build its channel graph and choose which
-    channels go first (``importance``: l1 / l2 weight norms; activation; reconstruction, the
-    least-squares refit cost on calibration data; auto = reconstruction with calibration data,
-    else l1). Groups whose name or member nodes match an ``exclude`` pattern are frozen.
+            calib_data: calib.Samples | str | None = None,
+            val_data: calib.Samples | str | None = None) -> Prepared:
+    """Load (from a path) and normalise a model, build its channel graph, split the
+    calibration data and choose which channels go first (``importance``: l1 / l2 weight
+    norms; activation; reconstruction, the least-squares refit cost on calibration data;
+    auto = reconstruction with calibration data, else l1). Groups whose name or member nodes
+    match an ``exclude`` pattern are frozen.
+
+    The calibration samples are split once (:func:`onnxprune.calib.split`): whole clusters of
+    near-duplicates (:func:`onnxprune.calib.near_duplicates`) are held out, or, with
+    ``val_data``, every calibration sample is fitted and fidelity is judged on ``val_data``.
     Dynamic input axes take the calibration samples' sizes unless ``shapes`` sets them
     (:func:`onnxprune.calib.shapes_from`): latency is measured at the calibrated length."""
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
-    samples = calib.load_npz(calib_data, original) if isinstance(calib_data, str) else calib_data
-    if samples is not None:  # fit part ordered by content: its two halves differ in content
-        fit, held = calib.split(samples)
-        fit = calib.by_content(fit, verify.outputs_on(original, fit))
-        samples = {k: np.concatenate([fit[k], held[k]]) for k in samples}
+    samples = _samples(calib_data, original, "--calib")
+    val = _samples(val_data, original, "--val")
+    if val is not None and samples is None:
+        raise OnnxPruneError("--val needs calibration data to fit on (--calib)")
     shapes = calib.shapes_from(original, samples, shapes) or None
     if importance == "auto":
         importance = "reconstruction" if samples is not None else "l1"
     if importance in ("activation", "reconstruction") and samples is None:
         raise OnnxPruneError(f"--importance {importance} needs calibration data (--calib data.npz)")
     normalised = load.normalise(original, shapes)
-    graph = build_graph(normalised, shapes)
+    split, warnings = None, []
+    if samples is not None:
+        feats, labels, _ = calib.near_duplicates(normalised, samples)
+        split = calib.split(samples, labels, feats, val)
+        warnings += _held_out_warning(split)
+    prep = Prepared(original, normalised, build_graph(normalised, shapes),
+                    runtime.random_feeds(normalised, shapes), shapes or {}, split,
+                    importance=importance, exclude=list(exclude or []), warnings=warnings)
+    _score_channels(prep)
+    return prep
+
+
+def _score_channels(prep: Prepared) -> None:
+    """Freeze the groups ``prep.exclude`` names, then importance, consumer statistics and the
+    reconstruction removal order of every group of ``prep.graph`` (on the fit samples)."""
+    graph, importance, exclude = prep.graph, prep.importance, prep.exclude
     for group in graph.groups:
         names = [s.node for s in group.sources] + [p.node for p in group.members]
         if exclude and any(matches(n, exclude) for n in names):
             group.frozen = [r or "excluded by --exclude" for r in group.frozen]
-    stats: dict[str, sensitivity.ConsumerStats] = {}
     if importance == "activation":
-        activation_importance(graph, calib.split(samples)[0])
+        activation_importance(graph, prep.split.fit)
     else:
         weight_importance(graph, "l1" if importance == "reconstruction" else importance)
     if importance == "reconstruction":
-        stats = sensitivity.consumer_stats(graph, calib.split(samples)[0])
-        sensitivity.select_by_reconstruction(graph, stats)
-    return Prepared(original, normalised, graph, runtime.random_feeds(normalised, shapes),
-                    shapes or {}, samples, stats)
+        prep.stats = sensitivity.consumer_stats(graph, prep.split.fit)
+        sensitivity.select_by_reconstruction(graph, prep.stats)
+
+
+def _held_out_warning(split: calib.Split) -> list[str]:
+    """The one warning when the held-out figure rests on few distinct inputs."""
+    if split.source == "val" or split.held_clusters >= MIN_HELD_CLUSTERS:
+        return []
+    return [(f"the held-out check rests on {split.held_clusters} distinct cluster(s) of "
+            f"calibration samples ({split.clusters} in all; near-duplicates such as crops of one "
+            "photo count once): its agreement is rough (see its 95% interval); calibrate on more "
+            "distinct inputs or pass --val")]
+
+
+def restage(prep: Prepared, model: onnx.ModelProto) -> Prepared:
+    """The preparation of ``model`` -- a pruned and recovered stage of ``prep``'s model -- for
+    the next stage of progressive pruning: a new channel graph, importance, consumer statistics
+    and removal order measured on ``model`` itself, while the calibration split, the feeds and
+    the teacher (every fidelity figure compares with the unpruned model) are ``prep``'s."""
+    shapes = prep.shapes or None
+    normalised = load.normalise(model, shapes)
+    nxt = Prepared(prep.original, normalised, build_graph(normalised, shapes), prep.feeds,
+                   prep.shapes, prep.split, teacher=prep.teacher, importance=prep.importance,
+                   exclude=prep.exclude, warnings=prep.warnings,
+                   reference_outputs=prep.reference(),
+                   held_outputs=prep.held_reference() if prep.split is not None else None,
+                   metrics=prep.metrics)
+    _score_channels(nxt)
+    return nxt
 
 
 @timed("verify")
@@ -116,9 +194,9 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     """Apply ``plan``, prove its index maps (zero-filter check), run the recovery ``steps`` when
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
-    (found by :func:`onnxprune.verify.prove`, remembered on ``prep``) and listed in
+    (found by :func:`onnxprune.verify.prove`, remembered in ``prep.unproven``) and listed in
     ``PruneResult.frozen``."""
-    unproven: dict[int, str] = prep._cache.setdefault("unproven", {})
+    unproven = prep.unproven
     asked = plan.removed(prep.graph)
     plan = PrunePlan({k: v for k, v in plan.keep.items() if k not in unproven})
     proof = verify.check_plan(prep.graph, plan, prep.feeds)
@@ -131,9 +209,10 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
     load.export_form(pruned)  # recovery may have added initializers (biases)
     verify.check_model(pruned, prep.feeds, prep.reference())
     after_graph_shapes = trace(pruned, prep.shapes)[0]
+    teacher_shapes = trace(prep.teacher, prep.shapes)[0] if prep.teacher is not prep.model else prep.graph.shapes
     return PruneResult(
-        pruned, plan, param_count(prep.model), param_count(pruned),
-        macs(prep.model, prep.graph.shapes), macs(pruned, after_graph_shapes),
+        pruned, plan, param_count(prep.teacher), param_count(pruned),
+        macs(prep.teacher, teacher_shapes), macs(pruned, after_graph_shapes),
         err, sum(len(v) for v in plan.removed(prep.graph).values()), quality,
         [(gid, unproven[gid]) for gid in sorted(asked) if gid in unproven],
     )
@@ -143,22 +222,24 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
 def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tuple[str, ...],
             evaluate: Callable[[str], float] | None,
             distill_seconds: float) -> tuple[onnx.ModelProto, Quality]:
-    """Recovery and fidelity on held-out calibration data (the last quarter of it)."""
+    """Recovery and fidelity on the held-out samples (whole near-duplicate clusters of the
+    calibration data, or the --val samples)."""
     quality = Quality()
     if evaluate is not None:
         quality.baseline_metric = prep.baseline_metric(evaluate)
-    if prep.calib is None:
+    if prep.split is None:
         if evaluate is not None:
             metric = verify.evaluate_model(pruned, evaluate)
             quality.fidelity = verify.Fidelity(None, {}, {}, metric)
             quality.drop = quality.baseline_metric - metric
         return pruned, quality
-    fit, held, reference = prep.held_out()
+    split, reference = prep.split, prep.held_reference()
+    quality.data = "val" if split.source == "val" else "held-out"
     if steps and plan.removed(prep.graph):
-        pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, fit, held, reference,
-                                                   steps, distill_seconds)
-    done = quality.recovery.final if quality.recovery is not None and evaluate is None else None
-    quality.fidelity = done or verify.fidelity(reference, pruned, held, evaluate)
+        pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, split.fit, split.held,
+                                                   reference, steps, distill_seconds)
+        prep.warnings.extend(quality.recovery.warnings)
+    quality.fidelity = verify.fidelity(reference, pruned, split.held, evaluate, split.held_groups)
     quality.drop = quality.fidelity.drop(quality.baseline_metric)
     return pruned, quality
 
@@ -175,14 +256,44 @@ def prune_ratio(prep: Prepared, ratio: float, steps: tuple[str, ...] = recover.S
     return result
 
 
+MAX_COMPARISONS = 4  # interleaved comparisons pooled for one decision about one candidate
+PRECISION = 0.005  # relative standard error of a pooled speedup that needs no more rounds
+
+
+@dataclass
+class Candidate:
+    """One measured model: its widths, predicted value, and the interleaved A/B comparisons
+    against the baseline, ``(median ratio, p10, p90, rounds)`` each, pooled into one speedup."""
+
+    widths: dict[int, int]
+    value: float
+    runs: list[tuple[float, float, float, int]] = field(default_factory=list)
+    used: int = 0  # comparisons the decisions of this run have pooled so far
+
+    def pooled(self, k: int) -> tuple[float, float]:
+        """(speedup, relative standard error) of the first ``k`` comparisons: rounds-weighted
+        medians; the error from the p10..p90 spread (a normal spread of 2.56 sigma) and the
+        standard error of a median."""
+        runs = self.runs[:k]
+        n = sum(r[3] for r in runs)
+        speedup = sum(r[0] * r[3] for r in runs) / n
+        sigma = sum((r[2] - r[1]) / 2.563 * r[3] for r in runs) / n
+        return speedup, 1.2533 * sigma / math.sqrt(n) / speedup
+
+    @property
+    def speedup(self) -> float:
+        return self.pooled(max(self.used, 1))[0]
+
+
 @dataclass
 class Search:
-    """What every latency-targeted run shares: the baseline, the measured options, and how to
-    build, measure and judge a candidate (widths per group)."""
+    """What every latency-targeted run shares: the one baseline, the measured options, every
+    measured candidate (pooled interleaved ratios, remembered on disk so that the same run
+    again makes the same decisions), and how to build and judge a candidate."""
 
     prep: Prepared
     source: backends.LatencySource
-    base: bytes  # the unpruned model, serialised once
+    base: bytes  # the unpruned model, serialised once: every ratio is taken against it
     baseline_ms: float
     choices: list[search.Choice]
     table: sensitivity.Table | None
@@ -191,24 +302,95 @@ class Search:
     steps: tuple[str, ...] = recover.STEPS
     evaluate: Callable[[str], float] | None = None
     distill_seconds: float = 60.0
+    cache_path: str | None = None
     points: list[dict] = field(default_factory=list)
+    candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
+    finished: dict[str, PruneResult] = field(default_factory=dict, repr=False)
     _point_of: dict[int, dict] = field(default_factory=dict, repr=False)
 
-    def measure(self, widths: dict[int, int]) -> float:
-        """Measured latency (ms) of the pruned model, interleaved with the original."""
-        model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths))
-        cmp = self.source.compare(self.base, model.SerializeToString(), self.prep.feeds, rounds=30)
-        progress_line(f"search: candidate measured {self.baseline_ms / cmp.speedup:.3f} ms "
-                      f"({cmp.speedup:.2f}x)")
-        return self.baseline_ms / cmp.speedup
+    def speedup_of(self, widths: dict[int, int]) -> float:
+        """Measured speedup of the pruned model over the baseline: interleaved comparisons,
+        one more per call for the same model (a confirmation pools), and more while the pooled
+        figure is imprecise (a busy machine), up to :data:`MAX_COMPARISONS` per decision.
+        Comparisons are remembered (``comparisons.json`` beside the profile cache), so a run
+        with the same cache replays them and decides the same way."""
+        model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths)).SerializeToString()
+        key = self._key(model)
+        cand = self.candidates.setdefault(key, Candidate(dict(widths), search.total_value(self.choices, widths)))
+        if not cand.runs:
+            cand.runs = [tuple(r) for r in self._stored().get(key, [])]
+        k = cand.used + 1
+        while True:
+            while len(cand.runs) < k:
+                cmp = self.source.compare(self.base, model, self.prep.feeds, rounds=30)
+                cand.runs.append((cmp.speedup, cmp.ratio_p10, cmp.ratio_p90, cmp.rounds))
+                self._store(key, cand.runs)
+            error = cand.pooled(k)[1]
+            if error <= PRECISION or k >= cand.used + MAX_COMPARISONS:
+                break
+            k += 1
+        cand.used = k
+        return cand.pooled(k)[0]
 
-    def finish(self, widths: dict[int, int], ms: float) -> PruneResult:
-        """Build, recover and judge a candidate; it joins the measured trade-off ``points``."""
+    def measure(self, widths: dict[int, int]) -> float:
+        """Measured latency (ms) of the pruned model: ``baseline_ms / speedup``."""
+        speedup = self.speedup_of(widths)
+        progress_line(f"search: candidate measured {self.baseline_ms / speedup:.3f} ms ({speedup:.2f}x)")
+        return self.baseline_ms / speedup
+
+    def _key(self, model: bytes) -> str:
+        h = hashlib.sha256(self.source.key().encode())
+        h.update(hashlib.sha256(self.base).digest())
+        h.update(hashlib.sha256(model).digest())
+        return h.hexdigest()[:32]
+
+    def _file(self) -> str | None:
+        if not self.cache_path:
+            return None
+        return os.path.join(os.path.dirname(os.path.abspath(self.cache_path)), "comparisons.json")
+
+    def _stored(self) -> dict[str, list]:
+        path = self._file()
+        if path is None or not os.path.exists(path):
+            return {}
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def _store(self, key: str, runs: list) -> None:
+        path = self._file()
+        if path is None:
+            return
+        data = self._stored()
+        data[key] = [list(r) for r in runs]
+        write_text(json.dumps(data), path)
+
+    def pick(self, target_speedup: float) -> dict[int, int] | None:
+        """The most faithful measured candidate whose speedup meets the target with room for
+        the noise of a later measurement (``search.WINDOW[0]`` x target): a faster one only
+        when it is also more faithful; None when no candidate meets it."""
+        meets = [c for c in self.candidates.values()
+                 if c.used and c.speedup >= search.WINDOW[0] * target_speedup]
+        if not meets:
+            return None
+        return max(meets, key=lambda c: (c.value, -c.speedup)).widths
+
+    def finish(self, widths: dict[int, int]) -> PruneResult:
+        """Build, recover and judge a candidate (once per widths); it joins the measured
+        trade-off ``points``."""
+        key = json.dumps(sorted(widths.items()))
+        if key in self.finished:
+            return self.finished[key]
         result = finish(self.prep, search.plan_for(self.prep.graph, widths), self.steps,
                         self.evaluate, self.distill_seconds)
+        self.finished[key] = result
+        cand = self._candidate(widths)
+        speedup = cand.speedup if cand is not None else self.speedup_of(widths)
         fid = result.quality.fidelity
         point = {
-            "ms": ms, "speedup": self.baseline_ms / ms, "drop": result.quality.drop,
+            "ms": self.baseline_ms / speedup, "speedup": speedup, "drop": result.quality.drop,
             "agreement": fid.agreement if fid else None, "top5": fid.top5 if fid else None,
             "distortion": fid.distortion if fid else None,
             "predicted_distortion": -search.total_value(self.choices, widths) if self.table else None,
@@ -217,92 +399,166 @@ class Search:
         self._point_of[id(result)] = point
         return result
 
-    def choose(self, result: PruneResult) -> None:
-        """Mark ``result``'s point as the chosen one (and no other)."""
-        for point in self.points:
-            point["chosen"] = point is self._point_of.get(id(result))
+    def _candidate(self, widths: dict[int, int]) -> Candidate | None:
+        return next((c for c in self.candidates.values() if c.widths == widths and c.used), None)
+
+    def points_choosing(self, result: PruneResult) -> list[dict]:
+        """Copies of the measured points, ``result``'s marked as the chosen one (and no
+        other)."""
+        mine = self._point_of.get(id(result))
+        return [{**point, "chosen": point is mine} for point in self.points]
 
 
 def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource, floor: float = 0.25,
                  cache_path: str | None = None, progress: bool = True,
-                 value: str = "sensitivity", **settings) -> Search:
+                 value: str = "sensitivity", baseline: tuple[bytes, float] | None = None,
+                 **settings) -> Search:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
     with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
     ``config``: the runtime configuration measured here, or any latency source (Ray actors on
-    the deployment machines, a fake in tests); every timing goes through it. ``settings``:
-    ``steps``, ``evaluate``, ``distill_seconds`` for every finished candidate."""
+    the deployment machines, a fake in tests); every timing goes through it. ``baseline``:
+    ``(model bytes, ms)`` to compare against instead of ``prep.model`` measured now (the
+    unpruned model, for the later stages of progressive pruning). ``settings``: ``steps``,
+    ``evaluate``, ``distill_seconds`` for every finished candidate."""
     if not 0.0 < floor <= 1.0:
         raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
     source = backends.source_for(config)
-    base = prep.model.SerializeToString()
-    baseline = source.measure(base, prep.feeds, rounds=40).median_ms
+    if baseline is None:
+        base = prep.model.SerializeToString()
+        baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
                                 min_fraction=floor, progress=progress)
     choices = search.latency_choices(prep.graph, run.groups, floor)
-    ctx = Search(prep, source, base, baseline, choices, None, False, run.seconds, **settings)
-    notice = search.cannot_help(prep.graph, run.groups, floor, baseline, ctx.measure)
+    ctx = Search(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
+                 cache_path=cache_path, **settings)
+    notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
     if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
         raise OnnxPruneError(notice)
     if value == "sensitivity" and choices:
-        ctx.table, ctx.synthetic = sensitivity_table(prep, choices, cache_path)
-        ctx.choices = search.with_values(choices, ctx.table.values)
+        try:
+            table, synthetic = sensitivity_table(prep, choices, cache_path)
+            ctx.choices = search.with_values(choices, table.values)
+            ctx.table, ctx.synthetic = table, synthetic
+        except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
+            prep.warnings.append(f"the sensitivity table failed ({type(exc).__name__}: "
+                                 f"{runtime.first_line(exc)}); widths were chosen by channel "
+                                 "importance instead")
     if not ctx.choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
     return ctx
 
 
+def _target_speedup(baseline_ms: float, speedup: float | None, target_ms: float | None) -> float:
+    if speedup is not None and speedup <= 0:
+        raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
+    if speedup is None and (target_ms is None or target_ms <= 0):
+        raise OnnxPruneError("the latency target must be positive")
+    return speedup if speedup is not None else baseline_ms / target_ms
+
+
+def _loop(ctx: Search, target_speedup: float, method: str) -> search.SearchResult:
+    """The hardware loop for one target (measured candidates join ``ctx``)."""
+    target_ms = ctx.baseline_ms / target_speedup
+    try:
+        found = search.hilp(ctx.choices, ctx.baseline_ms, target_ms, ctx.measure)
+    except ValueError as exc:
+        raise OnnxPruneError(
+            f"target {target_ms:.3f} ms ({target_speedup:.3f}x) is below the reachable floor: with "
+            f"every group at its floor the model measured {exc} ms (baseline "
+            f"{ctx.baseline_ms:.3f} ms)") from exc
+    if method == "evolve" and not found.at_floor:
+        widths, ms, steps = search.evolve(ctx.choices, found.widths, found.measured_ms, target_ms, ctx.measure)
+        found.widths, found.measured_ms, found.evolved = widths, ms, steps
+    return found
+
+
 def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
                     target_ms: float | None = None,
                     speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
-                    cache_path: str | None = None, band: float = 0.93,
+                    cache_path: str | None = None,
                     progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
                     evaluate: Callable[[str], float] | None = None,
                     max_drop: float | None = None,
                     value: str = "sensitivity", distill_seconds: float = 60.0,
-                    shared: Search | None = None) -> TargetResult:
+                    shared: Search | None = None, stages: int = 1) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`), then
-    fidelity in the loop: with ``max_drop``, the most faithful measured candidate within the
-    target whose drop is within ``max_drop``, else an error that shows the measured frontier.
+    fidelity in the loop. The target is a speedup over the baseline (``speedup``, or
+    ``baseline / target_ms``), judged by interleaved ratios; among the measured candidates
+    that meet it, the most faithful wins (a faster one only when it is also more faithful).
+    With ``max_drop``: the most faithful measured candidate within the target whose drop is
+    within ``max_drop``, else an error that shows the measured frontier.
 
     ``value``: what the knapsack keeps: ``sensitivity`` (least measured output distortion; on
     synthetic images without calibration data) or ``importance`` (summed channel importance).
     ``shared``: a :class:`Search` from :func:`start_search` to reuse (several targets).
+    ``stages``: progressive pruning (:func:`prune_progressive`) when above 1.
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
-    if speedup is not None and speedup <= 0:
-        raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
-    if target_ms is not None and target_ms <= 0:
-        raise OnnxPruneError("the latency target must be positive")
-    ctx = shared or start_search(prep, config, floor, cache_path, progress, value,
-                                 steps=steps, evaluate=evaluate, distill_seconds=distill_seconds)
-    baseline = ctx.baseline_ms
-    target_ms = baseline / speedup if speedup is not None else target_ms
-    if target_ms is None:
-        raise OnnxPruneError("the latency target must be positive")
-    if baseline <= target_ms:
-        return TargetResult(None, baseline, target_ms, None, None, already_met=True)
-    try:
-        found = search.hilp(ctx.choices, baseline, target_ms, ctx.measure, band)
-    except ValueError as exc:
-        raise OnnxPruneError(
-            f"target {target_ms:.3f} ms is below the reachable floor: with every group at its "
-            f"floor the model measured {exc} ms (baseline {baseline:.3f} ms)") from exc
-    widths, ms, evolve_steps = found.widths, found.measured_ms, []
-    if method == "evolve" and not found.at_floor:
-        widths, ms, evolve_steps = search.evolve(ctx.choices, widths, found.measured_ms, target_ms, ctx.measure)
-    result = ctx.finish(widths, ms)
+    settings = {"steps": steps, "evaluate": evaluate, "distill_seconds": distill_seconds}
+    if stages > 1:
+        return prune_progressive(prep, config, target_ms, speedup, stages, floor=floor,
+                                 cache_path=cache_path, progress=progress, value=value,
+                                 method=method, max_drop=max_drop, **settings)
+    ctx = shared or start_search(prep, config, floor, cache_path, progress, value, **settings)
+    target = _target_speedup(ctx.baseline_ms, speedup, target_ms)
+    if target <= 1.0:
+        return TargetResult(None, ctx.baseline_ms, ctx.baseline_ms / target, None, None,
+                            already_met=True)
+    found = _loop(ctx, target, method)
+    return _conclude(ctx, target, found, max_drop)
+
+
+def _conclude(ctx: Search, target: float, found: search.SearchResult,
+              max_drop: float | None) -> TargetResult:
+    """Choose among the measured candidates for ``target``, build, recover and judge it."""
+    widths = ctx.pick(target) or found.widths
+    result = ctx.finish(widths)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
-        widths, result = _within_drop(ctx, found, target_ms, max_drop)
-    return _final(ctx, result, target_ms, found, evolve_steps, widths)
+        widths, result = _within_drop(ctx, target, max_drop, widths)
+    return _final(ctx, result, ctx.baseline_ms / target, found, widths)
+
+
+def prune_progressive(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
+                      target_ms: float | None, speedup: float | None, stages: int,
+                      max_drop: float | None = None, method: str = "knapsack",
+                      **kwargs) -> TargetResult:
+    """Progressive pruning (HILP): reach the target speedup ``T`` in ``stages`` steps of
+    ``T ** (k / stages)``, each pruned, recovered and written as a model, whose channel graph,
+    consumer statistics and sensitivity table are measured again for the next step. Every
+    stage's speedup is an interleaved ratio against the *unpruned* model, and every fidelity
+    figure compares with it. ``kwargs`` go to :func:`start_search`."""
+    first = start_search(prep, config, **kwargs)
+    baseline = (first.base, first.baseline_ms)
+    target = _target_speedup(first.baseline_ms, speedup, target_ms)
+    if target <= 1.0:
+        return TargetResult(None, first.baseline_ms, first.baseline_ms / target, None, None,
+                            already_met=True)
+    current, ctx, done = prep, first, None
+    for k in range(1, stages + 1):
+        if k > 1:
+            current = restage(current, done.result.model)
+            ctx = start_search(current, config, baseline=baseline, **kwargs)
+        stage_target = target ** (k / stages)
+        done = _conclude(ctx, stage_target, _loop(ctx, stage_target, method),
+                         max_drop if k == stages else None)
+    done.stages = stages
+    return done
 
 
 def _final(ctx: Search, result: PruneResult, target_ms: float, found: search.SearchResult | None,
-           evolve_steps: list, widths: dict[int, int]) -> TargetResult:
-    """Time the chosen model once more (interleaved) and mark it among the measured points."""
+           widths: dict[int, int]) -> TargetResult:
+    """Time the chosen model once more (interleaved with the baseline) and pool it with the
+    loop's comparisons of the same model; mark it among the measured points."""
     final = ctx.source.compare(ctx.base, result.model.SerializeToString(), ctx.prep.feeds, rounds=40)
-    ctx.choose(result)
-    return TargetResult(result, ctx.baseline_ms, target_ms, final, found, evolve_steps, widths,
+    cand = ctx._candidate(widths)
+    pooled = final.speedup
+    if cand is not None:  # the recovered model times like the built one (same shapes)
+        runs = [*cand.runs[:cand.used], (final.speedup, final.ratio_p10, final.ratio_p90, final.rounds)]
+        pooled = Candidate(widths, cand.value, runs).pooled(len(runs))[0]
+    return TargetResult(result, ctx.baseline_ms, target_ms, final, found,
+                        found.evolved if found is not None else [], widths,
                         profile_seconds=ctx.profile_seconds, table=ctx.table,
-                        synthetic=ctx.synthetic, points=list(ctx.points))
+                        synthetic=ctx.synthetic, points=ctx.points_choosing(result), speedup=pooled,
+                        warnings=list(dict.fromkeys(ctx.prep.warnings)))
 
 
 def prune_within_drop(prep: Prepared, config: runtime.RuntimeConfig, max_drop: float,
@@ -318,19 +574,19 @@ def prune_within_drop(prep: Prepared, config: runtime.RuntimeConfig, max_drop: f
         widths = search.solve(ctx.choices, ask)
         if widths is None:
             break
-        ms = ctx.measure(widths)
-        result = ctx.finish(widths, ms)
+        speedup = ctx.speedup_of(widths)
+        result = ctx.finish(widths)
         if result.quality.drop is not None and result.quality.drop <= max_drop:
             lo = ask
-            if best is None or ms < best[1]:
-                best = (widths, ms, result)
+            if best is None or speedup > best[1]:
+                best = (widths, speedup, result)
         else:
             hi = ask
     if best is None:
         raise OnnxPruneError(f"no measured candidate keeps the fidelity drop within {max_drop}: "
                              f"{_frontier_text(ctx)}")
-    widths, ms, result = best
-    return _final(ctx, result, ms, None, [], widths)
+    widths, speedup, result = best
+    return _final(ctx, result, ctx.baseline_ms / speedup, None, widths)
 
 
 def sensitivity_table(prep: Prepared, choices: list[search.Choice],
@@ -358,19 +614,20 @@ def sensitivity_grid(prep: Prepared, shares: tuple[float, ...] = (0.25, 0.5, 0.7
     return sensitivity.sensitivity_table(prep.graph, widths, samples, stats), synthetic
 
 
-def _within_drop(ctx: Search, found: search.SearchResult, target_ms: float, max_drop: float):
-    """Fidelity in the loop with a target: the measured loop candidates within the target, most
-    faithful predicted first, each built, recovered and judged; the first within ``max_drop``
-    wins. Otherwise fail and show the measured frontier."""
-    candidates = sorted((s for s in found.steps if s.widths != found.widths and s.measured_ms <= target_ms),
-                        key=lambda s: -s.importance)
-    for step in candidates[:3]:
-        result = ctx.finish(step.widths, step.measured_ms)
+def _within_drop(ctx: Search, target: float, max_drop: float, tried: dict[int, int]):
+    """Fidelity in the loop with a target: the other measured candidates that meet the target,
+    most faithful predicted first, each built, recovered and judged; the first within
+    ``max_drop`` wins. Otherwise fail and show the measured frontier."""
+    candidates = sorted((c for c in ctx.candidates.values()
+                         if c.used and c.widths != tried and c.speedup >= target),
+                        key=lambda c: (-c.value, c.speedup))
+    for cand in candidates[:3]:
+        result = ctx.finish(cand.widths)
         if result.quality.drop <= max_drop:
-            return step.widths, result
+            return cand.widths, result
     raise OnnxPruneError(
-        f"cannot hold both the target ({target_ms:.3f} ms) and --max-drop {max_drop}: "
-        f"{_frontier_text(ctx)}")
+        f"cannot hold both the target ({ctx.baseline_ms / target:.3f} ms, {target:.3f}x) and "
+        f"--max-drop {max_drop}: {_frontier_text(ctx)}")
 
 
 def _frontier_text(ctx: Search) -> str:
@@ -383,11 +640,25 @@ def _frontier_text(ctx: Search) -> str:
 
 def frontier(prep: Prepared, config: runtime.RuntimeConfig, speedups: list[float],
              **kwargs) -> list[TargetResult]:
-    """Several operating points in one run: one :func:`prune_to_target` per speedup, sharing
-    the baseline, the profiles and the sensitivity table. ``kwargs`` go to
-    :func:`start_search`."""
+    """Several operating points in one run, sharing the baseline, the profiles and the
+    sensitivity table. Every target's loop runs first, so each target then chooses among all
+    measured candidates; the frontier is monotone: when a higher target's model is more
+    faithful than a lower target's, it is the lower target's model too (it meets that target
+    as well). ``kwargs`` go to :func:`start_search`."""
     ctx = start_search(prep, config, **kwargs)
-    return [prune_to_target(prep, config, speedup=s, shared=ctx) for s in sorted(speedups)]
+    targets = sorted(speedups)
+    found = [_loop(ctx, s, "knapsack") for s in targets]
+    results = [_conclude(ctx, s, f, None) for s, f in zip(targets, found)]
+    for k in range(len(results) - 2, -1, -1):  # from the top down: carry better models down
+        better = results[k + 1]
+        if _drop(better) < _drop(results[k]):
+            results[k] = TargetResult(**{**better.__dict__, "target_ms": ctx.baseline_ms / targets[k]})
+    return results
+
+
+def _drop(tr: TargetResult) -> float:
+    drop = tr.result.quality.drop if tr.result is not None else None
+    return math.inf if drop is None else drop
 
 
 def quick_latency(prep: Prepared, pruned: onnx.ModelProto,
@@ -409,23 +680,30 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
-          distill_seconds: float = 60.0) -> Outcome:
+          distill_seconds: float = 60.0, val=None, stages: int = 1,
+          data_options: DataOptions | None = None) -> Outcome:
     """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
     ``max_drop`` alone, to the fastest measured model within that fidelity drop.
 
-    ``calib``: an iterable of feed dicts (each with a batch axis) or a .npz path; it enables
+    ``calib``: anything :func:`onnxprune.sources.load_samples` reads: a path (.npz, image
+    folder / glob / list, sentences with ``data_options.tokenizer``; images preprocessed as
+    ``data_options`` says), an onnxruntime ``CalibrationDataReader`` (``get_next()``), an
+    iterable of feed dicts (each with a batch axis) or a dict of arrays; it enables
     reconstruction selection, measured sensitivity, recovery and fidelity (without it, cuts are
-    ranked on synthetic images and accuracy is not checked). ``evaluate(model_path) -> float`` is
+    ranked on synthetic images and accuracy is not checked). ``val``: the same kinds of data,
+    disjoint from ``calib``: fidelity (and ``max_drop``) are then judged on it. ``evaluate(model_path) -> float`` is
     the pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it,
     the loss of top-1 agreement). ``config``: the deployment runtime measured here (default ORT
     CPU, 1 thread) or a latency source (:class:`onnxprune.remote.RaySource` to measure on other
-    machines). Raises OnnxPruneError with a one-line reason on failure."""
+    machines). ``stages``: progressive pruning in that many steps. Raises OnnxPruneError with
+    a one-line reason on failure."""
     modes = sum(v is not None for v in (target_ms, speedup, ratio))
     if modes > 1 or modes == 0 and max_drop is None:
         raise OnnxPruneError("give exactly one of target_ms, speedup, ratio (or max_drop alone)")
     loaded = load.load_model(model) if isinstance(model, str) else model
-    samples = calib if calib is None or isinstance(calib, str) else from_feeds(calib, loaded)
-    prep = prepare(loaded, shapes, importance, exclude, samples)
+    data = [None if d is None else load_samples(d, loaded, data_options, shapes, what)
+            for d, what in ((calib, "calib"), (val, "val"))]
+    prep = prepare(loaded, shapes, importance, exclude, *data)
     config = config or runtime.RuntimeConfig()
     if ratio is not None:
         result = prune_ratio(prep, ratio, recovery, evaluate, max_drop, distill_seconds)
@@ -437,5 +715,6 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
                                progress=False, value=value, **settings)
     else:
         tr = prune_to_target(prep, config, target_ms, speedup, floor, method, cache_path,
-                             progress=False, max_drop=max_drop, value=value, **settings)
+                             progress=False, max_drop=max_drop, value=value, stages=stages,
+                             **settings)
     return Outcome(prep.original if tr.already_met else tr.result.model, tr.to_dict(prep.graph), tr)

@@ -487,37 +487,6 @@ def _finish(group: Group, min_width: int, layers: list[LayerProfile], rel_tol: f
     return prof
 
 
-def plot_group(prof: GroupProfile, directory: str) -> list[str]:
-    """One PNG per layer (and one for the group sum): latency vs width, steps marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    series = [(lp.layer.node + f" [{lp.layer.mode}]", lp.points, steps_and_candidates(lp.points)[1])
-              for lp in prof.layers]
-    series.append((f"group {prof.group} total ({prof.name})", prof.curve, prof.candidates))
-    for title, points, cands in series:
-        widths = sorted(points)
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(widths, [points[w] for w in widths], "o-", ms=3, lw=1)
-        for c in cands:
-            ax.axvline(c, color="tab:red", lw=0.6, ls="--")
-        ax.plot(cands, [points[c] for c in cands], "s", color="tab:red", ms=5, label="step edge")
-        ax.set_xlabel("channels kept in group")
-        ax.set_ylabel("latency (ms)")
-        ax.set_title(title, fontsize=8)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in title)[-80:]
-        path = os.path.join(directory, f"g{prof.group:03d}_{safe}.png")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
 @dataclass
 class ProfileRun:
     """All group profiles of one run, and how much of it was measured vs served from cache."""

@@ -69,6 +69,7 @@ class RecoveryReport:
     layers: list[dict] = field(default_factory=list)
     final: Fidelity | None = None
     skipped: list[dict] = field(default_factory=list)  # consumers left alone, with why
+    warnings: list[str] = field(default_factory=list)  # steps that failed, one line each
 
 
 def _refit_candidates(g: ChannelGraph, plan: PrunePlan) -> list[tuple[int, np.ndarray, str]]:
@@ -278,6 +279,22 @@ def _score(f: Fidelity) -> float:
     return (first or 0.0) + min(f.cosine.values())
 
 
+def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
+          fit: calib.Samples, held_out: calib.Samples, cons: list[Consumer],
+          report: RecoveryReport, distill_seconds: float) -> tuple[onnx.ModelProto, dict]:
+    """One recovery step on ``current``: ``(candidate model, report extras)``."""
+    if step == "bias":
+        return bias_compensation(g, plan, current, fit, cons), {}
+    if step == "lsq":
+        candidate, report.layers = lsq_refit(g, current, fit, cons)
+        return candidate, {}
+    if step == "bn":
+        return bn_recalibration(g, plan, current, fit), {}
+    from .distill import distill
+    candidate, extra = distill(g.model, current, fit, held_out, distill_seconds)
+    return candidate, {"distill": {k: v for k, v in extra.items() if not isinstance(v, list)}}
+
+
 def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: calib.Samples,
             held_out: calib.Samples, reference: dict[str, np.ndarray],
             steps: tuple[str, ...] = STEPS, distill_seconds: float = 60.0
@@ -292,17 +309,14 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
     for step in ALL_STEPS:
         if step not in steps:
             continue
-        extra: dict = {}
-        if step == "bias":
-            candidate = bias_compensation(g, plan, current, fit, cons)
-        elif step == "lsq":
-            candidate, report.layers = lsq_refit(g, current, fit, cons)
-        elif step == "bn":
-            candidate = bn_recalibration(g, plan, current, fit)
-        else:
-            from .distill import distill
-            candidate, extra = distill(g.model, current, fit, held_out, distill_seconds)
-            extra = {"distill": {k: v for k, v in extra.items() if not isinstance(v, list)}}
+        try:
+            candidate, extra = _step(step, g, plan, current, fit, held_out, cons, report,
+                                     distill_seconds)
+        except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            report.steps.append({"step": step, **best.as_dict(), "kept": False, "failed": why})
+            report.warnings.append(f"recovery step {step!r} failed ({why}); it was skipped")
+            continue
         got = fidelity(reference, candidate, held_out)
         kept = _score(got) >= _score(best)
         report.steps.append({"step": step, **got.as_dict(), "kept": kept, **extra})

@@ -14,18 +14,20 @@ from .sensitivity import Table
 
 @dataclass
 class Quality:
-    """Fidelity of the final model on held-out calibration data, and what recovery did."""
+    """Fidelity of the final model on held-out data (whole clusters of calibration samples, or
+    the user's --val samples: ``data``), and what recovery did."""
 
     fidelity: verify.Fidelity | None = None
     baseline_metric: float | None = None
     drop: float | None = None
     recovery: recover.RecoveryReport | None = None
+    data: str = "held-out"  # what fidelity was judged on: held-out calibration clusters, or "val"
 
     def to_dict(self) -> dict:
         out: dict = {}
         if self.fidelity is not None:
             out["fidelity"] = {**self.fidelity.as_dict(), "drop": self.drop,
-                               "baseline_metric": self.baseline_metric}
+                               "baseline_metric": self.baseline_metric, "data": self.data}
         if self.recovery is not None:
             out["recovery"] = {"steps": self.recovery.steps, "layers": self.recovery.layers,
                                "skipped": self.recovery.skipped}
@@ -60,7 +62,13 @@ class PruneResult:
 
 @dataclass
 class TargetResult:
-    """What the latency-targeted search produced: the pruned model and its evidence."""
+    """What the latency-targeted search produced: the pruned model and its evidence.
+
+    One baseline (``baseline_ms``, measured once) and interleaved ratios against it: the
+    target is ``target_ms = baseline_ms / target_speedup``; ``speedup`` is the chosen model's
+    pooled interleaved ratio (the loop's comparisons of it and ``final``, a fresh one) and its
+    latency is ``baseline_ms / speedup``; every trade-off point's ``ms`` is derived the same
+    way. ``stages``: how many progressive pruning stages produced it."""
 
     result: PruneResult | None
     baseline_ms: float
@@ -74,18 +82,33 @@ class TargetResult:
     table: Table | None = None
     synthetic: bool = False
     points: list[dict] = field(default_factory=list)
+    speedup: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    stages: int = 1
+
+    @property
+    def target_speedup(self) -> float:
+        return self.baseline_ms / self.target_ms
+
+    @property
+    def after_ms(self) -> float | None:
+        """The chosen model's latency on the run's one baseline scale."""
+        return None if self.speedup is None else self.baseline_ms / self.speedup
 
     def to_dict(self, g: ChannelGraph) -> dict:
         """Everything the run measured (``g``: the channel graph the widths index)."""
         out = {"baseline_ms": self.baseline_ms, "target_ms": self.target_ms,
-               "already_met": self.already_met, "profile_seconds": self.profile_seconds}
+               "target_speedup": self.target_speedup,
+               "already_met": self.already_met, "profile_seconds": self.profile_seconds,
+               "warnings": self.warnings}
         if self.result is None:
             return out
         r = self.result
         out["final"] = {
-            "pruned_ms": self.final.b.median_ms, "baseline_ms_interleaved": self.final.a.median_ms,
-            "speedup_interleaved": self.final.speedup, "ratio_p10": self.final.ratio_p10,
-            "ratio_p90": self.final.ratio_p90, "params_before": r.params_before,
+            "speedup": self.speedup, "ms": self.after_ms, "stages": self.stages,
+            "independent_speedup": self.final.speedup, "ratio_p10": self.final.ratio_p10,
+            "ratio_p90": self.final.ratio_p90, "rounds": self.final.rounds,
+            "params_before": r.params_before,
             "params_after": r.params_after, "macs_before": r.flops_before,
             "macs_after": r.flops_after, "zero_filter_error": r.zero_filter_error,
         }
@@ -100,7 +123,8 @@ class TargetResult:
                                           if self.table is not None else None)})
         out["groups"] = groups
         out["loop"] = [{"savings_asked": s.savings_asked, "predicted_ms": s.predicted_ms,
-                        "measured_ms": s.measured_ms, "importance": s.importance,
+                        "measured_ms": s.measured_ms,
+                        "speedup": self.baseline_ms / s.measured_ms, "importance": s.importance,
                         "accepted": s.accepted} for s in (self.loop.steps if self.loop else [])]
         out["quality"] = r.to_dict()
         out["tradeoff"] = self.points

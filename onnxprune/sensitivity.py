@@ -43,7 +43,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import cachefile, calib, progress, runtime
+from . import cachefile, calib, load, progress, runtime
 from .graph import ChannelGraph, Group
 from .linear import _rows_to_weight, _weight_rows, design_rows, linear, ridge_solve, ridge_strength
 
@@ -329,34 +329,56 @@ class GroupProbe:
         for name, value in self.base.items():
             model.graph.input.append(onnx.helper.make_tensor_value_info(
                 name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
+        load.derived(model)
         self.session = runtime.session(model, runtime.RuntimeConfig(threads=os.cpu_count() or 1))
         self.batch, self.static = calib.batch_size(g.model)
 
     def _cut(self, model: onnx.ModelProto, fed: set[str], samples: calib.Samples) -> calib.Samples:
         """Keep only the nodes from the first one reading a fed weight on (the cut changes
-        nothing before it); the tensors they read from earlier nodes become graph inputs, fed
-        from one run of the unpruned model. Returns those inputs over ``samples``."""
+        nothing before it); the activations they read from earlier nodes become graph inputs,
+        fed from one run of the unpruned model. Tensors without a batch axis (scalars,
+        computed shapes: they may depend on the batch size) are recomputed instead: their
+        producers join the kept nodes. Returns the fed inputs over ``samples``."""
         nodes = list(model.graph.node)
         first = min(k for k, n in enumerate(nodes) if fed & set(n.input))
-        made = {o for n in nodes[first:] for o in n.output}
+        producer = {o: k for k, n in enumerate(nodes) for o in n.output}
         inits = {i.name for i in model.graph.initializer}
-        needed = [o.name for o in model.graph.output if o.name not in made]
-        needed += [i for n in nodes[first:] for i in n.input if i and i not in made and i not in inits]
-        needed = list(dict.fromkeys(needed))
-        feeds = calib.Tap(self.g.model, needed, prefix=True).collect(samples, needed) if first else samples
+        keep = set(range(first, len(nodes)))
+        batch = next(calib.batches(samples, calib.batch_size(self.g.model)[0]))
+        while True:
+            needed = self._needed(model, nodes, keep, inits)
+            made = [n for n in needed if n not in samples]
+            probe = calib.Tap(self.g.model, made, prefix=True) if made else None
+            got = next(probe.run(batch)) if probe is not None else {}
+            loose = {producer[n] for n in made if n in producer
+                     and not calib.batch_major(got[n], calib.count(batch))}
+            if not loose:
+                break
+            keep |= loose
+        feeds = {**samples, **(probe.collect(samples, made) if probe is not None else {})}
+        kept = [n for k, n in enumerate(nodes) if k in keep]
         del model.graph.node[:]
-        model.graph.node.extend(nodes[first:])
-        used = {i for n in nodes[first:] for i in n.input} | {o.name for o in model.graph.output}
-        kept = [i for i in model.graph.initializer if i.name in used and i.name not in fed]
+        model.graph.node.extend(kept)
+        used = {i for n in kept for i in n.input} | {o.name for o in model.graph.output}
+        inits_kept = [i for i in model.graph.initializer if i.name in used and i.name not in fed]
         del model.graph.initializer[:]
-        model.graph.initializer.extend(kept)
+        model.graph.initializer.extend(inits_kept)
         del model.graph.input[:]
         for name in needed:
             value = feeds[name]
-            shape = ["N", *value.shape[1:]]
             model.graph.input.append(onnx.helper.make_tensor_value_info(
-                name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), shape))
+                name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), ["N", *value.shape[1:]]))
         return {k: feeds[k] for k in needed}
+
+    @staticmethod
+    def _needed(model: onnx.ModelProto, nodes: list, keep: set[int], inits: set[str]) -> list[str]:
+        """What the ``keep`` nodes read that they do not make themselves: graph outputs made
+        elsewhere and activations (graph inputs included), in first-use order."""
+        kept = [n for k, n in enumerate(nodes) if k in keep]
+        made = {o for n in kept for o in n.output}
+        needed = [o.name for o in model.graph.output if o.name not in made]
+        needed += [i for n in kept for i in n.input if i and i not in made and i not in inits]
+        return list(dict.fromkeys(needed))
 
     def weights(self, removed: np.ndarray, refit: bool = True) -> dict[str, np.ndarray]:
         """Feeds for the cut removing channel indices ``removed`` of the group."""

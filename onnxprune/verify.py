@@ -168,7 +168,10 @@ class Fidelity:
     :func:`pooled`; or an [N, H] embedding that is not class scores, see
     :func:`onnxprune.sensitivity.classifier_like`), the mean per-sample cosine of the
     embeddings and the nearest-neighbour agreement among the samples
-    (:func:`neighbour_agreement`), else None."""
+    (:func:`neighbour_agreement`), else None. ``samples``: how many samples it was measured
+    on; ``clusters``: how many distinct clusters of near-duplicates they form, and
+    ``interval``: a 95% interval of the agreement (top-1, else nearest-neighbour) with those
+    clusters as the unit of evidence (see :func:`agreement_interval`), when they are known."""
 
     agreement: float | None
     cosine: dict[str, float]
@@ -178,6 +181,9 @@ class Fidelity:
     distortion: float | None = None
     embedding_cosine: float | None = None
     neighbours: float | None = None
+    samples: int = 0
+    clusters: int | None = None
+    interval: tuple[float, float] | None = None
 
     def drop(self, baseline_metric: float | None = None) -> float:
         """The fidelity loss ``--max-drop`` bounds: metric drop when a metric is given, else
@@ -194,7 +200,9 @@ class Fidelity:
     def as_dict(self) -> dict:
         return {"agreement": self.agreement, "top5": self.top5, "distortion": self.distortion,
                 "cosine": self.cosine, "rel_l2": self.rel_l2, "metric": self.metric,
-                "embedding_cosine": self.embedding_cosine, "neighbours": self.neighbours}
+                "embedding_cosine": self.embedding_cosine, "neighbours": self.neighbours,
+                "samples": self.samples, "clusters": self.clusters,
+                "interval": list(self.interval) if self.interval is not None else None}
 
 
 def outputs_on(model: onnx.ModelProto, samples: calib.Samples) -> dict[str, np.ndarray]:
@@ -204,10 +212,13 @@ def outputs_on(model: onnx.ModelProto, samples: calib.Samples) -> dict[str, np.n
 
 
 def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples: calib.Samples,
-             evaluate: Callable[[str], float] | None = None) -> Fidelity:
-    """Compare ``pruned`` with the reference outputs (from :func:`outputs_on`)."""
+             evaluate: Callable[[str], float] | None = None,
+             groups: np.ndarray | None = None) -> Fidelity:
+    """Compare ``pruned`` with the reference outputs (from :func:`outputs_on`); ``groups``:
+    the near-duplicate cluster of each sample, for the agreement's interval."""
     got = outputs_on(pruned, samples)
     agreement = top5 = None
+    hits = None  # per-sample agreement (top-1, else nearest neighbour)
     cosine, rel = {}, {}
     for name, a in reference.items():
         b = got[name]
@@ -217,6 +228,7 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         rel[name] = float(np.linalg.norm(a2 - b2) / max(np.linalg.norm(a2), 1e-30))
         if agreement is None and classifier_like(name, a):
             agreement, top5 = top_agreement(a, b)
+            hits = a.argmax(1) == b.argmax(1)
     metric = evaluate_model(pruned, evaluate) if evaluate is not None else None
     emb_cos = neighbours = None
     name = next((n for n, a in reference.items() if len(a) > 2 and (
@@ -225,9 +237,35 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         mask = calib.attention_mask(samples, reference[name].shape[:2]) if reference[name].ndim == 3 else None
         a, b = pooled(reference[name], mask), pooled(got[name], mask)
         emb_cos = float(np.mean(_row_cosine(a, b)))
-        neighbours = neighbour_agreement(a, b)
+        same = _nearest(a) == _nearest(b)
+        neighbours = float(np.mean(same))
+        hits = same if hits is None else hits
+    n = calib.count(samples)
+    interval = clusters = None
+    if groups is not None and hits is not None and len(hits) == len(groups):
+        clusters = len(np.unique(groups))
+        interval = agreement_interval(hits, groups)
     return Fidelity(agreement, cosine, rel, metric, top5, distortion(reference, got, samples),
-                    emb_cos, neighbours)
+                    emb_cos, neighbours, n, clusters, interval)
+
+
+def agreement_interval(hits: np.ndarray, groups: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of the share of ``hits`` (0/1 per sample) when whole clusters
+    (``groups``) are the unit of evidence: near-duplicates do not count as independent. A
+    Wilson score interval on the effective sample size ``p (1 - p) / var``, with ``var`` the
+    cluster-robust variance of the share, kept between the number of clusters and of samples
+    (the number of clusters when every cluster agrees alike)."""
+    hits = np.asarray(hits, dtype=np.float64)
+    _, index = np.unique(groups, return_inverse=True)
+    k, n = int(index.max()) + 1, len(hits)
+    p = float(hits.mean())
+    size = np.bincount(index, minlength=k).astype(np.float64)
+    share = np.bincount(index, weights=hits, minlength=k) / size
+    var = k / max(k - 1, 1) * float(np.sum(size ** 2 * (share - p) ** 2)) / n ** 2
+    n_eff = float(np.clip(p * (1 - p) / var, k, n)) if var > 0 and k > 1 else float(k)
+    centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z * np.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff ** 2)) / (1 + z * z / n_eff)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def pooled(tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -245,12 +283,15 @@ def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def neighbour_agreement(reference: np.ndarray, got: np.ndarray) -> float:
     """Share of samples whose nearest other sample (cosine) is the same under ``got``'s
     embeddings as under ``reference``'s ([N, H] each)."""
-    def nearest(e: np.ndarray) -> np.ndarray:
-        e = e.astype(np.float64) / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-30)
-        sim = e @ e.T
-        np.fill_diagonal(sim, -np.inf)
-        return sim.argmax(1)
-    return float(np.mean(nearest(reference) == nearest(got)))
+    return float(np.mean(_nearest(reference) == _nearest(got)))
+
+
+def _nearest(e: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest other row (cosine)."""
+    e = e.astype(np.float64) / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-30)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return sim.argmax(1)
 
 
 def top_agreement(reference: np.ndarray, got: np.ndarray) -> tuple[float, float | None]:

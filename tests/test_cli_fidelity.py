@@ -21,13 +21,13 @@ def test_frontier_writes_every_operating_point(tmp_path, capsys):
     calib = _npz(tmp_path / "c.npz")
     report, plot = tmp_path / "f.json", tmp_path / "f.png"
     main(["frontier", MNIST, "--calib", calib, "--speedups", "1.1,1.2", "--cache", str(tmp_path / "p.json"),
-          "--report", str(report), "--plot", str(plot), "-o", str(tmp_path)])
+          "--report", str(report), "--plot", str(plot), "-o", str(tmp_path / "models")])
     assert "measured frontier" in capsys.readouterr().out
     points = json.loads(report.read_text())
     assert len(points) == 2 and all(p["quality"]["fidelity"]["agreement"] is not None for p in points)
     assert plot.stat().st_size > 0
     for s in ("1.1", "1.2"):
-        onnx.checker.check_model(onnx.load(str(tmp_path / f"mnist_cnn.{s}x.onnx")))
+        onnx.checker.check_model(onnx.load(str(tmp_path / "models" / f"mnist_cnn.{s}x.onnx")))
 
 
 def test_analyze_draws_the_sensitivity_heatmap(tmp_path, capsys):

@@ -78,7 +78,8 @@ def mnist_pruned():
     images, _ = mnist("calib")
     original = onnx.load("models/mnist_cnn.onnx")
     pruned = prune(original, ratio=0.5, calib=[{"input": images}], recovery=(), importance="l1").model
-    return original, pruned, calib.split({"input": images}), mnist("test")
+    split = calib.split({"input": images})
+    return original, pruned, (split.fit, split.held), mnist("test")
 
 
 def test_distill_improves_held_out_fidelity_of_a_pruned_cnn(mnist_pruned):

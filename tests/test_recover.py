@@ -56,7 +56,8 @@ def test_least_squares_refit_reduces_reconstruction_error():
     prep = prepare(model)
     plan = ratio_plan(prep.graph, 0.4)
     pruned = apply_plan(prep.graph, plan)
-    fit, held = calib.split(samples)
+    split = calib.split(samples)
+    fit, held = split.fit, split.held
     refit, layers = lsq_refit(prep.graph, pruned, fit, consumers(prep.graph, plan))
     assert layers and all(layer["error_after"] <= layer["error_before"] for layer in layers)
     assert any(layer["error_after"] < 0.7 * layer["error_before"] for layer in layers)
