@@ -367,7 +367,9 @@ class Search:
 
     def measure(self, widths: dict[int, int]) -> float:
         """Measured latency (ms) of the pruned model: ``baseline_ms / speedup``."""
-        return self.baseline_ms / self.speedup_of(widths)
+        speedup = self.speedup_of(widths)
+        progress_line(f"search: candidate measured {self.baseline_ms / speedup:.3f} ms ({speedup:.2f}x)")
+        return self.baseline_ms / speedup
 
     def _key(self, model: bytes) -> str:
         h = hashlib.sha256(self.source.key().encode())
