@@ -63,7 +63,7 @@ MATCH_WEIGHT = 1.0  # weight of the mean intermediate-activation term
 VAR_FLOOR = 1e-2  # per-channel variance floor of a matched tensor, relative to its mean variance
 BATCH = 32  # mini-batch size (a multiple of the model's static batch size when it has one)
 EVAL_BATCH = 64  # samples per held-out evaluation pass
-DECIDE = 2  # the step count is decided after this many steps (from the time of the last one)
+DECIDE = 3  # the step count is decided after this many steps (their median time, the first left out)
 MIN_EVALS = 8  # held-out evaluations over a run at least (else one per epoch)
 PATIENCE = 3  # early stop after this many evaluations and epochs without a held-out gain
 GAIN = 1e-3  # a held-out loss counts as a gain when it is this much (relative) below the best
@@ -453,7 +453,8 @@ class _Job:
         order = np.empty(0, dtype=np.int64)
         total = plan.steps
         times: list[float] = []
-        since, stopped, step, gained = 0, "budget", 0, 0
+        since, step, gained = 0, 0, 0
+        stopped = "the given steps made" if plan.source == "given" else "budget"
         if total is None and seconds - (time.perf_counter() - start) <= 2 * eval_s:
             total = plan.store(0, 0.0, eval_s)  # set-up took the budget: no step, now and on reruns
         if total == 0:
@@ -461,7 +462,7 @@ class _Job:
         while total is None or step < total:
             if total is None and step == DECIDE:
                 total = plan.decide(seconds - (time.perf_counter() - start) - 2 * eval_s,
-                                    times[-1], eval_s, per_epoch, step)
+                                    float(np.median(times[1:])), eval_s, per_epoch, step)
                 if step >= total:
                     break
             if len(order) < self.batch:  # a new epoch: a fresh permutation of the fit samples

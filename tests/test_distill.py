@@ -107,7 +107,8 @@ def pruned_residual():
     return prep.graph, plan, prep.graph.model, pruned, split.fit, split.held
 
 
-def test_distill_matches_block_ends_and_improves_held_out_fidelity(pruned_residual):
+def test_distill_matches_block_ends_and_improves_held_out_fidelity(pruned_residual, monkeypatch):
+    monkeypatch.setattr(distill_module, "LR", 3e-3)  # a small random net takes bigger steps
     g, plan, original, pruned, fit, held = pruned_residual
     match = recover.block_ends(g, plan, pruned)
     names = {n.output[0]: n.op_type for n in original.graph.node}
@@ -118,7 +119,7 @@ def test_distill_matches_block_ends_and_improves_held_out_fidelity(pruned_residu
     assert report["matched"] == [m.student for m in match]
     assert report["kl_after"] < 0.5 * report["kl_before"]
     assert report["agreement_after"] >= report["agreement_before"]
-    assert report["stopped"] == "budget" or report["stopped"].startswith("early stop")
+    assert report["stopped"] == "the given steps made" or report["stopped"].startswith("early stop")
     onnx.checker.check_model(model, full_check=True)
     assert model.graph.node == pruned.graph.node
     assert {(i.name, i.data_type, tuple(i.dims)) for i in model.graph.initializer} == \
