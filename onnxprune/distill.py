@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -92,6 +93,13 @@ class Match:
 
 
 def require_torch():
+    """torch (the optional extra), imported here. Its first import in the process gets
+    ``OMP_WAIT_POLICY=PASSIVE`` unless the caller chose a policy: OpenMP threads that wait for
+    each other then sleep instead of spinning, so a machine busy with other work does not slow
+    every op down several times (a MobileNetV2 training step with 2 threads on 2 busy cores:
+    6.5 s spinning, 1.9 s passive; the results are the same)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError as exc:
@@ -111,8 +119,7 @@ def device(torch):
 
 def threads() -> int:
     """Torch threads: ``$ONNXPRUNE_DISTILL_THREADS``, else every core this process may run on
-    (on a machine busy with other work, fewer threads than cores can be much faster: threads
-    that wait for each other at every op lose their turn)."""
+    (see :func:`require_torch` for a machine busy with other work)."""
     given = os.environ.get("ONNXPRUNE_DISTILL_THREADS", "")
     if given.isdigit() and int(given) > 0:
         return int(given)
