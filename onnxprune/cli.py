@@ -285,8 +285,9 @@ def _described(data: dict, prep: pipeline.Prepared, source: backends.LatencySour
                    "recovered and measured again")
 @click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
               help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)")
-@click.option("--distill-seconds", type=float, default=60.0, show_default=True,
-              help="time budget of the distill recovery step (needs torch: onnxprune[torch])")
+@click.option("--distill-seconds", type=float, default=recover.DISTILL_SECONDS, show_default=True,
+              help="time budget of the distill recovery step (needs torch: onnxprune[torch]); "
+                   "decided once into a step count, cached, so a rerun makes the same steps")
 @click.option("--max-drop", type=float, default=None,
               help="largest allowed fidelity drop (1 - top-1 agreement on held-out calib data); "
                    "alone: the fastest model within it")

@@ -1,53 +1,105 @@
-"""Distill: gradient-based recovery of a pruned model towards the original's outputs.
+"""Distill: gradient-based recovery of a pruned model towards the original's function.
 
-An optional recovery step (needs the ``onnxprune[torch]`` extra). The pruned graph is run by a
-differentiable torch executor of our own (:mod:`.torchexec`); the teacher is the ORIGINAL model
-run once with onnxruntime on the calibration samples (and on augmented copies of them).
+An optional recovery step (needs the ``onnxprune[torch]`` extra). Student and teacher are both
+run by a differentiable torch executor of our own (:mod:`.torchexec`): the pruned graph, whose
+weights are tuned, and the ORIGINAL graph, run without gradients on the same random view of
+every mini-batch (so every view is fresh and the teacher is never asked about an input the
+student does not see; held-out teacher values are computed once).
+
+Objective: per output, KL divergence of the softmaxed logits at :data:`TEMPERATURE` for
+classifier-like outputs ([N, K], K > 1), otherwise MSE divided by the teacher output's variance
+(real tokens only when the inputs carry an attention mask); plus, weighted by
+:data:`MATCH_WEIGHT`, the mean over the ``match`` tensors (intermediate block outputs, see
+:class:`Match`) of the MSE divided by each channel's teacher variance; plus an L2 pull towards
+the starting weights. Views (:class:`_Views`): random resized crops, flips and small colour
+changes of image inputs; token dropout of text inputs, the attention mask kept consistent.
 
 Invariants:
 
 * the graph structure never changes: only trainable initializers (Conv/ConvTranspose/Gemm/MatMul
-  weights and biases, BatchNormalization scale and bias) are tuned, and written back into a copy
+  weights and biases, normalisation scales and biases) are tuned, and written back into a copy
   of ``pruned`` under the same names and dtypes;
-* training starts only if the torch executor matches onnxruntime on the pruned model to
+* training starts only if the torch executor matches onnxruntime on both models to
   :data:`NUMERIC_TOL` (relative); otherwise the pruned model is returned with a skip reason;
-* the returned model is the best one on the held-out samples, and it is ``pruned`` itself
-  (report ``kept: False``) unless held-out fidelity, re-measured with onnxruntime, improved.
-
-Objective per output: KL divergence of the softmaxed logits for classifier-like outputs
-([N, K], K > 1), otherwise MSE divided by the teacher output's variance; plus a normalised MSE
-for each ``match`` pair of intermediate tensors, plus an L2 pull towards the starting weights.
+* repeatable: the wall-clock budget becomes a step count once (the time of the first steps,
+  rounded down to whole epochs or a coarse grid), stored under ``$ONNXPRUNE_CACHE/distill.json``
+  keyed by models, data, settings, torch version, threads and device; a second run reuses it.
+  Every random choice is seeded, torch runs deterministic algorithms with a fixed thread count,
+  and held-out evaluations fall on fixed steps: same inputs and cache, same written bytes;
+* the returned model is the best one on the held-out samples (evaluated every epoch, at least
+  :data:`MIN_EVALS` times; training stops early after :data:`PATIENCE` evaluations and as many
+  epochs without a gain), and it is ``pruned`` itself (report ``kept: False``) unless the held-out loss,
+  re-measured with onnxruntime, improved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
 import math
+import os
+import sys
+import tempfile
 import time
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import calib
+from . import calib, runtime
 from .errors import OnnxPruneError
 from .sensitivity import classifier_like
 
 NUMERIC_TOL = 1e-4  # executor vs onnxruntime, relative to the largest output magnitude
-LR = 1e-2  # Adam step relative to each tensor's RMS (tuned on the MNIST CNN; cosine-decayed)
+LR = 3e-4  # Adam step relative to each tensor's RMS (cosine-decayed after a short ramp)
 LR_FLOOR = 1e-2  # RMS floor for the per-tensor step (near-zero biases still move)
+RAMP = 5  # steps of linearly rising step size at the start
 L2 = 1e-2  # weight of the relative L2 pull towards the starting weights
 TEMPERATURE = 2.0  # softmax temperature of the KL term while training (held-out KL uses 1)
-MATCH_WEIGHT = 0.5  # weight of each intermediate-activation term
+MATCH_WEIGHT = 1.0  # weight of the mean intermediate-activation term
+VAR_FLOOR = 1e-2  # per-channel variance floor of a matched tensor, relative to its mean variance
 BATCH = 32  # mini-batch size (a multiple of the model's static batch size when it has one)
-EVALS = 12  # held-out evaluations over the budget
-MAX_VIEWS = 16  # cached teacher views of the fit set: the plain one plus augmented copies
-VIEW_SHARE = 0.2  # at most this share of the budget goes into teacher runs on augmented views
-VIEW_BYTES = 1 << 30  # and at most this much memory into the cached inputs
-FLIP = 0.5  # probability of a horizontal flip per augmented image
+EVAL_BATCH = 64  # samples per held-out evaluation pass
+DECIDE = 3  # the step count is decided after this many steps (their median time, the first left out)
+MIN_EVALS = 8  # held-out evaluations over a run at least (else one per epoch)
+PATIENCE = 3  # early stop after this many evaluations and epochs without a held-out gain
+GAIN = 1e-3  # a held-out loss counts as a gain when it is this much (relative) below the best
+MAX_EPOCHS = 60  # the step count never plans more epochs than this
+DEFAULT_SECONDS = 240.0  # --distill-seconds default (see the README: MobileNetV2 at 1.3x)
+CHANNELS_LAST = {"cpu": True, "cuda": True}  # memory format of image activations per device
+PLAIN = 0.2  # share of image views that keep the whole frame (flipped or not)
+CROP_AREA = (0.25, 1.0)  # random resized crop: area share of the frame
+CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio
+FLIP = 0.5  # probability of a horizontal flip
+VIEW_SCALE = 1.0  # image views at this share of the input's height and width (if the model allows)
+BRIGHTNESS, CONTRAST, SATURATION = 0.1, 0.2, 0.2  # colour jitter amplitudes
+TOKEN_DROP = 0.1  # token dropout: share of real tokens (not the first or last) removed
 
 
-def _torch():
+@dataclass
+class Match:
+    """An intermediate tensor to match: ``teacher`` in the original graph, ``student`` in the
+    pruned one; the student keeps the teacher's channel positions ``keep`` along ``axis`` (None:
+    all of them)."""
+
+    teacher: str
+    student: str
+    axis: int = 1
+    keep: np.ndarray | None = None
+
+
+def require_torch():
+    """torch (the optional extra), imported here. Its first import in the process gets
+    ``OMP_WAIT_POLICY=PASSIVE`` unless the caller chose a policy: OpenMP threads that wait for
+    each other then sleep instead of spinning, so a machine busy with other work does not slow
+    every op down several times (a MobileNetV2 training step with 2 threads on 2 busy cores:
+    6.5 s spinning, 1.9 s passive; the results are the same)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError as exc:
@@ -56,45 +108,85 @@ def _torch():
     return torch
 
 
-def distill(original: onnx.ModelProto, pruned: onnx.ModelProto, fit: dict[str, np.ndarray],
-            held: dict[str, np.ndarray], seconds: float = 60.0, seed: int = 0,
-            match: list[tuple[str, str]] | None = None) -> tuple[onnx.ModelProto, dict]:
-    """Tune ``pruned``'s weights for about ``seconds`` so its outputs match ``original``'s on
-    ``fit`` (calibration samples, input name -> [N, ...]); select on ``held``.
+def device(torch):
+    """The one place distill chooses its device: the first CUDA device when torch sees one
+    (cuBLAS set up for deterministic results), else the CPU."""
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        return torch.device("cuda")
+    return torch.device("cpu")
 
-    ``match``: (original tensor, pruned tensor) pairs of equal-shaped intermediate activations to
-    match as well. Returns ``(model, report)``; ``report`` is ``{"skipped": reason}`` when the
-    graph cannot be run by the torch executor (the model is then ``pruned`` unchanged), else it
-    holds ``steps``, ``seconds``, held-out ``kl_before``/``kl_after``,
-    ``agreement_before``/``agreement_after`` (None without a classifier-like output),
-    ``loss_before``/``loss_after`` and ``kept``."""
-    torch = _torch()
-    from . import torchexec
 
-    start = time.perf_counter()
+def threads() -> int:
+    """Torch threads: ``$ONNXPRUNE_DISTILL_THREADS``, else every core this process may run on
+    (see :func:`require_torch` for a machine busy with other work)."""
+    given = os.environ.get("ONNXPRUNE_DISTILL_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _settings(torch, dev, count: int):
+    """``count`` torch threads while distilling, and on a GPU deterministic full-precision
+    algorithms (no TF32: the executor must match onnxruntime to :data:`NUMERIC_TOL`); the
+    caller's settings after. (On the CPU the ops used are deterministic for a fixed thread
+    count; asking torch for it there would import its compiler stack, seconds.)"""
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    cuda = dev.type == "cuda"
+    if cuda:
+        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+        old = (torch.are_deterministic_algorithms_enabled(),
+               torch.is_deterministic_algorithms_warn_only_enabled(),
+               cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = False, True, False, False
     try:
-        net = torchexec.Executor(pruned, torchexec.trainable_names(pruned))
-    except ValueError as exc:  # UnsupportedOp included: "no torch rule for <op>"
-        return pruned, {"skipped": str(exc)}
-    if not net.trainable:
-        return pruned, {"skipped": "no trainable float weights"}
-    size, static = calib.batch_size(pruned, BATCH)
-    unit = size if static else 1  # a static batch dimension: samples go in whole batches of it
-    fit, held = _whole_batches(fit, unit), _whole_batches(held, unit)
-    if fit is None or held is None:
-        return pruned, {"skipped": "too few calibration samples for the model's batch size"}
-    job = _Job(torch, net, original, pruned, fit, held, list(match or []), size if static else None)
-    reason = job.check()
-    if reason:
-        return pruned, {"skipped": reason}
-    rng = np.random.default_rng(seed)
-    job.cache_teacher(rng, seconds - (time.perf_counter() - start))
-    steps = job.train(rng, start + seconds, job.held_loss())
-    candidate = job.write_back(pruned)
-    after, baseline = job.ort_score(candidate), job.ort_score(pruned)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.set_num_threads(old_threads)
+        if cuda:
+            torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+            cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = old[2:]
+
+
+def distill(original: onnx.ModelProto, pruned: onnx.ModelProto, fit: dict[str, np.ndarray],
+            held: dict[str, np.ndarray], seconds: float = DEFAULT_SECONDS, seed: int = 0,
+            match: list[Match] | None = None, steps: int | None = None
+            ) -> tuple[onnx.ModelProto, dict]:
+    """Tune ``pruned``'s weights within about ``seconds`` so it computes what ``original``
+    computes on views of ``fit`` (calibration samples, input name -> [N, ...]); select and stop
+    early on ``held``. ``steps``: make this many steps instead of a budgeted count (tests).
+
+    Returns ``(model, report)``; ``report`` is ``{"skipped": reason}`` when the graph cannot be
+    run by the torch executor or the budget does not allow a step (the model is then
+    ``pruned``), else it holds ``steps`` (made), ``planned_steps`` and where that count came
+    from (``plan``: measured or cache), ``epochs``, ``batch``, ``best_step``, ``stopped`` (why),
+    ``seconds``, ``train_samples_per_s`` (student step with the teacher pass and the views),
+    ``eval_samples_per_s``, ``views``, ``matched`` (intermediate tensors), ``device``,
+    ``threads``, held-out ``loss``/``kl``/``agreement`` ``_before`` and ``_after`` (measured with
+    onnxruntime; agreement None without a classifier-like output) and ``kept``."""
+    torch = require_torch()
+    start = time.perf_counter()
+    dev = device(torch)
+    with _settings(torch, dev, threads()):
+        job = _Job.build(torch, dev, original, pruned, fit, held, list(match or []), seed)
+        if isinstance(job, str):
+            return pruned, {"skipped": job}
+        plan = _Plan(original, pruned, fit, held, seconds, seed, job)
+        if steps is not None:
+            plan.steps, plan.source = steps, "given"
+        run = job.train(plan, start, seconds)
+        if run.get("skipped"):
+            return pruned, {"skipped": run["skipped"]}
+        candidate = job.write_back(pruned)
+        after, baseline = job.ort_score(candidate), job.ort_score(pruned)
     kept = after["loss"] < baseline["loss"]
-    report = {"steps": steps, "seconds": round(time.perf_counter() - start, 2), "kept": kept,
-              "views": job.views, **{f"{k}_before": v for k, v in baseline.items()},
+    report = {**run, "seconds": round(time.perf_counter() - start, 2), "kept": kept,
+              **{f"{k}_before": v for k, v in baseline.items()},
               **{f"{k}_after": v for k, v in (after if kept else baseline).items()}}
     return (candidate if kept else pruned), report
 
@@ -105,165 +197,352 @@ def _whole_batches(samples: dict[str, np.ndarray], size: int) -> dict[str, np.nd
     return {k: v[:n] for k, v in samples.items()} if n else None
 
 
-class _Job:
-    """One distillation run: executor, cached teacher values, training and held-out scoring."""
+class _Plan:
+    """How many steps a budget buys: decided once from measured step and evaluation times,
+    rounded down to whole epochs (or to a coarse grid below one epoch), and cached under
+    ``$ONNXPRUNE_CACHE/distill.json`` keyed by everything that decides it."""
 
-    def __init__(self, torch, net, original: onnx.ModelProto, pruned: onnx.ModelProto,
-                 fit: dict[str, np.ndarray], held: dict[str, np.ndarray],
-                 match: list[tuple[str, str]], static: int | None):
-        self.torch, self.net, self.original, self.pruned = torch, net, original, pruned
-        self.fit, self.held, self.match, self.static = fit, held, match, static
+    def __init__(self, original: onnx.ModelProto, pruned: onnx.ModelProto, fit: dict, held: dict,
+                 seconds: float, seed: int, job: _Job):
+        torch = job.torch
+        h = hashlib.sha256(original.SerializeToString())
+        for node in pruned.graph.node:
+            h.update(node.SerializeToString())
+        for init in pruned.graph.initializer:
+            h.update(f"{init.name}:{list(init.dims)}".encode())
+        for part in (fit, held):
+            for name in sorted(part):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(part[name]).tobytes())
+        where = torch.cuda.get_device_name(job.dev) if job.dev.type == "cuda" else "cpu"
+        settings = {"seconds": float(seconds), "seed": seed, "batch": job.batch,
+                    "match": [[m.teacher, m.student] for m in job.match], "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "device": where,
+                    "constants": [LR, L2, TEMPERATURE, MATCH_WEIGHT, RAMP, DECIDE, MIN_EVALS,
+                                  MAX_EPOCHS, EVAL_BATCH]}
+        h.update(json.dumps(settings, sort_keys=True).encode())
+        self.key = h.hexdigest()[:32]
+        self.path = os.path.join(runtime.cache_dir(), "distill.json")
+        self.steps: int | None = self._read().get(self.key, {}).get("steps")
+        self.source = "measured" if self.steps is None else "cache"
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def decide(self, remaining: float, step_s: float, eval_s: float, per_epoch: int,
+               done: int) -> int:
+        """Total steps: ``done`` plus what ``remaining`` seconds allow after ``done`` steps
+        (each step ``step_s``; a held-out evaluation ``eval_s`` per epoch, at least
+        :data:`MIN_EVALS` of them), at most :data:`MAX_EPOCHS` epochs; stored in the cache."""
+        more = min((remaining - MIN_EVALS * eval_s) / step_s, remaining / (step_s + eval_s / per_epoch))
+        total = done + max(int(more), 0)
+        if total >= per_epoch:
+            total = min(total // per_epoch, MAX_EPOCHS) * per_epoch
+        else:  # below one epoch: 2, 3, 4, 6, 8, 12, 16, ...
+            grid = [g for k in range(12) for g in (2 ** k, 3 * 2 ** k // 2) if g >= 2]
+            total = max([g for g in grid if g <= total], default=done)
+        return self.store(max(total, done), step_s, eval_s)
+
+    def store(self, steps: int, step_s: float, eval_s: float) -> int:
+        """Remember ``steps`` for this key (with the times it came from); returns it."""
+        self.steps = steps
+        data = self._read()
+        data[self.key] = {"steps": steps, "step_seconds": round(step_s, 4),
+                          "eval_seconds": round(eval_s, 4)}
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=0, sort_keys=True)
+            os.replace(tmp, self.path)
+        return self.steps
+
+
+class _Job:
+    """One distillation run: student and teacher executors, views, held-out values, training."""
+
+    def __init__(self, torch, dev, student, teacher, original: onnx.ModelProto,
+                 pruned: onnx.ModelProto, fit: dict, held: dict, match: list[Match],
+                 static: int | None, seed: int):
+        self.torch, self.dev, self.student, self.teacher = torch, dev, student, teacher
+        self.original, self.pruned, self.fit, self.held = original, pruned, fit, held
+        self.match, self.static, self.seed = match, static, seed
         names = [o.name for o in original.graph.output]
-        same = set(names) == set(net.outputs)
+        same = set(names) == set(student.outputs)
         # (teacher output, student output) pairs: by name when they agree, else by position.
-        self.pairs = [(n, n) for n in names] if same else list(zip(names, net.outputs))
-        self.views = 1
-        self.tap = calib.Tap(original, [t for t, _ in match])
-        self.inputs: dict[str, np.ndarray] = {}
-        self.teacher: dict[str, np.ndarray] = {}
-        self.held_teacher: dict[str, np.ndarray] = {}
+        self.pairs = [(n, n) for n in names] if same else list(zip(names, student.outputs))
+        n = calib.count(fit)
+        unit = static or 1
+        self.batch = min(max(BATCH // unit, 1) * unit, n // unit * unit)
+        self.views = _Views(torch, dev, fit, seed)
+        self.fit_t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in fit.items()}
+        self.index = {m.teacher: torch.from_numpy(np.flatnonzero(m.keep)).to(dev)
+                      for m in match if m.keep is not None and not m.keep.all()}
+        self.classes: set[str] = set()
         self.scale: dict[str, float] = {}
+        self.channel_var: dict[str, object] = {}
+        self.held_teacher: dict[str, np.ndarray] = {}
+        self.held_t: dict = {}
+
+    @classmethod
+    def build(cls, torch, dev, original: onnx.ModelProto, pruned: onnx.ModelProto, fit: dict,
+              held: dict, match: list[Match], seed: int) -> _Job | str:
+        """A job ready to train, or why the models cannot be distilled."""
+        from . import torchexec
+
+        cl = CHANNELS_LAST.get(dev.type, False)
+        try:
+            student = torchexec.Executor(pruned, torchexec.trainable_names(pruned),
+                                         [m.student for m in match], channels_last=cl).place(dev)
+            teacher = torchexec.Executor(original, (), [m.teacher for m in match],
+                                         channels_last=cl).place(dev)
+        except ValueError as exc:  # UnsupportedOp included: "no torch rule for <op>"
+            return str(exc)
+        if not student.trainable:
+            return "no trainable float weights"
+        size, static = calib.batch_size(pruned, BATCH)
+        unit = size if static else 1  # a static batch dimension: samples go in whole batches of it
+        fit, held = _whole_batches(fit, unit), _whole_batches(held, unit)
+        if fit is None or held is None:
+            return "too few calibration samples for the model's batch size"
+        job = cls(torch, dev, student, teacher, original, pruned, fit, held, match,
+                  size if static else None, seed)
+        return job.check() or job
 
     # -- set-up ------------------------------------------------------------------------------
 
     def check(self) -> str | None:
-        """Why the executor cannot be trusted (outputs differ from onnxruntime), or None."""
-        from . import runtime
-
+        """Why the executors cannot be trusted (outputs differ from onnxruntime), or None;
+        caches the teacher's held-out outputs and the matched tensors' channel variances."""
         n = self.static or min(8, calib.count(self.held))
         feeds = {k: v[:n] for k, v in self.held.items()}
-        ref = runtime.run(runtime.session(self.pruned, runtime.RuntimeConfig(opt_level="disable")), feeds)
-        try:
-            with self.torch.no_grad():
-                got = self._forward(feeds, [p for _, p in self.match])
-        except Exception as exc:  # noqa: BLE001 -- a torch rule that cannot handle these inputs
-            return f"torch executor failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        err = runtime.max_rel_error(ref, {k: v.numpy() for k, v in got.items()})
-        if not err <= NUMERIC_TOL:
-            return f"torch executor differs from onnxruntime ({err:.1e} relative)"
-        teacher = self._teacher(feeds)
-        for t, s in self.match:
-            if teacher[t].shape != tuple(got[s].shape):
-                return f"match {t!r} -> {s!r}: shapes {teacher[t].shape} and {tuple(got[s].shape)} differ"
+        cfg = runtime.RuntimeConfig(opt_level="disable")
+        for net, model in ((self.student, self.pruned), (self.teacher, self.original)):
+            ref = runtime.run(runtime.session(model, cfg), feeds)
+            try:
+                got = self._run(net, self._tensors(feeds), EVAL_BATCH, grad=False)
+            except Exception as exc:  # noqa: BLE001 -- a torch rule that cannot handle these inputs
+                return f"torch executor failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            err = runtime.max_rel_error(ref, {k: got[k].cpu().numpy() for k in ref})
+            if not err <= NUMERIC_TOL:
+                return f"torch executor differs from onnxruntime ({err:.1e} relative)"
+        student = self._run(self.student, self._tensors(feeds), EVAL_BATCH, grad=False)
+        teacher = self._run(self.teacher, self._tensors(feeds), EVAL_BATCH, grad=False)
+        for m in self.match:
+            want = tuple(self._teacher_tap(m, teacher[m.teacher]).shape)
+            if want != tuple(student[m.student].shape):
+                return f"match {m.teacher!r}: shapes {want} and {tuple(student[m.student].shape)} differ"
+        self._held_teacher()
+        self._smaller_views()
         return None
 
-    def _teacher(self, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.tap.collect(samples, [t for t, _ in self.pairs] + [t for t, _ in self.match])
+    def _smaller_views(self) -> None:
+        """Train on image views :data:`VIEW_SCALE` the input size when both models run at that
+        size and give outputs of the same shapes (a fully convolutional body, global pooling)."""
+        if VIEW_SCALE == 1.0 or not self.views.images:
+            return
+        unit = self.static or 2
+        feeds = self._tensors({k: v[:unit] for k, v in self.fit.items()})
+        self.views.scale = VIEW_SCALE
+        try:
+            small = self.views(feeds)
+            for net in (self.student, self.teacher):
+                full, got = (self._run(net, f, unit, grad=False) for f in (feeds, small))
+                if any(full[k].shape != got[k].shape for k in net.outputs):
+                    raise ValueError("output shapes depend on the input size")
+        except Exception:  # noqa: BLE001 -- a graph tied to its input size: full-size views
+            self.views.scale = 1.0
 
-    def cache_teacher(self, rng: np.random.Generator, budget: float) -> None:
-        """Teacher values on the held-out set, the fit set and as many augmented views of the fit
-        set as :data:`VIEW_SHARE` of the budget (and :data:`VIEW_BYTES`) allow."""
-        self.held_teacher = self._teacher(self.held)
-        began = time.perf_counter()
-        parts_in, parts_out = [self.fit], [self._teacher(self.fit)]
-        once = time.perf_counter() - began
-        size = sum(v.nbytes for v in self.fit.values()) + sum(v.nbytes for v in parts_out[0].values())
-        room = min(VIEW_SHARE * max(budget, 0.0) / max(once, 1e-3), VIEW_BYTES / max(size, 1))
-        for _ in range(int(min(MAX_VIEWS - 1, room - 1)) if _augmentable(self.fit) else 0):
-            view = _augment(self.fit, rng)
-            parts_in.append(view)
-            parts_out.append(self._teacher(view))
-        self.views = len(parts_in)
-        self.inputs = {k: np.concatenate([p[k] for p in parts_in]) for k in self.fit}
-        self.teacher = {k: np.concatenate([p[k] for p in parts_out]) for k in parts_out[0]}
-        for name in self.teacher:
-            self.scale[name] = max(float(np.var(self.teacher[name], dtype=np.float64)), 1e-12)
+    def _tensors(self, samples: dict[str, np.ndarray]) -> dict:
+        return {k: self.torch.from_numpy(np.ascontiguousarray(v)).to(self.dev) for k, v in samples.items()}
+
+    def _teacher_tap(self, m: Match, value):
+        index = self.index.get(m.teacher)
+        return value if index is None else value.index_select(m.axis % value.dim(), index)
+
+    def _held_teacher(self) -> None:
+        """Teacher outputs on the held-out samples (kept), per-channel variances of the
+        matched tensors there (the rest is dropped) and each output's variance."""
+        torch = self.torch
+        outs: dict[str, list] = {t: [] for t, _ in self.pairs}
+        s1: dict[str, object] = {}
+        s2: dict[str, object] = {}
+        rank: dict[str, int] = {}
+        count = 0
+        for part in calib.batches(self.held, EVAL_BATCH):
+            got = self._run(self.teacher, self._tensors(part), EVAL_BATCH, grad=False)
+            count += 1
+            for t, _ in self.pairs:
+                outs[t].append(got[t])
+            for m in self.match:
+                x = self._teacher_tap(m, got[m.teacher]).double()
+                rank[m.teacher] = x.dim()
+                axes = tuple(a for a in range(x.dim()) if a != m.axis % x.dim())
+                s1[m.teacher] = s1.get(m.teacher, 0) + x.mean(axes)
+                s2[m.teacher] = s2.get(m.teacher, 0) + (x * x).mean(axes)
+        self.held_t = {t: torch.cat(v) for t, v in outs.items()}
+        self.held_teacher = {t: v.cpu().numpy() for t, v in self.held_t.items()}
+        for t, value in self.held_teacher.items():
+            self.scale[t] = max(float(np.var(value, dtype=np.float64)), 1e-12)
+            if classifier_like(t, value):
+                self.classes.add(t)
+        for m in self.match:
+            var = (s2[m.teacher] / count - (s1[m.teacher] / count) ** 2).clamp(min=0)
+            var = var + VAR_FLOOR * float(var.mean()) + 1e-12
+            shape = [1] * rank[m.teacher]
+            shape[m.axis % len(shape)] = -1
+            self.channel_var[m.teacher] = var.float().reshape(shape)
 
     # -- running and scoring -------------------------------------------------------------------
 
-    def _forward(self, feeds: dict[str, np.ndarray], extra: list[str]) -> dict:
-        """Executor outputs (plus ``extra`` tensors) for some samples, run in chunks of the static
-        batch size, or of :data:`BATCH` samples (a training mini-batch is one chunk)."""
+    def _run(self, net, feeds: dict, chunk: int, grad: bool) -> dict:
+        """``net`` on tensors ``feeds`` in pieces of the static batch size (or ``chunk``)."""
         torch = self.torch
-        n = calib.count(feeds)
-        size = self.static or BATCH
-        chunks = [self.net({k: torch.from_numpy(np.ascontiguousarray(v[i:i + size]))
-                            for k, v in feeds.items()}, extra) for i in range(0, n, size)]
-        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+        n = len(next(iter(feeds.values())))
+        size = self.static or chunk
+        with torch.enable_grad() if grad else torch.inference_mode():
+            parts = [net({k: v[i:i + size] for k, v in feeds.items()}) for i in range(0, n, size)]
+        if len(parts) == 1:
+            return parts[0]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    def _loss(self, got: dict, want: dict[str, np.ndarray], temperature: float,
-              with_match: bool) -> tuple:
-        """(objective, summed KL) of student values ``got`` against teacher values ``want``."""
+    def _loss(self, got: dict, want: dict, temperature: float, mask=None, taps: dict | None = None):
+        """Objective of student values ``got`` against teacher values ``want`` (outputs), plus
+        the matched tensors when ``taps`` (teacher values by name) is given. ``mask``: the
+        views' attention mask [N, S] (token outputs count real tokens only)."""
         torch = self.torch
-        total, kl = 0.0, 0.0
+        total = 0.0
         for t, s in self.pairs:
-            target = torch.from_numpy(want[t])
-            if classifier_like(t, want[t]):
+            target = want[t]
+            if t in self.classes:
                 term = torch.nn.functional.kl_div(
-                    torch.log_softmax(got[s] / temperature, 1), torch.log_softmax(target / temperature, 1),
+                    torch.log_softmax(got[s].float() / temperature, 1),
+                    torch.log_softmax(target.float() / temperature, 1),
                     reduction="batchmean", log_target=True) * temperature ** 2
-                kl = kl + term
             else:
-                term = torch.mean((got[s] - target) ** 2) / self.scale[t]
+                term = _mean(torch, (got[s] - target) ** 2, mask) / self.scale[t]
             total = total + term
-        for t, s in self.match if with_match else ():
-            target = torch.from_numpy(want[t])
-            total = total + MATCH_WEIGHT * torch.mean((got[s] - target) ** 2) / self.scale[t]
-        return total, kl
+        if taps and self.match:
+            extra = [_mean(torch, (got[m.student] - self._teacher_tap(m, taps[m.teacher])) ** 2
+                           / self.channel_var[m.teacher], mask) for m in self.match]
+            total = total + MATCH_WEIGHT * sum(extra) / len(extra)
+        return total
 
     def held_loss(self) -> float:
-        """Held-out objective (temperature 1, outputs only) of the executor's current weights."""
-        with self.torch.no_grad():
-            loss, _ = self._loss(self._forward(self.held, []), self.held_teacher, 1.0, False)
-        return float(loss)
+        """Held-out objective (temperature 1, outputs only) of the student's current weights."""
+        got = self._run(self.student, self._tensors(self.held), EVAL_BATCH, grad=False)
+        mask = self.views.mask_of(self._tensors(self.held))
+        return float(self._loss(got, self.held_t, 1.0, mask))
 
     # -- training ------------------------------------------------------------------------------
 
-    def train(self, rng: np.random.Generator, deadline: float, held_loss: float) -> int:
-        """Adam with a cosine-decayed relative step until ``deadline``; keeps the weights with
-        the best held-out loss (the starting ones unless something beats ``held_loss``)."""
+    def train(self, plan: _Plan, start: float, seconds: float) -> dict:
+        """Adam with a per-tensor relative step (ramped up, then cosine-decayed over the planned
+        steps); keeps the weights with the best held-out loss, the starting ones unless
+        something beats them. Returns the report entries of the run."""
         torch = self.torch
-        params = list(self.net.params)
+        began = time.perf_counter()
+        best = self.held_loss()
+        eval_s = time.perf_counter() - began
+        params = list(self.student.params)
         start_values = [p.detach().clone() for p in params]
         norms = [max(float(v.pow(2).sum()), 1e-12) for v in start_values]
         rates = [LR * max(float(v.pow(2).mean().sqrt()), LR_FLOOR) for v in start_values]
         opt = torch.optim.Adam([{"params": [p], "lr": r} for p, r in zip(params, rates)])
-        best, best_values = held_loss, [v.clone() for v in start_values]
-        n = calib.count(self.inputs)
-        batch = min(BATCH if self.static is None else max(BATCH // self.static, 1) * self.static,
-                    n // (self.static or 1) * (self.static or 1))
-        began = time.perf_counter()
-        span = max(deadline - began, 1e-3)
-        next_eval, steps = began + span / EVALS, 0
-        extra = [s for _, s in self.match]
-        while time.perf_counter() < deadline:
-            frac = min((time.perf_counter() - began) / span, 1.0)
+        best_values, best_step = [v.clone() for v in start_values], 0
+        n = calib.count(self.fit)
+        per_epoch = math.ceil(n / self.batch)
+        rng = np.random.default_rng(self.seed)
+        order = np.empty(0, dtype=np.int64)
+        total = plan.steps
+        times: list[float] = []
+        since, step, gained = 0, 0, 0
+        stopped = "the given steps made" if plan.source == "given" else "budget"
+        if total is None and seconds - (time.perf_counter() - start) <= 2 * eval_s:
+            total = plan.store(0, 0.0, eval_s)  # set-up took the budget: no step, now and on reruns
+        if total == 0:
+            return {"skipped": f"a budget of {seconds:g} s allows no training step"}
+        while total is None or step < total:
+            if total is None and step == DECIDE:
+                total = plan.decide(seconds - (time.perf_counter() - start) - 2 * eval_s,
+                                    float(np.median(times[1:])), eval_s, per_epoch, step)
+                if step >= total:
+                    break
+            if len(order) < self.batch:  # a new epoch: a fresh permutation of the fit samples
+                order = np.concatenate([order, rng.permutation(n)])
+            pick, order = np.sort(order[:self.batch]), order[self.batch:]
+            frac = (step - RAMP) / max(total - RAMP, 1) if total is not None and step >= RAMP else 0.0
+            scale = min((step + 1) / RAMP, 1.0) * 0.5 * (1.0 + math.cos(math.pi * min(max(frac, 0), 1)))
             for group, rate in zip(opt.param_groups, rates):
-                group["lr"] = rate * 0.5 * (1.0 + math.cos(math.pi * frac))
-            pick = np.sort(rng.choice(n, batch, replace=False))
-            got = self._forward({k: v[pick] for k, v in self.inputs.items()}, extra)
-            loss, _ = self._loss(got, {k: v[pick] for k, v in self.teacher.items()}, TEMPERATURE, True)
-            pull = sum((p - v).pow(2).sum() / m for p, v, m in zip(params, start_values, norms))
-            opt.zero_grad()
-            (loss + L2 * pull).backward()
-            opt.step()
-            steps += 1
-            now = time.perf_counter()
-            if now >= next_eval or now >= deadline:
-                next_eval = now + span / EVALS
+                group["lr"] = rate * scale
+            tick = time.perf_counter()
+            self._step(opt, pick, params, start_values, norms)
+            times.append(time.perf_counter() - tick)
+            step += 1
+            every = max(1, min(per_epoch, math.ceil((total or per_epoch) / MIN_EVALS)))
+            if step > DECIDE and (step % every == 0 or step == total):
                 score = self.held_loss()
-                if score < best:
-                    best, best_values = score, [p.detach().clone() for p in params]
+                if score < best * (1.0 - GAIN):
+                    best, best_values, best_step = score, [p.detach().clone() for p in params], step
+                    since, gained = 0, step
+                else:
+                    since += 1
+                if since >= PATIENCE and step - gained >= PATIENCE * per_epoch:
+                    stopped = f"early stop: no held-out gain in {since} evaluations"
+                    break
+        if stopped == "budget" and total is not None and total == MAX_EPOCHS * per_epoch:
+            stopped = f"epoch cap ({MAX_EPOCHS})"
         with torch.no_grad():
             for p, v in zip(params, best_values):
                 p.copy_(v)
-        return steps
+        step_s = float(np.median(times[1:] if len(times) > 1 else times)) if times else float("nan")
+        return {"steps": step, "planned_steps": total, "plan": plan.source,
+                "epochs": round(step * self.batch / n, 2), "batch": self.batch, "best_step": best_step,
+                "stopped": stopped, "train_samples_per_s": round(self.batch / step_s, 2),
+                "eval_samples_per_s": round(calib.count(self.held) / max(eval_s, 1e-9), 2),
+                "views": self.views.kinds, "matched": [m.student for m in self.match],
+                "device": str(self.dev), "threads": torch.get_num_threads()}
+
+    def _step(self, opt, pick: np.ndarray, params: list, start_values: list, norms: list) -> None:
+        """One Adam step on a fresh view of the samples ``pick``."""
+        torch = self.torch
+        index = torch.from_numpy(pick).to(self.dev)
+        view = self.views({k: v.index_select(0, index) for k, v in self.fit_t.items()})
+        want = self._run(self.teacher, view, self.batch, grad=False)
+        want = {k: v.clone() for k, v in want.items()}  # inference tensors cannot enter autograd
+        got = self._run(self.student, view, self.batch, grad=True)
+        loss = self._loss(got, want, TEMPERATURE, self.views.mask_of(view), want)
+        pull = sum((p - v).pow(2).sum() / m for p, v, m in zip(params, start_values, norms))
+        opt.zero_grad(set_to_none=True)
+        (loss + L2 * pull).backward()
+        opt.step()
 
     def ort_score(self, model: onnx.ModelProto) -> dict:
         """Held-out loss, KL and top-1 agreement (first classifier-like output; None without
         one) of ``model`` run with onnxruntime."""
+        torch = self.torch
         got = calib.Tap(model, []).collect(self.held, [s for _, s in self.pairs])
-        tensors = {k: self.torch.from_numpy(v) for k, v in got.items()}
-        loss, kl = self._loss(tensors, self.held_teacher, 1.0, False)
-        first = next(((t, s) for t, s in self.pairs if classifier_like(t, self.held_teacher[t])), None)
+        want = {k: torch.from_numpy(v) for k, v in self.held_teacher.items()}
+        tensors = {k: torch.from_numpy(v) for k, v in got.items()}
+        mask = self.views.mask_of({k: torch.from_numpy(v) for k, v in self.held.items()})
+        loss = float(self._loss(tensors, want, 1.0, None if mask is None else mask.cpu()))
+        first = next(((t, s) for t, s in self.pairs if t in self.classes), None)
         if first is None:
-            return {"loss": float(loss), "kl": None, "agreement": None}
-        agreement = float(np.mean(self.held_teacher[first[0]].argmax(1) == got[first[1]].argmax(1)))
-        return {"loss": float(loss), "kl": float(kl), "agreement": agreement}
+            return {"loss": loss, "kl": None, "agreement": None}
+        t, s = first
+        kl = float(torch.nn.functional.kl_div(torch.log_softmax(tensors[s].double(), 1),
+                                              torch.log_softmax(want[t].double(), 1),
+                                              reduction="batchmean", log_target=True))
+        agreement = float(np.mean(self.held_teacher[t].argmax(1) == got[s].argmax(1)))
+        return {"loss": loss, "kl": kl, "agreement": agreement}
 
     def write_back(self, pruned: onnx.ModelProto) -> onnx.ModelProto:
-        """A copy of ``pruned`` with the executor's trainable initializers, same names and dtypes."""
-        values = self.net.trained()
+        """A copy of ``pruned`` with the student's trainable initializers, same names and dtypes."""
+        values = self.student.trained()
         out = copy.deepcopy(pruned)
         for init in out.graph.initializer:
             if init.name in values:
@@ -272,28 +551,122 @@ class _Job:
         return out
 
 
-def _augmentable(samples: dict[str, np.ndarray]) -> bool:
-    """Augment when every 4-D float input is an image batch of one common spatial size."""
-    images = [v for v in samples.values() if v.ndim == 4 and np.issubdtype(v.dtype, np.floating)]
-    return bool(images) and len({v.shape[2:] for v in images}) == 1
+def _mean(torch, err, mask):
+    """Mean of ``err``; over the real tokens only when ``err`` is [N, S, ...] and ``mask`` [N, S]."""
+    if mask is None or err.dim() < 3 or tuple(err.shape[:2]) != tuple(mask.shape):
+        return err.mean()
+    w = mask.to(err.dtype).reshape(*mask.shape, *[1] * (err.dim() - 2))
+    return (err * w).sum() / (w.sum() * (err[0, 0].numel())).clamp(min=1)
 
 
-def _augment(samples: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per sample: a random horizontal flip and a random shift of up to 1/12 of the width
-    (edge-padded), the same for every 4-D float input; other inputs are copied."""
-    n = calib.count(samples)
-    flips = rng.random(n) < FLIP
-    out = {}
-    for name, value in samples.items():
-        if value.ndim != 4 or not np.issubdtype(value.dtype, np.floating):
-            out[name] = value
-            continue
-        h, w = value.shape[2:]
-        m = max(1, w // 12)
-        shifts = rng.integers(-m, m + 1, (n, 2))
-        padded = np.pad(value, ((0, 0), (0, 0), (m, m), (m, m)), mode="edge")
-        view = np.empty_like(value)
-        for i, (dy, dx) in enumerate(shifts):
-            view[i] = padded[i, :, m + dy:m + dy + h, m + dx:m + dx + w]
-        out[name] = np.where(flips[:, None, None, None], view[..., ::-1], view)
-    return out
+class _Views:
+    """Random views of a mini-batch that keep its content, made on the device from a seeded
+    generator: for image inputs (every 4-D float input, one common spatial size; all of them
+    get the same geometry) a random resized crop (:data:`CROP_AREA`, :data:`CROP_RATIO`; a
+    :data:`PLAIN` share keep the whole frame), a flip and small brightness / contrast /
+    saturation changes; for text inputs (integer [N, S] inputs beside a 0/1 attention mask)
+    token dropout: real tokens other than the first and last are removed with probability
+    :data:`TOKEN_DROP`, the rest close up, the mask and the other token inputs follow (position
+    inputs, rows of 0..S-1, stay). Other inputs pass unchanged."""
+
+    def __init__(self, torch, dev, samples: dict[str, np.ndarray], seed: int):
+        self.torch, self.dev = torch, dev
+        self.gen = torch.Generator().manual_seed(seed)  # host generator: the same on every device
+        images = {k: v.shape[2:] for k, v in samples.items()
+                  if v.ndim == 4 and np.issubdtype(v.dtype, np.floating)}
+        self.images = list(images) if len(set(images.values())) == 1 else []
+        self.mask: str | None = None
+        self.tokens: dict[str, int] = {}  # token input -> its padding value
+        for name, value in samples.items():
+            if value.ndim == 2 and calib.attention_mask({name: value}, value.shape) is not None:
+                self.mask = self.mask or name
+        if self.mask is not None:
+            real = samples[self.mask] != 0
+            for name, value in samples.items():
+                if (name == self.mask or value.shape != real.shape
+                        or not np.issubdtype(value.dtype, np.integer)
+                        or (value == np.arange(value.shape[1])).all()):
+                    continue
+                pads = value[~real]
+                self.tokens[name] = int(pads[0]) if len(pads) else 0
+        self.scale = 1.0  # image views are made at this share of the input size
+        kinds = ["crops, flips, colour"] if self.images else []
+        kinds += ["token dropout"] if self.tokens else []
+        self.kinds = ", ".join(kinds) or "none"
+
+    def mask_of(self, feeds: dict):
+        """The attention mask among ``feeds`` (None without one)."""
+        return feeds.get(self.mask) if self.mask is not None else None
+
+    def __call__(self, batch: dict) -> dict:
+        out = dict(batch)
+        if self.images:
+            out.update(self._images({k: batch[k] for k in self.images}))
+        if self.tokens:
+            out.update(self._tokens(batch))
+        return out
+
+    def _uniform(self, n: int, k: int):
+        return self.torch.rand(n, k, generator=self.gen).to(self.dev)
+
+    def _images(self, images: dict) -> dict:
+        torch = self.torch
+        F = torch.nn.functional
+        first = next(iter(images.values()))
+        n = len(first)
+        u = self._uniform(n, 9)
+        lo, hi = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+        area = CROP_AREA[0] + (CROP_AREA[1] - CROP_AREA[0]) * u[:, 0]
+        ratio = torch.exp(lo + (hi - lo) * u[:, 1])
+        plain = u[:, 2] < PLAIN
+        sx = torch.where(plain, 1.0, torch.sqrt(area * ratio).clamp(max=1.0))
+        sy = torch.where(plain, 1.0, torch.sqrt(area / ratio).clamp(max=1.0))
+        cx, cy = (1 - sx) * (2 * u[:, 3] - 1), (1 - sy) * (2 * u[:, 4] - 1)
+        flip = torch.where(u[:, 5] < FLIP, -1.0, 1.0)
+        zero = torch.zeros_like(sx)
+        theta = torch.stack([torch.stack([sx * flip, zero, cx], 1), torch.stack([zero, sy, cy], 1)], 1)
+        out = {}
+        for name, x in images.items():
+            size = [*x.shape[:2], *[max(1, round(d * self.scale)) for d in x.shape[2:]]]
+            grid = F.affine_grid(theta.to(x.dtype), size, align_corners=False)
+            y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            jitter = [(2 * u[:, k] - 1).to(x.dtype).reshape(n, 1, 1, 1) for k in (6, 7, 8)]
+            if y.shape[1] == 3:  # saturation: towards or away from the grey image
+                grey = y.mean(1, keepdim=True)
+                y = grey + (1 + SATURATION * jitter[2]) * (y - grey)
+            mean, std = y.mean((1, 2, 3), keepdim=True), y.std((1, 2, 3), keepdim=True)
+            out[name] = mean + (1 + CONTRAST * jitter[1]) * (y - mean) + BRIGHTNESS * jitter[0] * std
+        return out
+
+    def _tokens(self, batch: dict) -> dict:
+        torch = self.torch
+        mask = batch[self.mask]
+        real = mask != 0
+        count = real.long().cumsum(1)
+        edge = (count == 1) | (count == real.sum(1, keepdim=True))
+        drop = real & ~edge & (self._uniform(*mask.shape) < TOKEN_DROP)
+        keep = real & ~drop
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first
+        placed = torch.arange(mask.shape[1], device=mask.device)[None] < keep.sum(1, keepdim=True)
+        out = {self.mask: placed.to(mask.dtype)}
+        for name, pad in self.tokens.items():
+            moved = batch[name].gather(1, order)
+            out[name] = torch.where(placed, moved, torch.full_like(moved, pad))
+        return out
+
+
+def summary(report: dict) -> str:
+    """One line saying what a distill step did (its report dict), for the recovery table."""
+    if "skipped" in report:
+        return f"distill skipped: {report['skipped']}"
+
+    def share(x):
+        return "-" if x is None else f"{x:.1%}"
+    return (f"distill: {report['steps']} steps ({report['epochs']:g} epochs, batch {report['batch']}, "
+            f"step count {report['plan']}), stopped: {report['stopped']}, best at step "
+            f"{report['best_step']}; {report['seconds']:.0f} s on {report['device']} x{report['threads']} "
+            f"threads, {report['train_samples_per_s']:g} samples/s training, "
+            f"{report['eval_samples_per_s']:g} evaluating; held-out loss {report['loss_before']:.4f} -> "
+            f"{report['loss_after']:.4f}, top-1 {share(report['agreement_before'])} -> "
+            f"{share(report['agreement_after'])}; {len(report['matched'])} block outputs matched; "
+            f"views: {report['views']}; {'kept' if report['kept'] else 'not kept'}")

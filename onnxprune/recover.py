@@ -31,6 +31,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import calib, ops
+from .distill import DEFAULT_SECONDS, Match, distill
 from .graph import ChannelGraph
 from .linear import (
     _rows_to_weight,
@@ -46,6 +47,7 @@ from .verify import Fidelity, fidelity
 
 STEPS = ("bias", "lsq", "bn")  # the default steps
 ALL_STEPS = (*STEPS, "distill")  # distill needs torch (the torch extra) and time
+DISTILL_SECONDS = DEFAULT_SECONDS  # the distill step's default budget
 VAR_CLIP = (0.5, 2.0)
 
 
@@ -279,6 +281,34 @@ def _score(f: Fidelity) -> float:
     return (first or 0.0) + min(f.cosine.values())
 
 
+def block_ends(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto) -> list[Match]:
+    """The intermediate tensors distillation matches (:class:`onnxprune.distill.Match`): the
+    outputs of the nodes whose input channels ``plan`` cuts (the ends of the pruned blocks,
+    the tensors the least-squares refits aim at), each carried through a BatchNormalization
+    that alone reads it (per-channel affine: its output is the block's normalised end). Graph
+    outputs (matched anyway), tensors whose channel axis a reshape split, and tensors the
+    pruned model lacks are left out. The student keeps the channels ``plan`` keeps."""
+    mask = channel_masks(g, plan)
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {o.name for o in g.model.graph.output}
+    have = {o for n in pruned.graph.node for o in n.output}
+    found: dict[str, Match] = {}
+    for index, _, _ in _refit_candidates(g, plan):
+        y = g.model.graph.node[index].output[0]
+        after = readers.get(y, [])
+        if len(after) == 1 and after[0].op_type == "BatchNormalization" and after[0].input[0] == y:
+            y = after[0].output[0]
+        ch = g.channels.get(y)
+        if y in outputs or y not in have or y in found or (ch is not None and ch.block):
+            continue
+        keep = None if ch is None else mask(y)
+        found[y] = Match(y, y, ch.axis if ch is not None else 1, None if keep is None or keep.all() else keep)
+    return list(found.values())
+
+
 def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
           fit: calib.Samples, held_out: calib.Samples, cons: list[Consumer],
           report: RecoveryReport, distill_seconds: float) -> tuple[onnx.ModelProto, dict]:
@@ -290,14 +320,14 @@ def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
         return candidate, {}
     if step == "bn":
         return bn_recalibration(g, plan, current, fit), {}
-    from .distill import distill
-    candidate, extra = distill(g.model, current, fit, held_out, distill_seconds)
-    return candidate, {"distill": {k: v for k, v in extra.items() if not isinstance(v, list)}}
+    candidate, extra = distill(g.model, current, fit, held_out, distill_seconds,
+                               match=block_ends(g, plan, current))
+    return candidate, {"distill": extra}
 
 
 def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: calib.Samples,
             held_out: calib.Samples, reference: dict[str, np.ndarray],
-            steps: tuple[str, ...] = STEPS, distill_seconds: float = 60.0
+            steps: tuple[str, ...] = STEPS, distill_seconds: float = DISTILL_SECONDS
             ) -> tuple[onnx.ModelProto, RecoveryReport]:
     """Apply the chosen recovery steps; each is kept only if held-out fidelity does not drop.
     ``distill`` (gradient-based, :mod:`onnxprune.distill`) runs last, for ``distill_seconds``."""
@@ -316,6 +346,9 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             report.steps.append({"step": step, **best.as_dict(), "kept": False, "failed": why})
             report.warnings.append(f"recovery step {step!r} failed ({why}); it was skipped")
+            continue
+        if not extra.get("distill", {"kept": True}).get("kept"):  # distill skipped or no gain
+            report.steps.append({"step": step, **best.as_dict(), "kept": False, **extra})
             continue
         got = fidelity(reference, candidate, held_out)
         kept = _score(got) >= _score(best)

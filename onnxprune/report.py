@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import backends, runtime, search
+from .distill import summary as distill_summary
 from .graph import ChannelGraph
 from .profile import GroupProfile
 
@@ -427,7 +428,9 @@ def recovery_grid(quality: dict) -> Grid | None:
         return None
     grid = _fidelity_grid(f"recovery steps (fidelity on {held_out_name(quality)})", "step",
                           [(s["step"], s) for s in steps], extra="kept")
-    grid.note = interval_note(quality)
+    notes = [interval_note(quality)]  # and what gradient recovery did: steps, time, why it stopped
+    notes += [distill_summary(s["distill"]) for s in steps if isinstance(s.get("distill"), dict)]
+    grid.note = "; ".join(n for n in notes if n)
     return grid
 
 
