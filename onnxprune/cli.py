@@ -342,7 +342,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths,
             console.print(f"the model already meets the target: {tr.baseline_ms:.3f} ms <= "
                           f"{tr.target_ms:.3f} ms; wrote an unchanged copy to {output}")
         else:
-            write_model(tr.result.model, output, prep.feeds)
+            write_model(tr.result.model, output, prep.feeds, prep.original)
             print_target(data)
             print_quality(data["quality"])
             print_frozen(data["quality"])
@@ -354,7 +354,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths,
             warn_unchecked(value)
         return
     result = pipeline.prune_ratio(prep, ratio, steps, max_drop=max_drop, distill_seconds=distill_seconds)
-    write_model(result.model, output, prep.feeds)
+    write_model(result.model, output, prep.feeds, prep.original)
     data = {"ratio": ratio, "quality": result.to_dict()}
     if source is not None:
         cmp = pipeline.quick_latency(prep, result.model, source)
@@ -477,7 +477,7 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         for s, tr in zip(sorted(wanted), results):
             if tr.result is not None:
                 path = os.path.join(make_dir(output_dir), f"{stem}.{s:g}x.onnx")
-                write_model(tr.result.model, path, prep.feeds)
+                write_model(tr.result.model, path, prep.feeds, prep.original)
     if plot_path and datas:
         _optional("the frontier plot", prep, lambda: save_figure(frontier_figure(datas), plot_path))
     write_reports(datas, report_paths)

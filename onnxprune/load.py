@@ -126,6 +126,52 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (changed in place and returned) stored the way its source is, so a pruned model
+    is never written larger than the source's own form:
+
+    * a tensor the source computes with ``ConstantOfShape`` (weights stored as one value and a
+      shape, as in the onnx package's "light" models) that is an initializer of ``model`` still
+      holding a single value is written back as a ``ConstantOfShape`` of its new shape (tensors
+      recovery changed stay initializers);
+    * inferred ``value_info`` is kept only when the source carried some;
+    * then :func:`export_form`."""
+    graph = model.graph
+    if not source.graph.value_info:
+        del graph.value_info[:]
+    fills = {n.output[0] for n in source.graph.node if n.op_type == "ConstantOfShape" and n.output}
+    uniform = []
+    for init in graph.initializer:
+        if init.name in fills:
+            value = numpy_helper.to_array(init)
+            if value.size > 1 and bool((value == value.flat[0]).all()):
+                uniform.append((init.name, value))
+    if not uniform:
+        return export_form(model)
+    taken = ({i.name for i in graph.input} | {o.name for o in graph.output}
+             | {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output})
+    converted = {name for name, _ in uniform}
+    nodes, shapes = [], []
+    for name, value in uniform:
+        shape_name = f"{name}__shape"
+        while shape_name in taken:
+            shape_name += "_"
+        taken.add(shape_name)
+        shapes.append(numpy_helper.from_array(np.array(value.shape, np.int64), shape_name))
+        nodes.append(onnx.helper.make_node("ConstantOfShape", [shape_name], [name],
+                                           value=numpy_helper.from_array(value.reshape(-1)[:1].copy())))
+    kept = [i for i in graph.initializer if i.name not in converted] + shapes
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [i for i in graph.input if i.name not in converted]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)
+    return export_form(model)
+
+
 def derived(model: onnx.ModelProto) -> onnx.ModelProto:
     """A model the tool derived from a normalised one (a cut prefix or suffix, a probe, an
     isolated layer), changed in place and returned in its source's export form: initializers no

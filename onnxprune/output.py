@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 
@@ -31,10 +32,16 @@ def check_output_path(out: str, inp: str | None = None) -> None:
 
 
 @progress.timed("write")
-def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray]) -> None:
+def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray],
+                source: onnx.ModelProto | None = None) -> None:
     """Atomically write ``model`` (already verified): temp file in the target directory, load and
-    run it once more in onnxruntime from disk, then rename over ``out``."""
+    run it once more in onnxruntime from disk, then rename over ``out``. With ``source`` (the
+    user's model), it is stored the way the source is (:func:`onnxprune.load.source_form`:
+    constant fills stay fills, value_info only where the source had some); ``model`` itself is
+    not changed."""
     check_output_path(out)
+    if source is not None:
+        model = load.source_form(copy.deepcopy(model), source)
     with _atomic(out) as tmp:
         if model.ByteSize() > EXTERNAL_DATA_BYTES:
             onnx.save(model, tmp, save_as_external_data=True, location=os.path.basename(out) + ".data")

@@ -41,7 +41,9 @@ def knapsack(choices: list[Choice], budget: float, bins: int = 4000) -> list[int
     """Pick one option per group maximising total value with total cost <= budget.
 
     Costs are discretised into ``bins`` steps of ``budget / bins`` (rounded up, so a returned
-    solution never exceeds the budget). Returns the chosen option index per group, or None when
+    solution never exceeds the budget). Among solutions of equal value (to 1e-9 relative) the
+    costliest wins: a cut that loses nothing is still not made unless the budget needs it.
+    Returns the chosen option index per group, or None when
     even the cheapest options exceed the budget."""
     if budget < 0:
         return None
@@ -66,7 +68,8 @@ def knapsack(choices: list[Choice], budget: float, bins: int = 4000) -> list[int
         back.append(arg)
     if not np.isfinite(dp).any():
         return None
-    b = int(np.argmax(dp))
+    top = float(np.max(dp))  # ties (equal value, e.g. cuts that cost nothing): the least cut
+    b = int(np.flatnonzero(dp >= top - 1e-9 * max(1.0, abs(top)))[-1])
     picks = []
     for ch, arg in zip(reversed(choices), reversed(back)):
         k = int(arg[b])

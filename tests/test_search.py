@@ -47,6 +47,14 @@ def test_knapsack_infeasible_budget():
     assert knapsack([Choice(0, [1, 2], [1.0, 2.0], [1.0, 2.0])], 0.5) is None
 
 
+def test_knapsack_ties_keep_the_least_cut():
+    """Cuts that cost nothing (equal values) are made only as far as the budget needs."""
+    choices = [Choice(g, [8, 16, 32], [1.0, 2.0, 4.0], [0.0, 0.0, 0.0]) for g in range(3)]
+    assert knapsack(choices, 12.5) == [2, 2, 2]
+    picks = knapsack(choices, 10.0)
+    assert sum(c.cost[k] for c, k in zip(choices, picks)) == pytest.approx(10.0)
+
+
 def _synthetic(choices, base, scale, noise, seed=0):
     """A 'runtime' whose true latency is a scaled version of the isolated costs, with noise."""
     rng = np.random.default_rng(seed)
@@ -70,6 +78,20 @@ def test_hardware_loop_converges_despite_a_wrong_cost_model(scale):
     result = hilp(choices, base, target, measure)
     assert 0.93 * target <= result.measured_ms <= target
     assert result.steps[-1].accepted and len(calls) <= 12
+
+
+def test_hardware_loop_lands_in_the_window_when_every_cut_is_free():
+    """All-zero values (a model whose channels are interchangeable): the loop still moves
+    towards the target instead of re-measuring the all-floor widths."""
+    rng = np.random.default_rng(4)
+    choices = [Choice(c.group, c.widths, c.cost, [0.0] * len(c.value))
+               for c in _random_choices(rng, groups=12, options=6)]
+    base = 2.0 * sum(c.cost[-1] for c in choices)
+    measure, _ = _synthetic(choices, base, 1.0, noise=0.0)
+    target = base / 1.3
+    result = hilp(choices, base, target, measure)
+    assert result.steps[-1].accepted
+    assert target / 1.04 <= result.measured_ms <= target / 1.01
 
 
 def test_target_below_floor_names_the_floor():
