@@ -130,16 +130,17 @@ def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelPr
     """``model`` (changed in place and returned) stored the way its source is, so a pruned model
     is never written larger than the source's own form:
 
-    * a tensor the source computes with ``ConstantOfShape`` (weights stored as one value and a
-      shape, as in the onnx package's "light" models) that is an initializer of ``model`` still
-      holding a single value is written back as a ``ConstantOfShape`` of its new shape (tensors
-      recovery changed stay initializers);
+    * a tensor the source computes from constants instead of storing it (a ``ConstantOfShape``
+      and what folds from one: weights stored as one value and a shape, as in the onnx package's
+      "light" models) that is an initializer of ``model`` still holding a single value is
+      written back as a ``ConstantOfShape`` of its new shape (tensors recovery changed stay
+      initializers);
     * inferred ``value_info`` is kept only when the source carried some;
     * then :func:`export_form`."""
     graph = model.graph
     if not source.graph.value_info:
         del graph.value_info[:]
-    fills = {n.output[0] for n in source.graph.node if n.op_type == "ConstantOfShape" and n.output}
+    fills = {o for n in source.graph.node for o in n.output}
     uniform = []
     for init in graph.initializer:
         if init.name in fills:

@@ -18,16 +18,18 @@ LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", 
 
 
 def _filled_conv(ir_version: int = 3) -> onnx.ModelProto:
-    """x -> Conv(W = fill 0.05 of 8x3x3x3, B = fill 0.1 of 8) -> Relu -> Conv(W2 = random)."""
+    """x -> Conv(W = Transpose(fill 0.05 of 3x8x3x3), B = fill 0.1 of 8) -> Relu -> Conv(W2 =
+    random): one weight computed by a chain from a fill, one a fill itself."""
     shapes = [numpy_helper.from_array(np.array(s, np.int64), f"{n}__SHAPE")
-              for n, s in (("w", [8, 3, 3, 3]), ("b", [8]))]
+              for n, s in (("wt", [3, 8, 3, 3]), ("b", [8]))]
     fill = lambda name, v: helper.make_node(
         "ConstantOfShape", [f"{name}__SHAPE"], [name],
         value=numpy_helper.from_array(np.array([v], np.float32)))
     w2 = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 8, 1, 1))
                                  .astype(np.float32), "w2")
     graph = helper.make_graph(
-        [fill("w", 0.05), fill("b", 0.1),
+        [fill("wt", 0.05), helper.make_node("Transpose", ["wt"], ["w"], perm=[1, 0, 2, 3]),
+         fill("b", 0.1),
          helper.make_node("Conv", ["x", "w", "b"], ["h"], pads=[1, 1, 1, 1]),
          helper.make_node("Relu", ["h"], ["r"]),
          helper.make_node("Conv", ["r", "w2"], ["y"])],
