@@ -675,18 +675,33 @@ def frontier(prep: Prepared, config: runtime.RuntimeConfig, speedups: list[float
              **kwargs) -> list[TargetResult]:
     """Several operating points in one run, sharing the baseline, the profiles and the
     sensitivity table. Every target's loop runs first, so each target then chooses among all
-    measured candidates; the frontier is monotone: when a higher target's model is more
-    faithful than a lower target's, it is the lower target's model too (it meets that target
-    as well). ``kwargs`` go to :func:`start_search`."""
+    measured candidates; the frontier is monotone beyond the noise of the held-out figure:
+    when a higher target's model is more faithful than a lower target's (:func:`_more_faithful`),
+    it is the lower target's model too (it meets that target as well). ``kwargs`` go to
+    :func:`start_search`."""
     ctx = start_search(prep, config, **kwargs)
     targets = sorted(speedups)
     found = [_loop(ctx, s, "knapsack") for s in targets]
     results = [_conclude(ctx, s, f, None) for s, f in zip(targets, found)]
     for k in range(len(results) - 2, -1, -1):  # from the top down: carry better models down
         better = results[k + 1]
-        if _drop(better) < _drop(results[k]):
+        if _more_faithful(better, results[k]):
             results[k] = TargetResult(**{**better.__dict__, "target_ms": ctx.baseline_ms / targets[k]})
     return results
+
+
+def _more_faithful(a: TargetResult, b: TargetResult) -> bool:
+    """Whether ``a`` is more faithful than ``b`` by more than the held-out noise: a lower drop
+    and, where ``a``'s agreement has a 95% interval (clusters known), its lower end above
+    ``b``'s agreement. A faster model that is better only within the noise is no reason to
+    land past a target (a few held-out samples decide such differences)."""
+    if _drop(a) >= _drop(b):
+        return False
+    fa, fb = a.result.quality.fidelity, b.result.quality.fidelity
+    if fa is None or fb is None or fa.interval is None:
+        return True
+    theirs = fb.agreement if fb.agreement is not None else fb.neighbours
+    return theirs is None or fa.interval[0] > theirs
 
 
 def _drop(tr: TargetResult) -> float:
