@@ -27,7 +27,7 @@ from onnx import numpy_helper
 from . import ops, runtime
 from .errors import OnnxPruneError
 
-_FOLD_MAX_ELEMENTS = 1 << 26
+_FOLD_MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 stays under protobuf's 2 GiB; memory is guard.py's check
 _ATTRIBUTE_TYPES = set(onnx.AttributeProto.AttributeType.values()) - {onnx.AttributeProto.UNDEFINED}
 
 
