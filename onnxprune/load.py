@@ -126,6 +126,9 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+FILLS_FROM_OPSET = 9  # ConstantOfShape's first opset
+
+
 def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` (changed in place and returned) stored the way its source is, so a pruned model
     is never written larger than the source's own form:
@@ -133,19 +136,21 @@ def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelPr
     * a tensor the source computes from constants instead of storing it (a ``ConstantOfShape``
       and what folds from one: weights stored as one value and a shape, as in the onnx package's
       "light" models) that is an initializer of ``model`` still holding a single value is
-      written back as a ``ConstantOfShape`` of its new shape (tensors recovery changed stay
-      initializers);
+      written back as a ``ConstantOfShape`` of its new shape (numeric tensors, opset 9 on;
+      tensors recovery changed stay initializers);
     * inferred ``value_info`` is kept only when the source carried some;
     * then :func:`export_form`."""
     graph = model.graph
     if not source.graph.value_info:
         del graph.value_info[:]
-    fills = {o for n in source.graph.node for o in n.output}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    fills = {o for n in source.graph.node for o in n.output} if opset >= FILLS_FROM_OPSET else set()
     uniform = []
     for init in graph.initializer:
         if init.name in fills:
             value = numpy_helper.to_array(init)
-            if value.size > 1 and bool((value == value.flat[0]).all()):
+            numeric = np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_
+            if numeric and value.size > 1 and bool((value == value.flat[0]).all()):
                 uniform.append((init.name, value))
     if not uniform:
         return export_form(model)

@@ -17,7 +17,7 @@ from onnxprune.load import normalise, source_form
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
 
-def _filled_conv(ir_version: int = 3) -> onnx.ModelProto:
+def _filled_conv(ir_version: int = 3, opset: int = 9) -> onnx.ModelProto:
     """x -> Conv(W = Transpose(fill 0.05 of 3x8x3x3), B = fill 0.1 of 8) -> Relu -> Conv(W2 =
     random): one weight computed by a chain from a fill, one a fill itself."""
     shapes = [numpy_helper.from_array(np.array(s, np.int64), f"{n}__SHAPE")
@@ -36,7 +36,7 @@ def _filled_conv(ir_version: int = 3) -> onnx.ModelProto:
         "filled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
         [*shapes, w2])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = ir_version
     if ir_version < 4:
         graph.input.extend(helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
@@ -102,3 +102,14 @@ def test_a_light_model_pruned_is_written_smaller_than_its_source(tmp_path):
     y = runtime.run(runtime.session(written), feeds)
     ref = runtime.run(runtime.session(onnx.load(path)), feeds)
     assert [v.shape for v in y.values()] == [v.shape for v in ref.values()]
+
+
+def test_before_opset_9_nothing_becomes_a_fill():
+    """ConstantOfShape exists from opset 9: an older model's computed constants stay dense."""
+    source = _filled_conv()
+    dense = normalise(source)
+    del dense.opset_import[:]
+    dense.opset_import.extend([helper.make_opsetid("", 8)])
+    got = source_form(dense, source)
+    assert not [n for n in got.graph.node if n.op_type == "ConstantOfShape"]
+    assert {"w", "b"} <= {i.name for i in got.graph.initializer}
