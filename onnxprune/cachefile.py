@@ -35,18 +35,33 @@ def read(path: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in its directory and ``os.replace``."""
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the mode a new file gets
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary file beside ``path`` to write, renamed over ``path`` (with the mode a new
+    file gets, not ``mkstemp``'s 0600) when the block succeeds, removed otherwise; the
+    directory must exist. The one atomic write of the project (models, reports, caches)."""
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".tmp", dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=os.path.splitext(path)[1], dir=parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (UTF-8) atomically (:func:`atomic_path`), creating its
+    directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 @contextlib.contextmanager

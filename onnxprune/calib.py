@@ -267,7 +267,7 @@ def near_duplicates(model: onnx.ModelProto, samples: Samples, seed: int = 0
     picked = np.unique(np.linspace(0, n - 1, min(VIEWS, n)).astype(int))
     views = view(take(samples, picked), np.random.default_rng(seed))
     if views is not None and n > 1:
-        own = _cosines(feats[picked], features(model, views))
+        own = row_cosine(feats[picked], features(model, views))
         threshold = float(np.clip(np.percentile(own, 10), 0.5, EXACT))
     unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-30)
     linked = unit @ unit.T >= threshold
@@ -286,10 +286,10 @@ def _root(parent: np.ndarray, i: int) -> int:
     return int(i)
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of two ``[N, F]`` arrays."""
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    return (a * b).sum(1) / np.maximum(na * nb, 1e-30)
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two ``[N, F]`` arrays (float64)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
 def batch_size(model: onnx.ModelProto, wanted: int = 16) -> tuple[int, bool]:

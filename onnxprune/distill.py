@@ -41,7 +41,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import calib, runtime
+from . import cachefile, calib, runtime
 from .errors import OnnxPruneError
 from .sensitivity import classifier_like
 
@@ -70,12 +69,10 @@ PATIENCE = 3  # early stop after this many evaluations and epochs without a held
 GAIN = 1e-3  # a held-out loss counts as a gain when it is this much (relative) below the best
 MAX_EPOCHS = 60  # the step count never plans more epochs than this
 DEFAULT_SECONDS = 240.0  # --distill-seconds default (see the README: MobileNetV2 at 1.3x)
-CHANNELS_LAST = {"cpu": True, "cuda": True}  # memory format of image activations per device
 PLAIN = 0.2  # share of image views that keep the whole frame (flipped or not)
 CROP_AREA = (0.25, 1.0)  # random resized crop: area share of the frame
 CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio
 FLIP = 0.5  # probability of a horizontal flip
-VIEW_SCALE = 1.0  # image views at this share of the input's height and width (if the model allows)
 BRIGHTNESS, CONTRAST, SATURATION = 0.1, 0.2, 0.2  # colour jitter amplitudes
 TOKEN_DROP = 0.1  # token dropout: share of real tokens (not the first or last) removed
 
@@ -223,15 +220,8 @@ class _Plan:
         h.update(json.dumps(settings, sort_keys=True).encode())
         self.key = h.hexdigest()[:32]
         self.path = os.path.join(runtime.cache_dir(), "distill.json")
-        self.steps: int | None = self._read().get(self.key, {}).get("steps")
+        self.steps: int | None = cachefile.read(self.path).get(self.key, {}).get("steps")
         self.source = "measured" if self.steps is None else "cache"
-
-    def _read(self) -> dict:
-        try:
-            with open(self.path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
 
     def decide(self, remaining: float, step_s: float, eval_s: float, per_epoch: int,
                done: int) -> int:
@@ -250,15 +240,9 @@ class _Plan:
     def store(self, steps: int, step_s: float, eval_s: float) -> int:
         """Remember ``steps`` for this key (with the times it came from); returns it."""
         self.steps = steps
-        data = self._read()
-        data[self.key] = {"steps": steps, "step_seconds": round(step_s, 4),
-                          "eval_seconds": round(eval_s, 4)}
-        with contextlib.suppress(OSError):
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=".json")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=0, sort_keys=True)
-            os.replace(tmp, self.path)
+        with contextlib.suppress(OSError):  # an unwritable cache costs repeatability, not the run
+            cachefile.update(self.path, {self.key: {"steps": steps, "step_seconds": round(step_s, 4),
+                                                    "eval_seconds": round(eval_s, 4)}})
         return self.steps
 
 
@@ -294,12 +278,11 @@ class _Job:
         """A job ready to train, or why the models cannot be distilled."""
         from . import torchexec
 
-        cl = CHANNELS_LAST.get(dev.type, False)
         try:
             student = torchexec.Executor(pruned, torchexec.trainable_names(pruned),
-                                         [m.student for m in match], channels_last=cl).place(dev)
+                                         [m.student for m in match], channels_last=True).place(dev)
             teacher = torchexec.Executor(original, (), [m.teacher for m in match],
-                                         channels_last=cl).place(dev)
+                                         channels_last=True).place(dev)
         except ValueError as exc:  # UnsupportedOp included: "no torch rule for <op>"
             return str(exc)
         if not student.trainable:
@@ -321,41 +304,24 @@ class _Job:
         n = self.static or min(8, calib.count(self.held))
         feeds = {k: v[:n] for k, v in self.held.items()}
         cfg = runtime.RuntimeConfig(opt_level="disable")
+        inputs, ran = self._tensors(feeds), []
         for net, model in ((self.student, self.pruned), (self.teacher, self.original)):
             ref = runtime.run(runtime.session(model, cfg), feeds)
             try:
-                got = self._run(net, self._tensors(feeds), EVAL_BATCH, grad=False)
+                got = self._run(net, inputs, EVAL_BATCH, grad=False)
             except Exception as exc:  # noqa: BLE001 -- a torch rule that cannot handle these inputs
                 return f"torch executor failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             err = runtime.max_rel_error(ref, {k: got[k].cpu().numpy() for k in ref})
             if not err <= NUMERIC_TOL:
                 return f"torch executor differs from onnxruntime ({err:.1e} relative)"
-        student = self._run(self.student, self._tensors(feeds), EVAL_BATCH, grad=False)
-        teacher = self._run(self.teacher, self._tensors(feeds), EVAL_BATCH, grad=False)
+            ran.append(got)
+        student, teacher = ran
         for m in self.match:
             want = tuple(self._teacher_tap(m, teacher[m.teacher]).shape)
             if want != tuple(student[m.student].shape):
                 return f"match {m.teacher!r}: shapes {want} and {tuple(student[m.student].shape)} differ"
         self._held_teacher()
-        self._smaller_views()
         return None
-
-    def _smaller_views(self) -> None:
-        """Train on image views :data:`VIEW_SCALE` the input size when both models run at that
-        size and give outputs of the same shapes (a fully convolutional body, global pooling)."""
-        if VIEW_SCALE == 1.0 or not self.views.images:
-            return
-        unit = self.static or 2
-        feeds = self._tensors({k: v[:unit] for k, v in self.fit.items()})
-        self.views.scale = VIEW_SCALE
-        try:
-            small = self.views(feeds)
-            for net in (self.student, self.teacher):
-                full, got = (self._run(net, f, unit, grad=False) for f in (feeds, small))
-                if any(full[k].shape != got[k].shape for k in net.outputs):
-                    raise ValueError("output shapes depend on the input size")
-        except Exception:  # noqa: BLE001 -- a graph tied to its input size: full-size views
-            self.views.scale = 1.0
 
     def _tensors(self, samples: dict[str, np.ndarray]) -> dict:
         return {k: self.torch.from_numpy(np.ascontiguousarray(v)).to(self.dev) for k, v in samples.items()}
@@ -589,7 +555,6 @@ class _Views:
                     continue
                 pads = value[~real]
                 self.tokens[name] = int(pads[0]) if len(pads) else 0
-        self.scale = 1.0  # image views are made at this share of the input size
         kinds = ["crops, flips, colour"] if self.images else []
         kinds += ["token dropout"] if self.tokens else []
         self.kinds = ", ".join(kinds) or "none"
@@ -627,8 +592,7 @@ class _Views:
         theta = torch.stack([torch.stack([sx * flip, zero, cx], 1), torch.stack([zero, sy, cy], 1)], 1)
         out = {}
         for name, x in images.items():
-            size = [*x.shape[:2], *[max(1, round(d * self.scale)) for d in x.shape[2:]]]
-            grid = F.affine_grid(theta.to(x.dtype), size, align_corners=False)
+            grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
             y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
             jitter = [(2 * u[:, k] - 1).to(x.dtype).reshape(n, 1, 1, 1) for k in (6, 7, 8)]
             if y.shape[1] == 3:  # saturation: towards or away from the grey image

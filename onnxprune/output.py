@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import tempfile
 
 import numpy as np
 import onnx
 
-from . import load, progress, runtime
+from . import cachefile, load, progress, runtime
 from .errors import OnnxPruneError
 
 EXTERNAL_DATA_BYTES = 1_900_000_000  # protobuf's 2 GiB limit, with headroom
@@ -52,22 +51,12 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray],
 
 @contextlib.contextmanager
 def _atomic(out: str):
-    """A temp file beside ``out``, renamed over it (with the mode a new file gets, not
-    ``mkstemp``'s 0600) when the block succeeds, removed otherwise."""
-    parent = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=os.path.splitext(out)[1], dir=parent)
-    os.close(fd)
+    """:func:`onnxprune.cachefile.atomic_path`, its failure as one line naming ``out``."""
     try:
-        yield tmp
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, out)
+        with cachefile.atomic_path(out) as tmp:
+            yield tmp
     except OSError as exc:
         raise OnnxPruneError(f"{out}: cannot write ({exc.strerror})") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_text(text: str, out: str) -> None:

@@ -337,6 +337,7 @@ class Search:
     points: list[dict] = field(default_factory=list)
     candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
     finished: dict[str, PruneResult] = field(default_factory=dict, repr=False)
+    last_built: tuple[str, str, bytes] | None = field(default=None, repr=False)
     _point_of: dict[int, dict] = field(default_factory=dict, repr=False)
 
     def speedup_of(self, widths: dict[int, int]) -> float:
@@ -345,8 +346,7 @@ class Search:
         figure is imprecise (a busy machine), up to :data:`MAX_COMPARISONS` per decision.
         Comparisons are remembered (``comparisons.json`` beside the profile cache), so a run
         with the same cache replays them and decides the same way."""
-        model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths)).SerializeToString()
-        key = self._key(model)
+        key, model = self._built(widths)
         cand = self.candidates.setdefault(key, Candidate(dict(widths), search.total_value(self.choices, widths)))
         if not cand.runs:
             cand.runs = [tuple(r) for r in self._stored().get(key, [])]
@@ -367,9 +367,16 @@ class Search:
 
     def measure(self, widths: dict[int, int]) -> float:
         """Measured latency (ms) of the pruned model: ``baseline_ms / speedup``."""
-        speedup = self.speedup_of(widths)
-        progress_line(f"search: candidate measured {self.baseline_ms / speedup:.3f} ms ({speedup:.2f}x)")
-        return self.baseline_ms / speedup
+        return self.baseline_ms / self.speedup_of(widths)
+
+    def _built(self, widths: dict[int, int]) -> tuple[str, bytes]:
+        """(comparison key, serialised model) of ``widths``; the last one is kept, so a
+        confirmation of the same widths does not rebuild and re-serialise the model."""
+        wanted = json.dumps(sorted(widths.items()))
+        if self.last_built is None or self.last_built[0] != wanted:
+            model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths)).SerializeToString()
+            self.last_built = (wanted, self._key(model), model)
+        return self.last_built[1], self.last_built[2]
 
     def _key(self, model: bytes) -> str:
         h = hashlib.sha256(self.source.key().encode())

@@ -152,7 +152,6 @@ class Cache:
             self.data.update(cachefile.update(self.path, self._new, _merge_entry))
             self._new.clear()
 
-    save = flush
 
 
 def default_cache_path() -> str:

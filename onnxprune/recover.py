@@ -284,29 +284,33 @@ def _score(f: Fidelity) -> float:
 def block_ends(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto) -> list[Match]:
     """The intermediate tensors distillation matches (:class:`onnxprune.distill.Match`): the
     outputs of the nodes whose input channels ``plan`` cuts (the ends of the pruned blocks,
-    the tensors the least-squares refits aim at), each carried through a BatchNormalization
-    that alone reads it (per-channel affine: its output is the block's normalised end). Graph
-    outputs (matched anyway), tensors whose channel axis a reshape split, and tensors the
-    pruned model lacks are left out. The student keeps the channels ``plan`` keeps."""
+    the tensors the least-squares refits aim at), each carried through a per-channel affine
+    node that alone reads it (a BatchNormalization, see :func:`_channel_affine`: its output
+    is the block's normalised end). Graph outputs (matched anyway), tensors without a
+    tracked channel axis or whose channel axis a reshape split, and tensors the pruned model
+    lacks are left out. The student keeps the channels ``plan`` keeps."""
     mask = channel_masks(g, plan)
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in g.model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
     outputs = {o.name for o in g.model.graph.output}
     have = {o for n in pruned.graph.node for o in n.output}
     found: dict[str, Match] = {}
     for index, _, _ in _refit_candidates(g, plan):
         y = g.model.graph.node[index].output[0]
-        after = readers.get(y, [])
-        if len(after) == 1 and after[0].op_type == "BatchNormalization" and after[0].input[0] == y:
+        after = g.consumers(y)
+        if len(after) == 1 and after[0].input[0] == y and _channel_affine(g, after[0]):
             y = after[0].output[0]
         ch = g.channels.get(y)
-        if y in outputs or y not in have or y in found or (ch is not None and ch.block):
+        if ch is None or y in outputs or y not in have or y in found or ch.block:
             continue
-        keep = None if ch is None else mask(y)
-        found[y] = Match(y, y, ch.axis if ch is not None else 1, None if keep is None or keep.all() else keep)
+        keep = mask(y)
+        found[y] = Match(y, y, ch.axis, None if keep.all() else keep)
     return list(found.values())
+
+
+def _channel_affine(g: ChannelGraph, node: onnx.NodeProto) -> bool:
+    """Whether ``node`` is a per-channel affine map of its first input (its spec has a
+    :meth:`~onnxprune.ops.OpSpec.channel_scale`: BatchNormalization)."""
+    spec = ops.spec_for(node, g.opsets)
+    return spec is not None and spec.channel_scale(node, g.consts) is not None
 
 
 def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,

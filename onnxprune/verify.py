@@ -225,7 +225,7 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         b = got[name]
         a2 = a.reshape(len(a), -1).astype(np.float64)
         b2 = b.reshape(len(b), -1).astype(np.float64)
-        cosine[name] = float(np.mean(_row_cosine(a2, b2)))
+        cosine[name] = float(np.mean(calib.row_cosine(a2, b2)))
         rel[name] = float(np.linalg.norm(a2 - b2) / max(np.linalg.norm(a2), 1e-30))
         if agreement is None and classifier_like(name, a):
             agreement, top5 = top_agreement(a, b)
@@ -237,7 +237,7 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
     if name is not None:
         mask = calib.attention_mask(samples, reference[name].shape[:2]) if reference[name].ndim == 3 else None
         a, b = pooled(reference[name], mask), pooled(got[name], mask)
-        emb_cos = float(np.mean(_row_cosine(a, b)))
+        emb_cos = float(np.mean(calib.row_cosine(a, b)))
         same = _nearest(a) == _nearest(b)
         neighbours = float(np.mean(same))
         hits = same if hits is None else hits
@@ -291,11 +291,6 @@ def pooled(tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     only when ``mask`` [N, S] is given (sentence-transformers' mean pooling)."""
     w = np.ones(tokens.shape[:2]) if mask is None else mask.astype(np.float64)
     return (tokens * w[:, :, None]).sum(1) / np.maximum(w.sum(1, keepdims=True), 1.0)
-
-
-def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
 def neighbour_agreement(reference: np.ndarray, got: np.ndarray) -> float:
