@@ -1,7 +1,12 @@
-"""Conv (group=1) with bias and BN: producer rows, BN parameters and consumer slices follow."""
+"""Conv (group=1) with bias and BN: producer rows, BN parameters and consumer slices follow.
+Grouped (non-depthwise) convs: every group keeps the same count, so channel j of each group
+is one channel; the group attribute stays, W's per-group input axis shrinks."""
 
 import tiny
+from onnx import numpy_helper
 from prunecheck import group_of, prove
+
+from onnxprune.rewrite import apply_plan, ratio_plan
 
 
 def test_conv_chain_groups_and_proof():
@@ -14,14 +19,13 @@ def test_conv_chain_groups_and_proof():
     assert group_of(prep, "conv_2").frozen_reason == "reaches graph output"
 
 
-def test_importance_ranks_a_dead_filter_last():
-    model = tiny.conv_chain()
-    w = next(i for i in model.graph.initializer if i.name == "conv_1.weight")
-    import numpy as np
-    from onnx import numpy_helper
-    arr = numpy_helper.to_array(w).copy()
-    arr[5] = 0.0
-    w.CopyFrom(numpy_helper.from_array(arr, w.name))
-    prep = prove(model)
-    g1 = group_of(prep, "conv_1")
-    assert int(np.argmin(g1.importance)) == 5
+def test_grouped_conv_prunes_equal_counts_per_group():
+    prep = prove(tiny.grouped(), ratio=0.5)
+    producer = group_of(prep, "conv_0")  # 16 channels feeding a group=4 conv: 4 per group
+    assert producer.width == 4 and len(producer.prunable) == 4
+    assert group_of(prep, "conv_1").width == 32 // 4
+    pruned = apply_plan(prep.graph, ratio_plan(prep.graph, 0.5))
+    node = next(n for n in pruned.graph.node if n.name == "conv_1")
+    w = numpy_helper.to_array(next(i for i in pruned.graph.initializer if i.name == node.input[1]))
+    assert next(a.i for a in node.attribute if a.name == "group") == 4
+    assert w.shape[:2] == (16, 2)
