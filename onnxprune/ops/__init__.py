@@ -2,10 +2,11 @@
 
 Importing this package registers every spec (one module per family). Look a node up with
 :func:`spec_for` (``None``: no spec, the node freezes every channel it touches). To add an op:
-write an :class:`OpSpec` subclass in a module here (``op_types``, ``domain`` for a non-ONNX op,
-opset range of that domain, ``rule``; for a weight-bearing op subclass :class:`LinearSpec` and
-give its ``layout``), import the module below,
-and add a test under ``tests/ops/`` that runs ``prunecheck.prove`` on a small model using it.
+one spec + tests/ops/test_<family>.py -- an :class:`OpSpec` subclass in a module here
+(``op_types``, ``domain`` for a non-ONNX op, opset range of that domain, ``rule``; for a
+weight-bearing op subclass :class:`LinearSpec` and give its ``layout``), imported below; and in
+``tests/ops/test_<family>.py``, named after that module, a test running ``prunecheck.prove`` on a
+small model using the op.
 """
 
 from __future__ import annotations
