@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from onnxprune import OnnxPruneError, calib, runtime, verify
+from onnxprune import OnnxPruneError, calib, fidelity, runtime
 from onnxprune.pipeline import frontier, prepare
 from onnxprune.profile import default_cache_path
 
@@ -70,10 +70,10 @@ def structure(prep, widths: dict[int, int]) -> str:
 
 
 def scores(prep, pruned, test: calib.Samples, labels: np.ndarray | None) -> str:
-    fid = verify.fidelity(verify.outputs_on(prep.original, test), pruned, test)
+    fid = fidelity.fidelity(fidelity.outputs_on(prep.original, test), pruned, test)
     if fid.neighbours is not None:
         return f"cosine {fid.embedding_cosine:.4f}  NN agreement {fid.neighbours:.1%}"
-    got = next(iter(verify.outputs_on(pruned, test).values()))
+    got = next(iter(fidelity.outputs_on(pruned, test).values()))
     acc = f"  accuracy {np.mean(got.argmax(1) == labels):.1%}" if labels is not None else ""
     return f"top-1 agreement {fid.agreement:.1%}  top-5 {share(fid.top5)}{acc}"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import backends, calib, guard, pipeline, profile, progress, recover, runtime, verify
+from . import backends, calib, fidelity, guard, pipeline, profile, progress, recover, runtime
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .load import load_model
@@ -523,7 +523,7 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     cmp = source.compare(first.SerializeToString(), second.SerializeToString(), feeds, rounds, warmup)
     fid = None
     if samples is not None:
-        fid = verify.fidelity(verify.outputs_on(first, samples), second, samples)
+        fid = fidelity.fidelity(fidelity.outputs_on(first, samples), second, samples)
     if as_json:
         print(json.dumps({"a": model_a, "b": model_b, "config": deploy.config.key(),
                           "speedup": cmp.speedup, "ratio_p10": cmp.ratio_p10,

@@ -51,7 +51,7 @@ from onnx import numpy_helper
 
 from . import cachefile, calib, runtime
 from .errors import OnnxPruneError
-from .sensitivity import classifier_like
+from .fidelity import classifier_like
 
 NUMERIC_TOL = 1e-4  # executor vs onnxruntime, relative to the largest output magnitude
 LR = 3e-4  # Adam step relative to each tensor's RMS (cosine-decayed after a short ramp)

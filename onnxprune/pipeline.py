@@ -25,6 +25,7 @@ from . import (
     bench,
     cachefile,
     calib,
+    fidelity,
     guard,
     load,
     profile,
@@ -86,7 +87,7 @@ class Prepared:
     def held_reference(self) -> dict[str, np.ndarray]:
         """The unpruned model's outputs on the held-out samples (computed once)."""
         if self.held_outputs is None:
-            self.held_outputs = verify.outputs_on(self.teacher, self.split.held)
+            self.held_outputs = fidelity.outputs_on(self.teacher, self.split.held)
         return self.held_outputs
 
     def value_samples(self, limit: int = 48) -> tuple[calib.Samples, bool]:
@@ -104,7 +105,7 @@ class Prepared:
     def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
         """The user's metric on the unpruned model (computed once per callable)."""
         if id(evaluate) not in self.metrics:
-            self.metrics[id(evaluate)] = verify.evaluate_model(self.teacher, evaluate)
+            self.metrics[id(evaluate)] = fidelity.evaluate_model(self.teacher, evaluate)
         return self.metrics[id(evaluate)]
 
 
@@ -260,8 +261,8 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
         quality.baseline_metric = prep.baseline_metric(evaluate)
     if prep.split is None:
         if evaluate is not None:
-            metric = verify.evaluate_model(pruned, evaluate)
-            quality.fidelity = verify.Fidelity(None, {}, {}, metric)
+            metric = fidelity.evaluate_model(pruned, evaluate)
+            quality.fidelity = fidelity.Fidelity(None, {}, {}, metric)
             quality.drop = quality.baseline_metric - metric
         return pruned, quality
     split, reference = prep.split, prep.held_reference()
@@ -270,7 +271,7 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
         pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, split.fit, split.held,
                                                    reference, steps, distill_seconds)
         prep.warnings.extend(quality.recovery.warnings)
-    quality.fidelity = verify.fidelity(reference, pruned, split.held, evaluate, split.held_groups)
+    quality.fidelity = fidelity.fidelity(reference, pruned, split.held, evaluate, split.held_groups)
     quality.drop = quality.fidelity.drop(quality.baseline_metric)
     return pruned, quality
 

@@ -32,6 +32,7 @@ from onnx import numpy_helper
 
 from . import calib, ops
 from .distill import DEFAULT_SECONDS, Match, distill
+from .fidelity import Fidelity, fidelity
 from .graph import ChannelGraph
 from .linear import (
     _rows_to_weight,
@@ -43,7 +44,6 @@ from .linear import (
     ridge_cv,
 )
 from .rewrite import PrunePlan, channel_masks
-from .verify import Fidelity, fidelity
 
 STEPS = ("bias", "lsq", "bn")  # the default steps
 ALL_STEPS = (*STEPS, "distill")  # distill needs torch (the torch extra) and time

@@ -98,7 +98,7 @@ def _is_share(fid: dict | None) -> bool:
 
 
 def drop_meaning(fid: dict | None) -> str:
-    """What ``1 - drop`` is for this run's fidelity (see ``verify.Fidelity.drop``)."""
+    """What ``1 - drop`` is for this run's fidelity (see ``fidelity.Fidelity.drop``)."""
     if not fid:
         return "fidelity"
     if fid.get("metric") is not None and fid.get("baseline_metric") is not None:

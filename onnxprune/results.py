@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from . import bench, recover, search, verify
+from . import bench, recover, search
+from .fidelity import Fidelity
 from .graph import ChannelGraph
 from .rewrite import PrunePlan
 from .sensitivity import Table
@@ -17,7 +18,7 @@ class Quality:
     """Fidelity of the final model on held-out data (whole clusters of calibration samples, or
     the user's --val samples: ``data``), and what recovery did."""
 
-    fidelity: verify.Fidelity | None = None
+    fidelity: Fidelity | None = None
     baseline_metric: float | None = None
     drop: float | None = None
     recovery: recover.RecoveryReport | None = None

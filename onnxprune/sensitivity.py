@@ -21,7 +21,8 @@ Three measured quantities, all on the *unpruned* model's calibration activations
   outputs on calibration samples when only that group is cut to that width, after the local
   refit that recovery applies (kept consumer weights solved by ridge regression towards their
   original values, bias included). Distortion per output: KL divergence of the softmax for
-  classifier-like outputs ``[N, K]``, else squared relative L2 error; summed over outputs.
+  classifier-like outputs ``[N, K]``, else squared relative L2 error; summed over outputs
+  (:func:`onnxprune.fidelity.distortion`).
   Cutting is emulated exactly by zeroing the removed input slices (the zero-filter proof shows
   this equals the pruned model), with the consumer weights fed as graph inputs so one session
   per group serves every width. A group with many candidate widths (a wide FFN's noisy
@@ -35,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 
@@ -44,6 +44,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import cachefile, calib, load, progress, runtime
+from .fidelity import distortion, outputs_on
 from .graph import ChannelGraph, Group
 from .linear import _rows_to_weight, _weight_rows, design_rows, linear, ridge_solve, ridge_strength
 
@@ -243,52 +244,6 @@ def select_by_reconstruction(g: ChannelGraph, stats: dict[str, ConsumerStats],
     return done
 
 
-# -- distortion of the outputs -----------------------------------------------------------------
-
-EMBEDDING_NAME = re.compile(r"embed|hidden|pooler", re.IGNORECASE)
-
-
-def classifier_like(name: str, a: np.ndarray) -> bool:
-    """True for class scores ``[N, K]`` (K > 1); an embedding is not: rows of unit norm
-    (normalised sentence embeddings) or an output named like one (``sentence_embedding``,
-    ``last_hidden_state``, ``pooler_output``)."""
-    if a.ndim != 2 or a.shape[1] <= 1 or EMBEDDING_NAME.search(name):
-        return False
-    return not np.allclose(np.linalg.norm(a.astype(np.float64), axis=1), 1.0, atol=1e-3)
-
-
-def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
-               samples: calib.Samples | None = None) -> float:
-    """Summed over outputs: mean KL(softmax(ref) || softmax(got)) for classifier-like outputs
-    (:func:`classifier_like`), else squared relative L2 error; over the real tokens only for
-    token outputs [N, S, H] of ``samples`` that carry an attention mask."""
-    total = 0.0
-    for name, a in reference.items():
-        b = got[name]
-        if classifier_like(name, a):
-            total += float(np.mean(_kl(a, b)))
-        else:
-            a64, b64 = a.astype(np.float64), b.astype(np.float64)
-            rows = calib.real_rows(samples, a) if samples is not None else None
-            if rows is not None:
-                a64, b64 = a64.reshape(len(rows), -1)[rows], b64.reshape(len(rows), -1)[rows]
-            total += float(np.sum((a64 - b64) ** 2) / max(np.sum(a64 ** 2), 1e-30))
-    return total
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    if np.all(x >= 0) and np.allclose(x.sum(1), 1.0, atol=1e-3):  # already probabilities
-        return np.log(np.maximum(x, 1e-12))
-    x = x - x.max(1, keepdims=True)
-    return x - np.log(np.exp(x).sum(1, keepdims=True))
-
-
-def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    la, lb = _log_softmax(a), _log_softmax(b)
-    return (np.exp(la) * (la - lb)).sum(1)
-
-
 class GroupProbe:
     """The unpruned model with one group's consumer weights (and biases) as graph inputs: runs
     the model with any cut of that group (zeroed input slices, refitted kept weights). Only the
@@ -452,8 +407,7 @@ def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: ca
                 found += 1
             else:
                 if reference is None:
-                    reference = calib.Tap(g.model, []).collect(
-                        samples, [o.name for o in g.model.graph.output])
+                    reference = outputs_on(g.model, samples)
                 table.values[gid] = _row(g, group, ws, samples, stats, reference, refit)
                 if path:
                     stored = cachefile.update(

@@ -11,9 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import OnnxPruneError, calib, prune, recover, runtime
+from onnxprune.fidelity import distortion
 from onnxprune.pipeline import finish, prepare
 from onnxprune.rewrite import ratio_plan
-from onnxprune.sensitivity import distortion
 
 torch = pytest.importorskip("torch")
 from onnxprune import distill as distill_module

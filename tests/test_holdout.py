@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
-from onnxprune import calib, load, verify
+from onnxprune import calib, load
 from onnxprune.pipeline import prepare, prune_ratio
 
 
@@ -74,14 +74,6 @@ def test_distinct_samples_are_their_own_clusters():
     samples, _ = _crops(photos=24, per_photo=1, seed=1)
     _, labels, _ = calib.near_duplicates(load.normalise(_classifier()), samples)
     assert len(np.unique(labels)) >= 20
-
-
-def test_interval_is_over_clusters_not_samples():
-    hits = np.array([1] * 30 + [0] * 10)
-    many = verify.agreement_interval(hits, np.arange(40))
-    few = verify.agreement_interval(hits, np.repeat(np.arange(4), 10))  # 4 photos x 10 crops
-    assert many[0] < 0.75 < many[1] and few[0] < 0.75 < few[1]
-    assert few[1] - few[0] > 1.5 * (many[1] - many[0])
 
 
 def test_few_clusters_warn_and_the_report_has_the_interval():

@@ -10,10 +10,10 @@ import tiny
 from onnx import helper, numpy_helper
 
 from onnxprune import OnnxPruneError, calib, prune, runtime
+from onnxprune.fidelity import fidelity, outputs_on
 from onnxprune.pipeline import finish, prepare
 from onnxprune.recover import bias_compensation, consumers, lsq_refit
 from onnxprune.rewrite import apply_plan, ratio_plan
-from onnxprune.verify import fidelity, outputs_on
 
 
 def _samples(model, n=48, seed=0):

@@ -107,15 +107,6 @@ def test_table_is_cached_on_disk(tmp_path):
     assert not first.cached and again.cached and again.values == first.values
 
 
-def test_distortion_is_zero_for_identical_outputs_and_grows_with_change():
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((8, 10))
-    assert sensitivity.distortion({"y": a}, {"y": a}) == 0.0
-    small = sensitivity.distortion({"y": a}, {"y": a + 0.1 * rng.standard_normal(a.shape)})
-    large = sensitivity.distortion({"y": a}, {"y": a + 1.0 * rng.standard_normal(a.shape)})
-    assert 0 < small < large
-
-
 def test_synthetic_samples_look_like_normalised_images():
     model = _two_paths()
     x = calib.synthetic(model, 6)["x"]

@@ -105,7 +105,7 @@ def test_frontier_is_monotone(tmp_path):
 def _point(agreement: float, interval: tuple[float, float] | None):
     from types import SimpleNamespace
 
-    from onnxprune.verify import Fidelity
+    from onnxprune.fidelity import Fidelity
     fid = Fidelity(agreement, {}, {}, interval=interval)
     return SimpleNamespace(result=SimpleNamespace(quality=SimpleNamespace(drop=1 - agreement,
                                                                           fidelity=fid)))

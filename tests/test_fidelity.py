@@ -1,12 +1,15 @@
-"""Sentence-embedding fidelity: token outputs [N, S, H] are mean-pooled over the real tokens
-(the 0/1 attention mask among the inputs), then compared by cosine and nearest-neighbour
-agreement; a closer model scores higher on both."""
+"""Fidelity metrics: output distortion is zero for identical outputs and grows with change;
+class scores are told from embeddings; sentence-embedding fidelity (token outputs [N, S, H]
+mean-pooled over the real tokens, the 0/1 attention mask among the inputs, then compared by
+cosine and nearest-neighbour agreement) scores a closer model higher on both; the agreement's
+interval is over clusters, not samples."""
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune import calib, verify
+from onnxprune import calib, fidelity
+from onnxprune.fidelity import classifier_like, distortion
 
 N, S, H = 24, 10, 8
 
@@ -34,7 +37,7 @@ def samples(seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_pooling_ignores_padding():
     data = samples()
-    pooled = verify.pooled(data["tokens"], data["mask"])
+    pooled = fidelity.pooled(data["tokens"], data["mask"])
     assert np.abs(pooled).max() < 10.0
     k = 0
     real = data["tokens"][k][data["mask"][k] == 1]
@@ -45,18 +48,18 @@ def test_pooling_ignores_padding():
 def test_neighbour_agreement_bounds():
     rng = np.random.default_rng(1)
     emb = rng.standard_normal((N, H))
-    assert verify.neighbour_agreement(emb, emb) == 1.0
-    assert verify.neighbour_agreement(emb, rng.standard_normal((N, H))) < 0.5
+    assert fidelity.neighbour_agreement(emb, emb) == 1.0
+    assert fidelity.neighbour_agreement(emb, rng.standard_normal((N, H))) < 0.5
 
 
 def test_closer_model_scores_higher():
     rng = np.random.default_rng(2)
     w = rng.standard_normal((H, H))
     data = samples()
-    reference = verify.outputs_on(encoder(w), data)
-    near = verify.fidelity(reference, encoder(w + 0.05 * rng.standard_normal((H, H))), data)
-    far = verify.fidelity(reference, encoder(w + 1.0 * rng.standard_normal((H, H))), data)
-    same = verify.fidelity(reference, encoder(w), data)
+    reference = fidelity.outputs_on(encoder(w), data)
+    near = fidelity.fidelity(reference, encoder(w + 0.05 * rng.standard_normal((H, H))), data)
+    far = fidelity.fidelity(reference, encoder(w + 1.0 * rng.standard_normal((H, H))), data)
+    same = fidelity.fidelity(reference, encoder(w), data)
     assert same.embedding_cosine > 0.9999 and same.neighbours == 1.0 and same.drop() == 0.0
     assert near.embedding_cosine > far.embedding_cosine
     assert near.neighbours >= far.neighbours
@@ -66,8 +69,6 @@ def test_closer_model_scores_higher():
 def test_normalised_sentence_embeddings_are_not_class_scores():
     """A pooled, L2-normalised [N, H] output (sentence-transformers' ``sentence_embedding``) is
     judged by embedding cosine and neighbours, not argmax agreement or softmax KL."""
-    from onnxprune.sensitivity import classifier_like, distortion
-
     rng = np.random.default_rng(3)
     emb = rng.standard_normal((N, H))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -80,8 +81,6 @@ def test_normalised_sentence_embeddings_are_not_class_scores():
 def test_distortion_skips_padding_tokens():
     """What a model writes at padded positions is unused: changing only it costs nothing, and
     the fits see only real-token rows."""
-    from onnxprune.sensitivity import distortion
-
     data = samples()
     ref = {"hidden": data["tokens"]}
     noisy = data["tokens"].copy()
@@ -90,3 +89,20 @@ def test_distortion_skips_padding_tokens():
     assert distortion(ref, {"hidden": noisy}) > 0.0
     rows = calib.real_rows(data, data["tokens"])
     assert rows.sum() == data["mask"].sum() and len(rows) == N * S
+
+
+def test_distortion_is_zero_for_identical_outputs_and_grows_with_change():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((8, 10))
+    assert distortion({"y": a}, {"y": a}) == 0.0
+    small = distortion({"y": a}, {"y": a + 0.1 * rng.standard_normal(a.shape)})
+    large = distortion({"y": a}, {"y": a + 1.0 * rng.standard_normal(a.shape)})
+    assert 0 < small < large
+
+
+def test_interval_is_over_clusters_not_samples():
+    hits = np.array([1] * 30 + [0] * 10)
+    many = fidelity.agreement_interval(hits, np.arange(40))
+    few = fidelity.agreement_interval(hits, np.repeat(np.arange(4), 10))  # 4 photos x 10 crops
+    assert many[0] < 0.75 < many[1] and few[0] < 0.75 < few[1]
+    assert few[1] - few[0] > 1.5 * (many[1] - many[0])
