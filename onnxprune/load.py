@@ -53,6 +53,22 @@ def check_readable(path: str) -> None:
         raise OnnxPruneError(f"{path}: not readable")
 
 
+def parse_shape_overrides(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
+    """Parse ``--shape`` values, ``name:1x3x224x224`` strings, into ``{name: (1, 3, 224, 224)}``,
+    the overrides :func:`onnxprune.runtime.input_shapes` resolves a model's inputs with."""
+    out: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 1:
+            raise OnnxPruneError(f"bad --shape {spec!r}: expected NAME:DxDxD, e.g. input:1x3x224x224")
+        out[name] = shape
+    return out
+
+
 def normalise(
     model: onnx.ModelProto,
     shapes: dict[str, tuple[int, ...]] | None = None,
