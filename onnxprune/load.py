@@ -91,8 +91,7 @@ def normalise(
         original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
     out = copy.deepcopy(model)
     graph = out.graph
-    inits = {i.name for i in graph.initializer}
-    kept_inputs = [i for i in graph.input if i.name not in inits]
+    kept_inputs = runtime.graph_inputs(out)
     del graph.input[:]
     graph.input.extend(kept_inputs)
     _fold_constants(out)
@@ -133,8 +132,7 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
     if model.ir_version >= INITIALIZERS_ARE_INPUTS_BEFORE_IR:
         return model
     graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    real = [i for i in graph.input if i.name not in inits]
+    real = runtime.graph_inputs(model)
     del graph.input[:]
     graph.input.extend(real)
     graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
