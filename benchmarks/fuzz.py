@@ -310,7 +310,7 @@ def valid_output(case: Case) -> bool:
     """The written model passes the full checker, runs, and keeps the mutant's outputs."""
     import onnxruntime as ort
 
-    from onnxprune import runtime
+    from onnxprune import load, runtime
 
     if not os.path.exists(case.out):
         return False
@@ -318,7 +318,7 @@ def valid_output(case: Case) -> bool:
         pruned = onnx.load(case.out)
         onnx.checker.check_model(pruned, full_check=True)
         mutant = onnx.load(case.path)
-        shapes = runtime.parse_shape_overrides(case.args[case.args.index("--shape") + 1:][:1]) \
+        shapes = load.parse_shape_overrides(case.args[case.args.index("--shape") + 1:][:1]) \
             if "--shape" in case.args else None
         feeds = runtime.random_feeds(mutant, shapes)
         if "--calib" in case.args:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from onnxprune import runtime
 from onnxprune.backends import Local
+from onnxprune.load import parse_shape_overrides
 from onnxprune.pipeline import prepare, prune_to_target
 from onnxprune.profile import Cache, GroupProfile, default_cache_path, profile_model
 
@@ -46,7 +47,7 @@ def main() -> None:
     curves: dict[str, list[GroupProfile]] = {}
     for spec in args.models:
         path, _, shape = spec.partition("@")
-        prep = prepare(path, runtime.parse_shape_overrides([shape] if shape else []))
+        prep = prepare(path, parse_shape_overrides([shape] if shape else []))
         base = prep.model.SerializeToString()
         pruned = {}
         for rt, source in sources.items():

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from onnxprune import OnnxPruneError, runtime
 from onnxprune.backends import Local
+from onnxprune.load import parse_shape_overrides
 from onnxprune.pipeline import prepare, prune_to_target
 from onnxprune.profile import default_cache_path, group_layers
 from onnxprune.rewrite import apply_plan
@@ -87,7 +88,7 @@ def main() -> None:
     source = Local(runtime.RuntimeConfig(threads=args.threads))
     rows = []
     for name, (path, shape_specs) in MODELS.items():
-        prep = prepare(str(path), runtime.parse_shape_overrides(shape_specs))
+        prep = prepare(str(path), parse_shape_overrides(shape_specs))
         g = prep.graph
         base = prep.model.SerializeToString()
         groups = g.prunable_groups()

@@ -40,7 +40,8 @@ GCompris' solar-system photos are left out (the same NASA planet images as Tux P
 
 ``load`` gives the standard evaluation view of each photo, one per photo (no random crops): alpha
 composited on the ImageNet mean colour (zero after normalisation), shorter side resized to
-``size * 256 / 224``, centre ``size`` crop, ImageNet mean/std, float32 NCHW.
+``size * 256 / 224``, centre ``size`` crop, ImageNet mean/std, float32 NCHW: the arrays
+``onnxprune --preprocess imagenet`` makes of the same files (it calls :mod:`onnxprune.sources`).
 
 CLI (calibration = tuxpaint, test = gcompris)::
 
@@ -386,16 +387,13 @@ def spread(items: list, n: int | None) -> list:
 
 
 def view(path: str | os.PathLike, size: int = 224) -> np.ndarray:
-    """Evaluation view of one photo: HxWx3 uint8, composited, shorter side ``size*256/224``,
-    centre crop ``size``."""
-    with Image.open(path) as img:
-        rgb = _composite(img)
-    short = round(size * 256 / 224)
-    scale = short / min(rgb.size)
-    w, h = max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))
-    arr = np.asarray(rgb.resize((w, h), Image.BILINEAR))
-    top, left = (h - size) // 2, (w - size) // 2
-    return arr[top : top + size, left : left + size]
+    """Evaluation view of one photo: HxWx3 uint8, composited on ``BACKGROUND``, shorter side
+    ``size*256/224``, centre crop ``size``: the pixels ``onnxprune --preprocess imagenet`` feeds
+    (:func:`onnxprune.sources.view`), so the benchmark photos and the CLI cannot drift apart."""
+    from onnxprune import sources
+
+    target = sources.ImageInput("input", "nchw", 3, (size, size))
+    return sources.view(str(path), target, sources.Options(), MEAN)
 
 
 def load(paths_or_dir, n: int | None = None, size: int = 224,
@@ -404,17 +402,15 @@ def load(paths_or_dir, n: int | None = None, size: int = 224,
 
     ``preprocess``: ``imagenet`` (mean/std), ``inception`` ([-1, 1]) or ``raw`` ([0, 1]).
     """
+    from onnxprune import sources
+
+    if preprocess not in ("imagenet", "inception", "raw"):
+        raise ValueError(f"unknown preprocess {preprocess!r}: imagenet, inception or raw")
+    mean, std = sources.Options(preset=preprocess).normalisation(3)
     paths = spread(image_paths(paths_or_dir), n)
     out = np.empty((len(paths), 3, size, size), dtype=np.float32)
     for i, p in enumerate(paths):
-        x = view(p, size).astype(np.float32) / 255.0
-        if preprocess == "imagenet":
-            x = (x - MEAN) / STD
-        elif preprocess == "inception":
-            x = 2.0 * x - 1.0
-        elif preprocess != "raw":
-            raise ValueError(f"unknown preprocess {preprocess!r}: imagenet, inception or raw")
-        out[i] = x.transpose(2, 0, 1)
+        out[i] = ((view(p, size).astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
     return out
 
 

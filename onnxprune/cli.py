@@ -17,7 +17,7 @@ import click
 from . import backends, calib, fidelity, guard, pipeline, profile, progress, recover, runtime
 from .errors import OnnxPruneError
 from .importance import KINDS
-from .load import load_model
+from .load import load_model, parse_shape_overrides
 from .output import check_output_dir, check_output_path, make_dir, write_model, write_text
 from .report import (
     analysis_info,
@@ -312,7 +312,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths,
         raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
     if target_ms is not None and target_ms <= 0:
         raise OnnxPruneError(f"--target-ms must be positive, got {target_ms}")
-    shapes = runtime.parse_shape_overrides(shape_specs)
+    shapes = parse_shape_overrides(shape_specs)
     check_output_path(output, model)
     for path in report_paths:
         check_output_path(path, model)
@@ -422,7 +422,7 @@ def warn_unchecked(value: str) -> None:
 @max_memory_option
 def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
-    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    shapes, loaded = parse_shape_overrides(shape_specs), load_model(model)
     prep = pipeline.prepare(loaded, shapes, importance,
                             calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
     print_analysis(prep.graph, as_json)
@@ -464,7 +464,7 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         check_output_dir(output_dir)
     for path in report_paths:
         check_output_path(path, model)
-    shapes, loaded = runtime.parse_shape_overrides(shape_specs), load_model(model)
+    shapes, loaded = parse_shape_overrides(shape_specs), load_model(model)
     prep = pipeline.prepare(loaded, shapes, calib_data=load_data(calib_path, loaded, data, shapes))
     source = deploy.source()
     results = pipeline.frontier(prep, source, wanted, floor=floor, steps=parse_recovery(recover_steps),
@@ -505,7 +505,7 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
     --data, their agreement on those inputs)."""
     if rounds < 3:
         raise OnnxPruneError("--rounds must be at least 3")
-    first, overrides = load_model(model_a), runtime.parse_shape_overrides(shape_specs)
+    first, overrides = load_model(model_a), parse_shape_overrides(shape_specs)
     samples = load_data(data_path, first, data, overrides, "--data", quiet=as_json)
     shapes = calib.shapes_from(first, samples, overrides)
     guard.check(first, shapes, samples, overrides)
@@ -570,7 +570,7 @@ def profile_cmd(model, as_json, plot_dir, plot_groups, cache_path, no_cache, gro
     """Measure each prunable group's latency staircase and its candidate widths."""
     if plot_groups and not plot_dir:
         raise OnnxPruneError("--plot-groups needs --plot DIR")
-    prep = pipeline.prepare(model, runtime.parse_shape_overrides(shape_specs))
+    prep = pipeline.prepare(model, parse_shape_overrides(shape_specs))
     groups = prep.graph.prunable_groups()
     if group_ids:
         unknown = set(group_ids) - {g.id for g in groups}

@@ -25,7 +25,6 @@ input, a control-flow subgraph, or an op without a rule. Never guess.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -122,28 +121,6 @@ class Group:
     def frozen_reason(self) -> str:
         reasons = sorted({r for r in self.frozen if r})
         return "; ".join(reasons)
-
-
-class Rewriter:
-    """What an edit sees at rewrite time (:class:`onnxprune.ops.EditContext`): the node, the
-    kept-position masks and the initializers."""
-
-    def __init__(self, node: onnx.NodeProto, mask: Callable[[str], np.ndarray],
-                 inits: dict[str, onnx.TensorProto], graph: onnx.GraphProto):
-        self.node, self.mask, self.inits, self.graph = node, mask, inits, graph
-
-    def const(self, name: str) -> np.ndarray:
-        return numpy_helper.to_array(self.inits[name])
-
-    def set_const(self, name: str, value: np.ndarray) -> None:
-        self.inits[name].CopyFrom(numpy_helper.from_array(np.asarray(value), name))
-
-    def set_attr(self, name: str, value) -> None:
-        for attr in self.node.attribute:
-            if attr.name == name:
-                self.node.attribute.remove(attr)
-                break
-        self.node.attribute.append(onnx.helper.make_attribute(name, value))
 
 
 class ChannelGraph:

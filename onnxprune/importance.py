@@ -11,7 +11,6 @@ scores are dimensionless and comparable across groups, and a channel coupled int
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from . import ops
 from .graph import ChannelGraph
@@ -55,16 +54,14 @@ def _add(score: dict[int, float], roots: np.ndarray, per_pos: np.ndarray) -> Non
 def _bn_scales(g: ChannelGraph) -> dict[str, np.ndarray]:
     """``|gamma| / sqrt(var + eps)`` of a BatchNormalization that is the only reader of a
     tensor: the scale a producer's output channel really has (weight norms alone ignore it)."""
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in g.model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
     out = {}
-    for name, nodes in readers.items():
-        spec = ops.spec_for(nodes[0], g.opsets) if len(nodes) == 1 and nodes[0].input[0] == name else None
-        scale = spec.channel_scale(nodes[0], g.consts) if spec is not None else None
+    for node in g.model.graph.node:
+        if not node.input or len(g.consumers(node.input[0])) != 1:
+            continue
+        spec = ops.spec_for(node, g.opsets)
+        scale = spec.channel_scale(node, g.consts) if spec is not None else None
         if scale is not None:
-            out[name] = scale
+            out[node.input[0]] = scale
     return out
 
 

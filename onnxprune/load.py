@@ -53,6 +53,22 @@ def check_readable(path: str) -> None:
         raise OnnxPruneError(f"{path}: not readable")
 
 
+def parse_shape_overrides(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
+    """Parse ``--shape`` values, ``name:1x3x224x224`` strings, into ``{name: (1, 3, 224, 224)}``,
+    the overrides :func:`onnxprune.runtime.input_shapes` resolves a model's inputs with."""
+    out: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 1:
+            raise OnnxPruneError(f"bad --shape {spec!r}: expected NAME:DxDxD, e.g. input:1x3x224x224")
+        out[name] = shape
+    return out
+
+
 def normalise(
     model: onnx.ModelProto,
     shapes: dict[str, tuple[int, ...]] | None = None,
@@ -75,8 +91,7 @@ def normalise(
         original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
     out = copy.deepcopy(model)
     graph = out.graph
-    inits = {i.name for i in graph.initializer}
-    kept_inputs = [i for i in graph.input if i.name not in inits]
+    kept_inputs = runtime.graph_inputs(out)
     del graph.input[:]
     graph.input.extend(kept_inputs)
     _fold_constants(out)
@@ -117,8 +132,7 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
     if model.ir_version >= INITIALIZERS_ARE_INPUTS_BEFORE_IR:
         return model
     graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    real = [i for i in graph.input if i.name not in inits]
+    real = runtime.graph_inputs(model)
     del graph.input[:]
     graph.input.extend(real)
     graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))

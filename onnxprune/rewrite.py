@@ -9,6 +9,7 @@ attributes and shape constants. Stale ``value_info`` is dropped and shapes are r
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,8 +17,30 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import OnnxPruneError
-from .graph import ChannelGraph, Rewriter
+from .graph import ChannelGraph
 from .load import export_form
+
+
+class Rewriter:
+    """What an edit sees at rewrite time (:class:`onnxprune.ops.EditContext`): the node, the
+    kept-position masks and the initializers."""
+
+    def __init__(self, node: onnx.NodeProto, mask: Callable[[str], np.ndarray],
+                 inits: dict[str, onnx.TensorProto], graph: onnx.GraphProto):
+        self.node, self.mask, self.inits, self.graph = node, mask, inits, graph
+
+    def const(self, name: str) -> np.ndarray:
+        return numpy_helper.to_array(self.inits[name])
+
+    def set_const(self, name: str, value: np.ndarray) -> None:
+        self.inits[name].CopyFrom(numpy_helper.from_array(np.asarray(value), name))
+
+    def set_attr(self, name: str, value) -> None:
+        for attr in self.node.attribute:
+            if attr.name == name:
+                self.node.attribute.remove(attr)
+                break
+        self.node.attribute.append(onnx.helper.make_attribute(name, value))
 
 
 @dataclass

@@ -97,21 +97,6 @@ def cache_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "onnxprune")
 
 
-def parse_shape_overrides(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
-    """Parse ``name:1x3x224x224`` strings into ``{name: (1, 3, 224, 224)}``."""
-    out: dict[str, tuple[int, ...]] = {}
-    for spec in specs:
-        name, sep, dims = spec.rpartition(":")
-        try:
-            shape = tuple(int(d) for d in dims.lower().split("x"))
-        except ValueError:
-            shape = ()
-        if not sep or not name or not shape or min(shape) < 1:
-            raise OnnxPruneError(f"bad --shape {spec!r}: expected NAME:DxDxD, e.g. input:1x3x224x224")
-        out[name] = shape
-    return out
-
-
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     """The real inputs of the graph (initializers listed as inputs are not inputs)."""
     inits = {i.name for i in model.graph.initializer}

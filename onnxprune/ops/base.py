@@ -13,7 +13,8 @@ A spec holds everything the pipeline knows about one op family:
 * the linear map recovery refits (:class:`onnxprune.ops.linear.LinearSpec`).
 
 This package imports nothing else from onnxprune: the graph it works on is described here by
-protocols (:class:`RuleGraph`, :class:`EditContext`) that :mod:`onnxprune.graph` implements.
+protocols (:class:`RuleGraph`, :class:`EditContext`) that :mod:`onnxprune.graph` and
+:mod:`onnxprune.rewrite` implement.
 """
 
 from __future__ import annotations
