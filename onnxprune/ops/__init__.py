@@ -4,8 +4,11 @@ Importing this package registers every spec (one module per family). Look a node
 :func:`spec_for` (``None``: no spec, the node freezes every channel it touches). To add an op:
 write an :class:`OpSpec` subclass in a module here (``op_types``, ``domain`` for a non-ONNX op,
 opset range of that domain, ``rule``; for a weight-bearing op subclass :class:`LinearSpec` and
-give its ``layout``), import the module below,
-and add a test under ``tests/ops/`` that runs ``prunecheck.prove`` on a small model using it.
+give its ``layout``; ``trainable_inputs`` for inputs distill may tune besides a linear weight
+and bias), import the module below; for distillation add its torch rule to the module of
+:mod:`onnxprune.torchexec` named like this one (``register`` with the same domain and opset
+range; tests/test_torchexec.py checks every rule has a spec); and add a test under
+``tests/ops/`` that runs ``prunecheck.prove`` on a small model using it.
 """
 
 from __future__ import annotations
