@@ -4,7 +4,9 @@ Rows, measured in interleaved rounds in one process (the machine's load average 
 with every round: on a shared machine only the ratios within a round mean much):
 
 * ``before``: the executor as of git revision ``--before`` (node by node over a name dict,
-  BatchNormalization as its own op, eval under ``no_grad``); CPU only;
+  BatchNormalization as its own op, eval under ``no_grad``); CPU only. It is loaded from the
+  single file ``onnxprune/torchexec.py`` of that revision, so ``--before`` names a revision from
+  before torchexec became a package (656f99b or older);
 * ``fused``: this executor (steps over a register file, Conv+BN as one op, values dropped
   after their last reader), eval under ``inference_mode``;
 * ``fused + channels-last``: and image activations in the channels-last memory format.
@@ -38,11 +40,17 @@ from onnxprune import distill, load, torchexec
 
 
 def old_executor(rev: str):
-    """The ``Executor`` class of ``onnxprune/torchexec.py`` at git revision ``rev`` (or in the
-    file ``rev``, where git is not at hand)."""
-    source = Path(rev).read_text() if os.path.isfile(rev) else subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:onnxprune/torchexec.py"],
-        check=True, capture_output=True, text=True).stdout
+    """The ``Executor`` class of the single-file ``onnxprune/torchexec.py`` at git revision
+    ``rev`` (or in the file ``rev``, where git is not at hand)."""
+    if os.path.isfile(rev):
+        source = Path(rev).read_text()
+    else:
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:onnxprune/torchexec.py"],
+                               check=False, capture_output=True, text=True)
+        if shown.returncode:
+            sys.exit(f"--before {rev}: no single-file onnxprune/torchexec.py there (it became a "
+                     "package after 656f99b)")
+        source = shown.stdout
     path = Path(tempfile.mkdtemp()) / "torchexec_before.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("onnxprune.torchexec_before", path)

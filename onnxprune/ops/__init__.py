@@ -4,7 +4,10 @@ Importing this package registers every spec (one module per family). Look a node
 :func:`spec_for` (``None``: no spec, the node freezes every channel it touches). To add an op:
 one spec + tests/ops/test_<family>.py -- an :class:`OpSpec` subclass in a module here
 (``op_types``, ``domain`` for a non-ONNX op, opset range of that domain, ``rule``; for a
-weight-bearing op subclass :class:`LinearSpec` and give its ``layout``), imported below; and in
+weight-bearing op subclass :class:`LinearSpec` and give its ``layout``; ``trainable_inputs`` for
+inputs distill may tune besides a linear weight and bias), imported below; for distillation its
+torch rule in the module of :mod:`onnxprune.torchexec` named like this one (``register`` with the
+same domain and opset range; tests/test_torchexec.py checks every rule has a spec); and in
 ``tests/ops/test_<family>.py``, named after that module, a test running ``prunecheck.prove`` on a
 small model using the op.
 """

@@ -195,6 +195,11 @@ class OpSpec:
     min_opset: ClassVar[int] = 1
     max_opset: ClassVar[int | None] = None
     split_axis_ok: ClassVar[bool] = False  # reads tensors whose channel axis was split
+    # Inputs that hold tunable parameters when they are float initializers, besides a
+    # LinearSpec's weight (input 1) and bias (``bias_input``): a normalisation's scale and bias,
+    # the operand of a Gemm or MatMul that may be the constant weight instead of input 1.
+    # Gradient tuning (:func:`onnxprune.torchexec.trainable_names`) trains exactly these.
+    trainable_inputs: ClassVar[tuple[int, ...]] = ()
 
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
         """Declare the node's channel maps (see the module docstring)."""

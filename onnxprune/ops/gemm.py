@@ -17,6 +17,7 @@ from .registry import register
 @register
 class Gemm(LinearSpec):
     op_types = ("Gemm",)
+    trainable_inputs = (0,)  # A may be the constant operand
 
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
         a, b = node.input[0], g.const(node.input[1])

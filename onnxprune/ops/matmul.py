@@ -25,6 +25,7 @@ from .registry import register
 class MatMul(LinearSpec):
     op_types = ("MatMul",)
     bias_input = None
+    trainable_inputs = (0,)  # A may be the constant operand
 
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
         a, b = node.input[0], g.const(node.input[1])

@@ -17,6 +17,7 @@ from .registry import register
 @register
 class Normalization(OpSpec):
     op_types = ("BatchNormalization", "InstanceNormalization")
+    trainable_inputs = (1, 2)  # scale, bias (not BatchNormalization's running statistics)
 
     def rule(self, g: RuleGraph, node: onnx.NodeProto) -> None:
         ch = g.ch(node.input[0])

@@ -54,6 +54,7 @@ class LayerNormalization(_AlongAxis):
 
     op_types = ("LayerNormalization", "SimplifiedLayerNormalization")
     to_end = True
+    trainable_inputs = (1, 2)  # scale, bias
 
 
 @register
