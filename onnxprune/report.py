@@ -436,11 +436,12 @@ def recovery_grid(quality: dict) -> Grid | None:
 
 def print_quality(quality: dict) -> None:
     """Fidelity and recovery steps, when calibration data was given."""
-    grid = recovery_grid(quality) or fidelity_grid(quality)
+    steps = recovery_grid(quality)
+    grid = steps or fidelity_grid(quality)  # the fidelity grid's note carries the evaluate() line
     if grid is not None:
         print_grid(grid)
     fid = quality.get("fidelity") or {}
-    if fid.get("metric") is not None and fid.get("baseline_metric") is not None:
+    if steps and fid.get("metric") is not None and fid.get("baseline_metric") is not None:
         console.print(f"evaluate(): {fid['baseline_metric']:.4f} -> {fid['metric']:.4f}")
 
 
