@@ -15,7 +15,8 @@ The public API is deliberately small:
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .load import load_model
-from .pipeline import prepare, prune
+from .pipeline import prune
+from .preparation import prepare
 from .results import Outcome, PruneResult, TargetResult
 from .rewrite import PrunePlan, apply_plan
 from .runtime import RuntimeConfig

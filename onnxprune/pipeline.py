@@ -1,5 +1,6 @@
-"""The pipeline the CLI and the Python API share: load -> normalise -> graph -> importance ->
-plan -> rewrite -> verify -> write.
+"""The pipeline the CLI and the Python API share: a :class:`PruneRequest` (every check of what
+was asked, in one place) is :func:`run` -- preparation (:mod:`onnxprune.preparation`), then the
+search drivers here: plan -> rewrite -> recover -> verify -- into a :class:`PruneRun`.
 
 Latency story (one baseline per run): every figure derives from ``Search.baseline_ms``, the
 unpruned model measured once at the start, and from interleaved A/B *ratios* against it, taken
@@ -15,18 +16,16 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-import numpy as np
 import onnx
 
 from . import (
     backends,
     bench,
     cachefile,
-    calib,
     fidelity,
-    guard,
     load,
     profile,
     recover,
@@ -36,8 +35,9 @@ from . import (
     verify,
 )
 from .errors import OnnxPruneError
-from .graph import ChannelGraph, build_graph, matches, trace
-from .importance import KINDS, activation_importance, weight_importance
+from .graph import trace
+from .output import check_output_path
+from .preparation import Prepared, prepare, restage
 from .progress import line as progress_line
 from .progress import timed
 from .results import Outcome, PruneResult, Quality, TargetResult
@@ -45,162 +45,6 @@ from .rewrite import PrunePlan, apply_plan, ratio_plan
 from .sources import Options as DataOptions
 from .sources import load_samples
 from .stats import macs, param_count
-
-MIN_HELD_CLUSTERS = 20  # fewer distinct held-out clusters than this: the held-out figure is rough
-
-
-@dataclass
-class Prepared:
-    """A loaded model, its canonical form and channel graph, the feeds used to check it, and
-    the calibration split (computed once).
-
-    ``teacher``: the normalised *unpruned* model every fidelity figure compares with (``model``
-    itself, except in the later stages of progressive pruning, where ``model`` is the model the
-    previous stage wrote). ``warnings``: one line each, for the user, gathered along the run."""
-
-    original: onnx.ModelProto
-    model: onnx.ModelProto
-    graph: ChannelGraph
-    feeds: dict[str, np.ndarray]
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    split: calib.Split | None = None
-    stats: dict[str, sensitivity.ConsumerStats] = field(default_factory=dict)
-    teacher: onnx.ModelProto | None = None
-    importance: str = "l1"
-    exclude: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    unproven: dict[int, str] = field(default_factory=dict)  # group id -> why (verify.prove)
-    reference_outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
-    held_outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
-    synthetic: calib.Samples | None = field(default=None, repr=False)
-    metrics: dict[int, float] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        self.teacher = self.teacher if self.teacher is not None else self.model
-
-    def reference(self) -> dict[str, np.ndarray]:
-        """The unpruned model's outputs on ``feeds`` (computed once)."""
-        if self.reference_outputs is None:
-            self.reference_outputs = runtime.run(self.teacher, self.feeds)
-        return self.reference_outputs
-
-    def held_reference(self) -> dict[str, np.ndarray]:
-        """The unpruned model's outputs on the held-out samples (computed once)."""
-        if self.held_outputs is None:
-            self.held_outputs = fidelity.outputs_on(self.teacher, self.split.held)
-        return self.held_outputs
-
-    def value_samples(self, limit: int = 48) -> tuple[calib.Samples, bool]:
-        """Samples the sensitivity table is measured on, and whether they are synthetic: up to
-        ``limit`` samples of the second half of the fit part (the table's local refits are
-        solved on the first half), or smooth random images without calibration data."""
-        if self.split is not None:
-            second = calib.halves(self.split.fit)[1]
-            step = max(1, calib.count(second) // limit)  # spread over the half, not its edge
-            return {k: v[::step][:limit] for k, v in second.items()}, False
-        if self.synthetic is None:
-            self.synthetic = calib.synthetic(self.model, min(limit, 32), self.shapes)
-        return self.synthetic, True
-
-    def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
-        """The user's metric on the unpruned model (computed once per callable)."""
-        if id(evaluate) not in self.metrics:
-            self.metrics[id(evaluate)] = fidelity.evaluate_model(self.teacher, evaluate)
-        return self.metrics[id(evaluate)]
-
-
-def _samples(data: calib.Samples | str | None, model: onnx.ModelProto,
-             what: str) -> calib.Samples | None:
-    """Samples from a path (anything :func:`onnxprune.sources.load_samples` reads), or as given."""
-    return load_samples(data, model, what=what) if isinstance(data, str) else data
-
-
-@timed("prepare")
-def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
-            importance: str = "auto", exclude: list[str] | None = None,
-            calib_data: calib.Samples | str | None = None,
-            val_data: calib.Samples | str | None = None) -> Prepared:
-    """Load (from a path) and normalise a model, build its channel graph, split the
-    calibration data and choose which channels go first (``importance``: l1 / l2 weight
-    norms; activation; reconstruction, the least-squares refit cost on calibration data;
-    auto = reconstruction with calibration data, else l1). Groups whose name or member nodes
-    match an ``exclude`` pattern are frozen.
-
-    The calibration samples are split once (:func:`onnxprune.calib.split`): whole clusters of
-    near-duplicates (:func:`onnxprune.calib.near_duplicates`) are held out, or, with
-    ``val_data``, every calibration sample is fitted and fidelity is judged on ``val_data``.
-    Dynamic input axes take the calibration samples' sizes unless ``shapes`` sets them
-    (:func:`onnxprune.calib.shapes_from`): latency is measured at the calibrated length."""
-    if importance not in KINDS:
-        raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
-    original = load.load_model(model) if isinstance(model, str) else model
-    samples = _samples(calib_data, original, "--calib")
-    val = _samples(val_data, original, "--val")
-    if val is not None and samples is None:
-        raise OnnxPruneError("--val needs calibration data to fit on (--calib)")
-    user_shapes, shapes = shapes, calib.shapes_from(original, samples, shapes) or None
-    guard.check(original, shapes, samples, user_shapes)
-    if val is not None:
-        guard.check(original, shapes, val, user_shapes)
-    if importance == "auto":
-        importance = "reconstruction" if samples is not None else "l1"
-    if importance in ("activation", "reconstruction") and samples is None:
-        raise OnnxPruneError(f"--importance {importance} needs calibration data (--calib data.npz)")
-    normalised = load.normalise(original, shapes)
-    split, warnings = None, []
-    if samples is not None:
-        feats, labels, _ = calib.near_duplicates(normalised, samples)
-        split = calib.split(samples, labels, feats, val)
-        warnings += _held_out_warning(split)
-    prep = Prepared(original, normalised, build_graph(normalised, shapes),
-                    runtime.random_feeds(normalised, shapes), shapes or {}, split,
-                    importance=importance, exclude=list(exclude or []), warnings=warnings)
-    _score_channels(prep)
-    return prep
-
-
-def _score_channels(prep: Prepared) -> None:
-    """Freeze the groups ``prep.exclude`` names, then importance, consumer statistics and the
-    reconstruction removal order of every group of ``prep.graph`` (on the fit samples)."""
-    graph, importance, exclude = prep.graph, prep.importance, prep.exclude
-    for group in graph.groups:
-        names = [s.node for s in group.sources] + [p.node for p in group.members]
-        if exclude and any(matches(n, exclude) for n in names):
-            group.frozen = [r or "excluded by --exclude" for r in group.frozen]
-    if importance == "activation":
-        activation_importance(graph, prep.split.fit)
-    else:
-        weight_importance(graph, "l1" if importance == "reconstruction" else importance)
-    if importance == "reconstruction":
-        prep.stats = sensitivity.consumer_stats(graph, prep.split.fit)
-        sensitivity.select_by_reconstruction(graph, prep.stats)
-
-
-def _held_out_warning(split: calib.Split) -> list[str]:
-    """The one warning when the held-out figure rests on few distinct inputs."""
-    if split.source == "val" or split.held_clusters >= MIN_HELD_CLUSTERS:
-        return []
-    return [(f"the held-out check rests on {split.held_clusters} distinct cluster(s) of "
-            f"calibration samples ({split.clusters} in all; near-duplicates such as crops of one "
-            "photo count once): its agreement is rough (see its 95% interval); calibrate on more "
-            "distinct inputs or pass --val")]
-
-
-def restage(prep: Prepared, model: onnx.ModelProto) -> Prepared:
-    """The preparation of ``model`` -- a pruned and recovered stage of ``prep``'s model -- for
-    the next stage of progressive pruning: a new channel graph, importance, consumer statistics
-    and removal order measured on ``model`` itself, while the calibration split, the feeds and
-    the teacher (every fidelity figure compares with the unpruned model) are ``prep``'s."""
-    shapes = prep.shapes or None
-    normalised = load.normalise(model, shapes)
-    nxt = Prepared(prep.original, normalised, build_graph(normalised, shapes), prep.feeds,
-                   prep.shapes, prep.split, teacher=prep.teacher, importance=prep.importance,
-                   exclude=prep.exclude, warnings=prep.warnings,
-                   reference_outputs=prep.reference(),
-                   held_outputs=prep.held_reference() if prep.split is not None else None,
-                   metrics=prep.metrics)
-    _score_channels(nxt)
-    return nxt
 
 
 @timed("verify")
@@ -727,19 +571,155 @@ def quick_latency(prep: Prepared, pruned: onnx.ModelProto,
                           prep.feeds, rounds=rounds)
 
 
+def parse_recovery(text: str) -> tuple[str, ...]:
+    """The recovery steps of ``--recover`` text (a comma list, or none)."""
+    steps = tuple(s.strip() for s in text.split(",") if s.strip() and s.strip() != "none")
+    unknown = set(steps) - set(recover.ALL_STEPS)
+    if unknown:
+        raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.ALL_STEPS)} or none")
+    return steps
+
+
+@dataclass
+class PruneRequest:
+    """One prune run as asked, by the command line or by :func:`prune`. :meth:`validate` holds
+    every check of what was asked (one line each, before any work is done).
+
+    ``calib_data`` / ``val_data``: anything :func:`onnxprune.sources.load_samples` reads (read
+    as ``data_options`` says, each read announced to ``announce``). ``shapes``: a dict, or
+    ``--shape NAME:DxD`` texts; ``recovery``: steps, or ``--recover`` text. ``connect``: makes
+    the latency source (once preparation succeeded), instead of ``config``. ``outputs``: paths
+    the caller will write, checked up front. ``latency``: ratio mode also times the model."""
+
+    model: onnx.ModelProto | str
+    target_ms: float | None = None
+    speedup: float | None = None
+    ratio: float | None = None
+    max_drop: float | None = None
+    calib_data: Any = None
+    val_data: Any = None
+    evaluate: Callable[[str], float] | None = None
+    recovery: tuple[str, ...] | str = recover.STEPS
+    importance: str = "auto"
+    config: runtime.RuntimeConfig | backends.LatencySource | None = None
+    connect: Callable[[], backends.LatencySource] | None = None
+    shapes: dict[str, tuple[int, ...]] | tuple[str, ...] | None = None
+    floor: float = 0.25
+    method: str = "knapsack"
+    exclude: list[str] | tuple[str, ...] | None = None
+    cache_path: str | None = None
+    value: str = "sensitivity"
+    distill_seconds: float = 60.0
+    stages: int = 1
+    data_options: DataOptions | None = None
+    outputs: tuple[str, ...] = ()
+    latency: bool = False
+    progress: bool = False
+    announce: Callable[[str], None] | None = None
+
+    def validate(self) -> PruneRequest:
+        """The request checked, with ``shapes`` and ``recovery`` parsed; the first problem
+        raises OnnxPruneError with its one line."""
+        modes = [v for v in (self.target_ms, self.speedup, self.ratio) if v is not None]
+        if len(modes) > 1 or not modes and self.max_drop is None:
+            raise OnnxPruneError("say how much to prune: exactly one of --target-ms, --speedup, --ratio "
+                                 "(or --max-drop alone for the fastest model within it)")
+        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
+            raise OnnxPruneError(f"--ratio must be in [0, 1), got {self.ratio}")
+        if self.speedup is not None and self.speedup <= 0:
+            raise OnnxPruneError(f"--speedup must be positive, got {self.speedup}")
+        if self.target_ms is not None and self.target_ms <= 0:
+            raise OnnxPruneError(f"--target-ms must be positive, got {self.target_ms}")
+        shapes = self.shapes
+        if isinstance(shapes, (tuple, list)):
+            shapes = load.parse_shape_overrides(shapes)
+        for path in self.outputs:
+            check_output_path(path, self.model if isinstance(self.model, str) else None)
+        steps = parse_recovery(self.recovery) if isinstance(self.recovery, str) else self.recovery
+        if self.max_drop is not None and self.calib_data is None and self.evaluate is None:
+            raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
+        if self.stages < 1:
+            raise OnnxPruneError(f"--stages must be at least 1, got {self.stages}")
+        return replace(self, shapes=shapes, recovery=steps)
+
+    def source(self) -> backends.LatencySource | None:
+        """The latency source; None in ratio mode without ``latency``."""
+        if self.ratio is not None and not self.latency:
+            return None
+        return self.connect() if self.connect is not None else backends.source_for(self.config)
+
+
+@dataclass
+class PruneRun:
+    """What :func:`run` made of a request: the preparation, the latency source, the result
+    (a :class:`PruneResult` by ratio, else a :class:`TargetResult`) and, once :meth:`time`
+    ran, the ratio mode's interleaved timing against the original."""
+
+    request: PruneRequest
+    prep: Prepared
+    source: backends.LatencySource | None
+    result: PruneResult | TargetResult
+    latency: bench.Comparison | None = None
+
+    @property
+    def already_met(self) -> bool:
+        return isinstance(self.result, TargetResult) and self.result.already_met
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The model to write: the pruned one, or the original when it already met the target."""
+        if isinstance(self.result, TargetResult):
+            return self.prep.original if self.result.already_met else self.result.result.model
+        return self.result.model
+
+    def time(self) -> None:
+        """Ratio mode with a latency source: time the pruned model against the original."""
+        if self.request.ratio is not None and self.source is not None:
+            self.latency = quick_latency(self.prep, self.result.model, self.source)
+
+    def outcome(self) -> Outcome:
+        if self.request.ratio is not None:
+            return Outcome(self.model, {"ratio": self.request.ratio, **self.result.to_dict()}, self.result)
+        return Outcome(self.model, self.result.to_dict(self.prep.graph), self.result)
+
+
+def run(request: PruneRequest) -> PruneRun:
+    """Validate ``request``, prepare its model and data, then prune by ratio, to a target, or
+    to the fastest measured model within ``max_drop``."""
+    req = request.validate()
+    loaded = load.load_model(req.model) if isinstance(req.model, str) else req.model
+    data = [None if d is None else load_samples(d, loaded, req.data_options, req.shapes, what, req.announce)
+            for d, what in ((req.calib_data, "--calib"), (req.val_data, "--val"))]
+    prep = prepare(loaded, req.shapes, req.importance, req.exclude, *data)
+    source = req.source()
+    if req.ratio is not None:
+        result = prune_ratio(prep, req.ratio, req.recovery, req.evaluate, req.max_drop,
+                             req.distill_seconds)
+        return PruneRun(req, prep, source, result)
+    settings = {"steps": req.recovery, "evaluate": req.evaluate, "distill_seconds": req.distill_seconds,
+                "floor": req.floor, "value": req.value, "progress": req.progress,
+                "cache_path": req.cache_path or profile.default_cache_path()}
+    if req.target_ms is None and req.speedup is None:
+        return PruneRun(req, prep, source, prune_within_drop(prep, source, req.max_drop, **settings))
+    return PruneRun(req, prep, source, prune_to_target(prep, source, req.target_ms, req.speedup,
+                                                       method=req.method, max_drop=req.max_drop,
+                                                       stages=req.stages, **settings))
+
+
 def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           speedup: float | None = None, ratio: float | None = None,
-          calib=None, evaluate: Callable[[str], float] | None = None,
+          calib: Any = None, evaluate: Callable[[str], float] | None = None,
           max_drop: float | None = None, recovery: tuple[str, ...] = recover.STEPS,
           importance: str = "auto",
           config: runtime.RuntimeConfig | backends.LatencySource | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
-          distill_seconds: float = 60.0, val=None, stages: int = 1,
+          distill_seconds: float = 60.0, val: Any = None, stages: int = 1,
           data_options: DataOptions | None = None) -> Outcome:
     """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
-    ``max_drop`` alone, to the fastest measured model within that fidelity drop.
+    ``max_drop`` alone, to the fastest measured model within that fidelity drop (a
+    :class:`PruneRequest` run by :func:`run`).
 
     ``calib``: anything :func:`onnxprune.sources.load_samples` reads: a path (.npz, image
     folder / glob / list, sentences with ``data_options.tokenizer``; images preprocessed as
@@ -753,24 +733,9 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
     CPU, 1 thread) or a latency source (:class:`onnxprune.remote.RaySource` to measure on other
     machines). ``stages``: progressive pruning in that many steps. Raises OnnxPruneError with
     a one-line reason on failure."""
-    modes = sum(v is not None for v in (target_ms, speedup, ratio))
-    if modes > 1 or modes == 0 and max_drop is None:
-        raise OnnxPruneError("give exactly one of target_ms, speedup, ratio (or max_drop alone)")
-    loaded = load.load_model(model) if isinstance(model, str) else model
-    data = [None if d is None else load_samples(d, loaded, data_options, shapes, what)
-            for d, what in ((calib, "calib"), (val, "val"))]
-    prep = prepare(loaded, shapes, importance, exclude, *data)
-    config = config or runtime.RuntimeConfig()
-    if ratio is not None:
-        result = prune_ratio(prep, ratio, recovery, evaluate, max_drop, distill_seconds)
-        return Outcome(result.model, {"ratio": ratio, **result.to_dict()}, result)
-    cache_path = cache_path or profile.default_cache_path()
-    settings = {"steps": recovery, "evaluate": evaluate, "distill_seconds": distill_seconds}
-    if modes == 0:
-        tr = prune_within_drop(prep, config, max_drop, floor=floor, cache_path=cache_path,
-                               progress=False, value=value, **settings)
-    else:
-        tr = prune_to_target(prep, config, target_ms, speedup, floor, method, cache_path,
-                             progress=False, max_drop=max_drop, value=value, stages=stages,
-                             **settings)
-    return Outcome(prep.original if tr.already_met else tr.result.model, tr.to_dict(prep.graph), tr)
+    return run(PruneRequest(model, target_ms=target_ms, speedup=speedup, ratio=ratio,
+                            max_drop=max_drop, calib_data=calib, val_data=val, evaluate=evaluate,
+                            recovery=recovery, importance=importance, config=config, shapes=shapes,
+                            floor=floor, method=method, exclude=exclude, cache_path=cache_path,
+                            value=value, distill_seconds=distill_seconds, stages=stages,
+                            data_options=data_options)).outcome()

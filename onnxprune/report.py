@@ -22,7 +22,9 @@ import shlex
 import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
+import click
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +33,9 @@ from . import backends, runtime, search
 from .distill import summary as distill_summary
 from .graph import ChannelGraph
 from .profile import GroupProfile
+
+if TYPE_CHECKING:
+    from .pipeline import PruneRun
 
 console = Console(stderr=False)
 
@@ -436,11 +441,12 @@ def recovery_grid(quality: dict) -> Grid | None:
 
 def print_quality(quality: dict) -> None:
     """Fidelity and recovery steps, when calibration data was given."""
-    grid = recovery_grid(quality) or fidelity_grid(quality)
+    steps = recovery_grid(quality)
+    grid = steps or fidelity_grid(quality)  # the fidelity grid's note carries the evaluate() line
     if grid is not None:
         print_grid(grid)
     fid = quality.get("fidelity") or {}
-    if fid.get("metric") is not None and fid.get("baseline_metric") is not None:
+    if steps and fid.get("metric") is not None and fid.get("baseline_metric") is not None:
         console.print(f"evaluate(): {fid['baseline_metric']:.4f} -> {fid['metric']:.4f}")
 
 
@@ -535,6 +541,107 @@ def analysis_info(g: ChannelGraph) -> dict:
             "frozen": [{"group": r["id"], "name": r["name"], "width": r["width"], "reason": r["frozen"]}
                        for r in rows if r["frozen"] and not r["prunable"]]}
 
+
+# -- what the commands print and report (cli.py hands its results here) ----------------------
+
+def run_details(g: ChannelGraph, argv: list[str], source_key: str | None, **goal) -> dict:
+    """How a report was made: command, what was asked (``goal``, None values dropped), runtime
+    and machine, input shapes (``run``), and the analysis' frozen groups (``analysis``)."""
+    goal = {k: v for k, v in goal.items() if v is not None}
+    return {"run": run_info(g, argv, source_key, goal), "analysis": analysis_info(g)}
+
+
+def prune_data(run: PruneRun, argv: list[str]) -> dict:
+    """The report of ``onnxprune prune``: the target run's figures, or the ratio run's quality
+    and quick interleaved timing; then :func:`run_details`."""
+    req, g = run.request, run.prep.graph
+    key = run.source.key() if run.source else None
+    if req.ratio is None:
+        return {**run.result.to_dict(g), **run_details(g, argv, key, target_ms=req.target_ms,
+                                                       speedup=req.speedup, max_drop=req.max_drop)}
+    data = {"ratio": req.ratio, "quality": run.result.to_dict()}
+    cmp = run.latency
+    if cmp is not None:
+        data["baseline_ms"] = cmp.a.median_ms
+        data["final"] = {"speedup": cmp.speedup, "ms": cmp.a.median_ms / cmp.speedup,
+                         "ratio_p10": cmp.ratio_p10, "ratio_p90": cmp.ratio_p90}
+    return {**data, **run_details(g, argv, key, ratio=req.ratio, max_drop=req.max_drop)}
+
+
+def print_prune(data: dict, title: str, output: str) -> None:
+    """What ``onnxprune prune`` prints once ``output`` is written (``title``: in -> out)."""
+    if "ratio" in data:
+        print_quality(data["quality"])
+        print_frozen(data["quality"])
+        print_grid(summary_grid(data, title))
+    elif data["already_met"]:
+        console.print(f"the model already meets the target: {data['baseline_ms']:.3f} ms <= "
+                      f"{data['target_ms']:.3f} ms; wrote an unchanged copy to {output}")
+    else:
+        print_target(data)
+        print_quality(data["quality"])
+        print_frozen(data["quality"])
+
+
+def print_warnings(lines: list[str]) -> None:
+    """The run's warnings, one stderr line each, after its results (each once)."""
+    for line in dict.fromkeys(lines):
+        click.echo(f"onnxprune: warning: {line}", err=True)
+
+
+def print_unchecked(value: str) -> None:
+    """The one warning of a successful run without calibration data (printed last, so a failing
+    run still prints only its error line)."""
+    how = ("cuts were ranked by output distortion on synthetic images" if value == "sensitivity"
+           else "cuts were ranked by weight norms")
+    click.echo(f"onnxprune: warning: no --calib: accuracy was not checked; {how}", err=True)
+
+
+def bench_json(config_key: str, timing=None, cmp=None, fid=None, **names) -> str:
+    """``bench --json``: one model's timing, or the interleaved comparison (and fidelity)."""
+    if cmp is None:
+        return json.dumps({**names, "config": config_key, **timing.as_dict()}, indent=2)
+    return json.dumps({**names, "config": config_key, "speedup": cmp.speedup,
+                       "ratio_p10": cmp.ratio_p10, "ratio_p90": cmp.ratio_p90, "rounds": cmp.rounds,
+                       "timing_a": cmp.a.as_dict(), "timing_b": cmp.b.as_dict(),
+                       "fidelity": fid.as_dict() if fid else None}, indent=2)
+
+
+def print_comparison(cmp, fid=None, title: str = "") -> None:
+    """``bench A B``: the interleaved A/B table, and B's fidelity to A (``title``) when known."""
+    print_kv("interleaved A/B", [
+        ("median ms", f"{cmp.a.median_ms:.3f}", f"{cmp.b.median_ms:.3f}"),
+        ("p90 ms", f"{cmp.a.p90_ms:.3f}", f"{cmp.b.p90_ms:.3f}"),
+        ("spread (p90-p10)/median", f"{cmp.a.spread:.1%}", f"{cmp.b.spread:.1%}"),
+        ("speedup A/B (median of rounds)", "", f"{cmp.speedup:.3f}x"),
+        ("ratio p10..p90", "", f"{cmp.ratio_p10:.3f}..{cmp.ratio_p90:.3f}"),
+    ], columns=("", "A", "B"))
+    if fid is None:
+        return
+    rows = [("mean cosine of outputs (worst output)", f"{min(fid.cosine.values()):.4f}")]
+    if fid.agreement is not None:
+        rows = [("top-1 agreement (B predicts A's class)", share(fid.agreement)),
+                ("top-5 (A's class in B's top 5)", share(fid.top5)), *rows]
+    if fid.neighbours is not None:
+        rows += [("sentence-embedding cosine (mean-pooled)", f"{fid.embedding_cosine:.4f}"),
+                 ("nearest-neighbour agreement", share(fid.neighbours))]
+    print_kv(title, rows, columns=("", "B"))
+
+
+def profile_json(run, config_key: str, source_key: str) -> str:
+    """``profile --json``: the run's counts and every group's curve."""
+    return json.dumps({"config": config_key, "source": source_key,
+                       "seconds": run.seconds, "measured": run.measured, "cached": run.cached,
+                       "builds": run.builds, "build_seconds": run.build_seconds,
+                       "groups": [p.as_dict() for p in run.groups]}, indent=2)
+
+
+def print_profile_run(run, source_key: str) -> None:
+    """``profile``: every group's staircase, then what was measured and what came from cache."""
+    print_profiles(run.groups)
+    console.print(f"{len(run.groups)} groups in {run.seconds:.1f} s; {run.measured} new "
+                  f"measurements, {run.cached} from cache; {run.builds} sessions built in "
+                  f"{run.build_seconds:.1f} s ({source_key})")
 
 def run_grid(data: dict) -> Grid:
     run = data.get("run") or {}

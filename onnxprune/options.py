@@ -1,0 +1,329 @@
+"""The command line's shared option groups: the deployment session (``runtime_options``, given
+to a command as one :class:`Deployment`), how data files become inputs (``data_options``), the
+memory budget; and the one-line validation of each."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import click
+
+from . import backends, calib, guard, progress, recover, runtime
+from .errors import OnnxPruneError
+from .importance import KINDS
+from .sources import PRESETS, load_samples
+from .sources import Options as DataOptions
+
+
+def max_memory_option(fn):
+    """``--max-memory SIZE``: the memory budget of the run's cost guard (:mod:`onnxprune.guard`)."""
+    return click.option("--max-memory", metavar="SIZE", expose_value=False,
+                        callback=lambda ctx, param, value: guard.set_max_memory(value),
+                        help="refuse runs estimated to need more memory [half the available]")(fn)
+
+
+_RUNTIME_OPTIONS = [
+    click.option("--runtime", "runtime_name", type=click.Choice(runtime.RUNTIMES), default="ort",
+                 show_default=True, help="onnxruntime, or OpenVINO's own runtime"),
+    click.option("--provider", default="cpu", show_default=True,
+                 help=f"onnxruntime execution provider: {', '.join(sorted(runtime.PROVIDERS))} "
+                      "or any EP's full name"),
+    click.option("--ep-library", default="", metavar="PATH",
+                 help="register --provider from this plugin EP library"),
+    click.option("--device", default="", help="OpenVINO device (CPU, GPU) or CUDA device id"),
+    click.option("--threads", type=int, default=1, show_default=True, help="intra-op threads"),
+    click.option("--opt-level", type=click.Choice(sorted(runtime.OPT_LEVELS)), default="all",
+                 show_default=True, help="graph optimisation level"),
+    click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
+                 help="provider (or OpenVINO) option, repeatable (e.g. device_id=0)"),
+    click.option("--fp16", is_flag=True, help="half precision (TensorRT, OpenVINO)"),
+    click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
+                 help="concrete shape for a dynamic input, e.g. input:1x3x224x224"),
+    click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+                 help="measure in Ray actors (one per device) instead of this process"),
+    click.option("--ray-resources", multiple=True, metavar="KEY=N",
+                 help="what one Ray actor (device) needs, repeatable, e.g. GPU=1 [CPU=threads]"),
+    click.option("--ray-actors", type=int, default=None,
+                 help="at most this many Ray actors [as many as the resources allow]"),
+    click.option("--ray-timeout", type=float, default=600.0, show_default=True,
+                 help="seconds one Ray measurement may take"),
+    click.option("--quiet", is_flag=True, help="no progress lines on stderr"),
+]
+_RUNTIME_NAMES = ("runtime_name", "provider", "ep_library", "device", "threads", "opt_level",
+                  "provider_options", "fp16", "ray_address", "ray_resources", "ray_actors", "ray_timeout")
+
+
+def runtime_options(fn):
+    """Options that describe the deployment session (shared by every measuring command); the
+    command receives them as one :class:`Deployment` argument, ``deploy``."""
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        deploy = Deployment.of(**{k: kwargs.pop(k) for k in _RUNTIME_NAMES})
+        progress.configure(not kwargs.pop("quiet") and not kwargs.get("as_json"))  # --json: silent
+        return fn(deploy=deploy, **kwargs)
+
+    return max_memory_option(_apply(wrapper, _RUNTIME_OPTIONS))
+
+
+# --- data options (issue 20: image folders, sentence files; onnxprune.sources) --------------
+CALIB_HELP = ("calibration inputs: a folder, glob or .txt list of images (see --preprocess), "
+              "a .txt of sentences with --tokenizer, or a .npz keyed by input name")
+
+
+def data_options(fn):
+    """Options saying how image and sentence files become model inputs (shared by every
+    command that takes data); the command receives them as one :class:`onnxprune.sources.Options`
+    argument, ``data``."""
+    options = [
+        click.option("--preprocess", type=click.Choice(list(PRESETS)), default=None,
+                     help="images: imagenet (shorter side 256, centre 224, ImageNet mean/std; "
+                          "the default), inception ([-1, 1]) or raw ([0, 1])"),
+        click.option("--resize", default=None, metavar="N|HxW",
+                     help="images: shorter side N (default crop x 256/224), or exactly HxW"),
+        click.option("--crop", default=None, metavar="N|HxW",
+                     help="images: centre crop (default: the model's input size)"),
+        click.option("--mean", default=None, metavar="M,M,M",
+                     help="images: per-channel mean on [0, 1] pixels, model channel order "
+                          "(values above 1: 0..255 units for --mean and --std)"),
+        click.option("--std", default=None, metavar="S,S,S", help="images: per-channel std"),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+                     help="images: tensor layout (default: from the model's channel axis)"),
+        click.option("--bgr", is_flag=True, help="images: channels in BGR order"),
+        click.option("--tokenizer", default=None, metavar="tokenizer.json",
+                     help="sentences (.txt, one per line): tokenizers file; pads/truncates to "
+                          "the model's or --shape's length (pip install 'onnxprune[text]')"),
+    ]
+    names = ("preprocess", "resize", "crop", "mean", "std", "layout", "bgr", "tokenizer")
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        return fn(data=DataOptions.parse(**{k: kwargs.pop(k) for k in names}), **kwargs)
+
+    return _apply(wrapper, options)
+
+
+def load_data(spec: str | None, model, data: DataOptions, shapes, what: str = "--calib",
+              quiet: bool = False) -> calib.Samples | None:
+    """Samples from ``spec`` for ``model`` (None without one), announcing in one stdout line
+    what was applied (not with ``quiet``: a --json command's stdout is its JSON)."""
+    if spec is None:
+        return None
+    return load_samples(spec, model, data, shapes, what, report=announce(quiet))
+
+
+def announce(quiet: bool = False):
+    """What says, in one stdout line, how data files became inputs (None with ``quiet``)."""
+    return None if quiet else lambda line: click.echo(f"data: {line}")
+# --- end of data options ------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """Where and how models are timed: a runtime configuration, measured here or in Ray actors."""
+
+    config: runtime.RuntimeConfig
+    ray_address: str | None = None
+    ray_resources: dict[str, float] | None = None
+    ray_actors: int | None = None
+    ray_timeout: float = 600.0
+
+    @classmethod
+    def of(cls, runtime_name: str, provider: str, ep_library: str, device: str, threads: int,
+           opt_level: str, provider_options, fp16: bool, ray_address: str | None, ray_resources,
+           ray_actors: int | None, ray_timeout: float) -> Deployment:
+        """Validate the command line's runtime options (one clear error each)."""
+        if threads < 1:
+            raise OnnxPruneError("--threads must be at least 1")
+        if fp16 and not (runtime_name == "openvino" or provider == "tensorrt"):
+            raise OnnxPruneError("--fp16 needs --provider tensorrt or --runtime openvino")
+        if device and runtime_name == "ort" and provider not in runtime.GPU_PROVIDERS:
+            raise OnnxPruneError("--device is an OpenVINO device or a CUDA/TensorRT device id")
+        if runtime_name == "openvino" and ray_address is None:
+            backends.openvino()
+        resources = _amounts(ray_resources)
+        if ray_address is None and (resources or ray_actors is not None):
+            raise OnnxPruneError("--ray-resources and --ray-actors need --ray auto|ADDRESS")
+        if (ray_actors is not None and ray_actors < 1) or ray_timeout <= 0:
+            raise OnnxPruneError("--ray-actors must be at least 1 and --ray-timeout positive")
+        config = runtime.RuntimeConfig(provider, threads, opt_level,
+                                       _pairs(provider_options, "--provider-option"),
+                                       runtime_name, device, fp16, ep_library)
+        if ray_address is None:  # before any work: a missing provider is one line, nothing else
+            runtime.check_provider(config)
+        return cls(config, ray_address, resources or None, ray_actors, ray_timeout)
+
+    def source(self) -> backends.LatencySource:
+        """The latency source; Ray actors are stopped when the command ends."""
+        local = backends.Local(self.config)
+        if self.ray_address is None:
+            return local
+        from .remote import RaySource
+
+        src = RaySource(local, self.ray_address, self.ray_resources, self.ray_actors,
+                        self.ray_timeout)
+        click.get_current_context().call_on_close(src.close)
+        return src
+
+
+def _pairs(items, option: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise OnnxPruneError(f"bad {option} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _amounts(items) -> dict[str, float]:
+    """``--ray-resources KEY=N`` as positive numbers."""
+    out = {}
+    for key, value in _pairs(items, "--ray-resources").items():
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = 0.0
+        if out[key] <= 0:
+            raise OnnxPruneError(f"bad --ray-resources {key}={value}: expected a positive number")
+    return out
+
+
+_PRUNE_OPTIONS = [
+    click.argument("model", type=str),
+    click.option("-o", "--output", required=True, help="where to write the pruned model"),
+    click.option("--target-ms", type=float, default=None, help="latency target in milliseconds"),
+    click.option("--speedup", type=float, default=None, help="target = measured baseline / SPEEDUP"),
+    click.option("--ratio", type=float, default=None, help="remove this share of every group (baseline mode)"),
+    click.option("--floor", type=float, default=0.25, show_default=True,
+                 help="keep at least this share of every group"),
+    click.option("--search", "method", type=click.Choice(["knapsack", "evolve"]), default="knapsack",
+                 show_default=True, help="knapsack + hardware loop, optionally refined by evolution"),
+    click.option("--report", "report_paths", multiple=True, metavar="PATH",
+                 help="write a report here: PATH.html = one self-contained page (tables, plots, the "
+                      "command, runtime and machine), otherwise JSON; repeatable"),
+    click.option("--cache", "cache_path", type=str, default=None, help="profile cache file"),
+    click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
+                 help="which channels go first: reconstruction (least-squares refit cost, needs "
+                      "--calib; the auto choice with --calib), l1/l2 weight norms (auto without), activation"),
+    click.option("--value", type=click.Choice(["sensitivity", "importance"]), default="sensitivity",
+                 show_default=True, help="what the search keeps: least measured output distortion "
+                                         "(synthetic images without --calib), or summed importance"),
+    click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP),
+    click.option("--val", "val_path", type=str, default=None,
+                 help="your own validation inputs, disjoint from --calib (same kinds of data): "
+                      "fidelity and --max-drop are judged on them instead of held-out calibration "
+                      "clusters"),
+    click.option("--stages", type=int, default=1, show_default=True,
+                 help="progressive pruning: reach the target in this many steps, each pruned, "
+                      "recovered and measured again"),
+    click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
+                 help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)"),
+    click.option("--distill-seconds", type=float, default=recover.DISTILL_SECONDS, show_default=True,
+                 help="time budget of the distill recovery step (needs torch: onnxprune[torch]); "
+                      "decided once into a step count, cached, so a rerun makes the same steps"),
+    click.option("--max-drop", type=float, default=None,
+                 help="largest allowed fidelity drop (1 - top-1 agreement on held-out calib data); "
+                      "alone: the fastest model within it"),
+    click.option("--plot", "plot_path", type=str, default=None,
+                 help="PNG: measured latency vs fidelity of every candidate judged, the chosen marked"),
+    click.option("--exclude", multiple=True, metavar="REGEX", help="leave matching layers alone"),
+    click.option("--no-latency", is_flag=True, help="--ratio mode: skip the quick latency check"),
+]
+
+
+def prune_options(fn):
+    """The prune command's arguments and options, then the deployment and data options."""
+    return _apply(runtime_options(data_options(fn)), _PRUNE_OPTIONS)
+
+
+_ANALYZE_OPTIONS = [
+    click.argument("model", type=str),
+    click.option("--json", "as_json", is_flag=True, help="machine-readable output"),
+    click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
+                 help="channel importance the table summarises (as for prune)"),
+    click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP),
+    click.option("--plot", "plot_dir", type=str, default=None,
+                 help="write DIR/sensitivity.png: output distortion per group and kept share "
+                      "(on --calib data, else synthetic images)"),
+    click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
+                 help="concrete shape for a dynamic input, e.g. input:1x3x224x224"),
+]
+
+
+def analyze_options(fn):
+    """The analyze command's arguments and options."""
+    return _apply(data_options(max_memory_option(fn)), _ANALYZE_OPTIONS)
+
+
+_FRONTIER_OPTIONS = [
+    click.argument("model", type=str),
+    click.option("--speedups", type=str, default="1.1,1.2,1.3,1.5", show_default=True,
+                 help="comma list of target speedups"),
+    click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP),
+    click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
+                 help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)"),
+    click.option("--floor", type=float, default=0.25, show_default=True,
+                 help="keep at least this share of every group"),
+    click.option("-o", "--output-dir", type=str, default=None,
+                 help="write each model here as MODEL.<speedup>x.onnx (created if missing)"),
+    click.option("--plot", "plot_path", type=str, default=None,
+                 help="PNG: measured latency vs fidelity of every candidate, each target's model labelled"),
+    click.option("--report", "report_paths", multiple=True, metavar="PATH",
+                 help="PATH.html = one self-contained page of every point, otherwise JSON; repeatable"),
+    click.option("--cache", "cache_path", type=str, default=None, help="profile cache file"),
+]
+
+
+def frontier_options(fn):
+    """The frontier command's arguments and options."""
+    return _apply(runtime_options(data_options(fn)), _FRONTIER_OPTIONS)
+
+
+_BENCH_OPTIONS = [
+    click.argument("model_a", type=str),
+    click.argument("model_b", type=str, required=False),
+    click.option("--rounds", type=int, default=30, show_default=True,
+                 help="timed rounds (interleaved A/B rounds when comparing)"),
+    click.option("--warmup", type=int, default=5, show_default=True,
+                 help="untimed runs of each model before timing"),
+    click.option("--json", "as_json", is_flag=True, help="machine-readable output"),
+    click.option("--data", "data_path", type=str, default=None,
+                 help="inputs (like --calib: images, sentences or .npz): also report how closely "
+                      "MODEL_B predicts what MODEL_A does"),
+]
+
+
+def bench_options(fn):
+    """The bench command's arguments and options."""
+    return _apply(runtime_options(data_options(fn)), _BENCH_OPTIONS)
+
+
+_PROFILE_OPTIONS = [
+    click.argument("model", type=str),
+    click.option("--json", "as_json", is_flag=True, help="print the full curves as JSON"),
+    click.option("--plot", "plot_dir", type=str, default=None,
+                 help="write DIR/profile.png: every group's latency staircase in one figure"),
+    click.option("--plot-groups", is_flag=True,
+                 help="with --plot: also DIR/group_NNN.png per group (its layers and their sum)"),
+    click.option("--cache", "cache_path", type=str, default=None,
+                 help="measurement cache file [default: ~/.cache/onnxprune/profiles.json]"),
+    click.option("--no-cache", is_flag=True, help="measure everything again, store nothing"),
+    click.option("--group", "group_ids", type=int, multiple=True, help="only these group ids"),
+    click.option("--rel-tol", type=float, default=0.05, show_default=True,
+                 help="latency change that counts as a step"),
+]
+
+
+def profile_options(fn):
+    """The profile command's arguments and options."""
+    return _apply(runtime_options(fn), _PROFILE_OPTIONS)
+
+
+def _apply(fn, options: list):
+    """``fn`` with ``options`` (click decorators), the first one outermost: listed as given."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
