@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
 from onnxprune import recover, runtime
-from onnxprune.pipeline import finish, prepare
+from onnxprune.pipeline import finish
+from onnxprune.preparation import prepare
 from onnxprune.rewrite import ratio_plan
 from onnxprune.search import plan_for
 

@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT / "models"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from onnxprune import OnnxPruneError, backends, recover, runtime
-from onnxprune.pipeline import frontier, prepare, prune_to_target
+from onnxprune.pipeline import frontier, prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 
 PREPROCESS = {"mobilenet_v2": "imagenet", "efficientnet_lite0": "inception"}  # lite0: (x - 127) / 128

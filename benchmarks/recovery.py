@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
 from onnxprune import runtime
-from onnxprune.pipeline import finish, prepare, prune_to_target
+from onnxprune.pipeline import finish, prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 from onnxprune.search import plan_for
 

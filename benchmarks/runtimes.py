@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from onnxprune import runtime
 from onnxprune.backends import Local
 from onnxprune.load import parse_shape_overrides
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, GroupProfile, default_cache_path, profile_model
 
 RUNTIMES = ("ort", "openvino")

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from onnxprune import OnnxPruneError, runtime
 from onnxprune.backends import Local
 from onnxprune.load import parse_shape_overrides
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path, group_layers
 from onnxprune.rewrite import apply_plan
 from onnxprune.search import flops_choices, kept_importance, plan_for, solve

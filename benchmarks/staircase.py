@@ -24,7 +24,7 @@ import tiny
 
 from onnxprune import load_model, runtime
 from onnxprune.backends import Local
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, LayerBench, group_layers, profile_model
 
 ISSUE_WIDTHS = (8, 16, 17, 32, 33, 48, 49, 56, 64, 65, 96, 112, 128)

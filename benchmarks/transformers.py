@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
 from onnxprune import OnnxPruneError, calib, fidelity, runtime
-from onnxprune.pipeline import frontier, prepare
+from onnxprune.pipeline import frontier
+from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 
 OUT = ROOT / "out"

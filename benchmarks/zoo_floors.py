@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fakes import Staircase
 
 from onnxprune import search
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, profile_model
 from onnxprune.rewrite import apply_plan
 

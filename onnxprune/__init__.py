@@ -12,10 +12,10 @@ The public API is deliberately small:
 * :class:`PruneResult` / :class:`TargetResult` -- what a ratio / latency-targeted run produced.
 """
 
+from .api import prune
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .load import load_model
-from .pipeline import prune
 from .preparation import prepare
 from .results import Outcome, PruneResult, TargetResult
 from .rewrite import PrunePlan, apply_plan

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from . import calib, fidelity, guard, pipeline, profile, progress, runtime
+from . import api, guard, pipeline, preparation, profile, progress, runtime
 from .errors import OnnxPruneError
 from .load import load_model, parse_shape_overrides
 from .options import (
@@ -26,7 +26,7 @@ from .options import (
     profile_options,
     prune_options,
 )
-from .output import check_output_dir, check_output_path, make_dir, write_model, write_text
+from .output import make_dir, write_model, write_text
 from .report import (
     bench_json,
     console,
@@ -86,7 +86,7 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths,
           importance, value, calib_path, val_path, stages, recover_steps, distill_seconds,
           max_drop, plot_path, exclude, no_latency, deploy, shape_specs, data) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
-    run = pipeline.run(pipeline.PruneRequest(
+    run = api.run(api.PruneRequest(
         model, target_ms, speedup, ratio, max_drop, calib_path, val_path, recovery=recover_steps,
         importance=importance, connect=deploy.source, shapes=shape_specs, floor=floor,
         method=method, exclude=list(exclude), cache_path=cache_path, value=value,
@@ -123,8 +123,8 @@ def _optional(what: str, prep, fn) -> None:
 def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
     shapes, loaded = parse_shape_overrides(shape_specs), load_model(model)
-    prep = pipeline.prepare(loaded, shapes, importance,
-                            calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
+    prep = preparation.prepare(loaded, shapes, importance,
+                               calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
     print_analysis(prep.graph, as_json)
     if plot_dir:
         table, synthetic = pipeline.sensitivity_grid(prep)
@@ -138,29 +138,16 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data)
 def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_paths,
              cache_path, deploy, shape_specs, data) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
-    try:
-        wanted = [float(v) for v in speedups.split(",") if v.strip()]
-    except ValueError:
-        wanted = []
-    if not wanted or min(wanted) <= 1.0:
-        raise OnnxPruneError(f"--speedups must be a comma list of numbers above 1, got {speedups!r}")
-    if output_dir:
-        check_output_dir(output_dir)
-    for path in report_paths:
-        check_output_path(path, model)
-    shapes, loaded = parse_shape_overrides(shape_specs), load_model(model)
-    prep = pipeline.prepare(loaded, shapes, calib_data=load_data(calib_path, loaded, data, shapes))
-    source = deploy.source()
-    results = pipeline.frontier(prep, source, wanted, floor=floor,
-                                steps=pipeline.parse_recovery(recover_steps),
-                                cache_path=cache_path or profile.default_cache_path())
-    details = run_details(prep.graph, _argv(), source.key() if source else None,
-                          speedups=sorted(wanted))  # one run: its details once, in every point
-    datas = [{**tr.to_dict(prep.graph), **details} for tr in results]
+    run = api.frontier(api.FrontierRequest(
+        model, speedups, calib_path, recover_steps, floor, output_dir, report_paths, cache_path,
+        deploy.source, shape_specs, data, announce()))
+    prep = run.prep
+    details = run_details(prep.graph, _argv(), run.source.key(), speedups=run.request.speedups)
+    datas = [{**tr.to_dict(prep.graph), **details} for tr in run.results]  # one run: its details once
     print_frontier(datas)
     if output_dir:
         stem = os.path.splitext(os.path.basename(model))[0]
-        for s, tr in zip(sorted(wanted), results):
+        for s, tr in zip(run.request.speedups, run.results):
             if tr.result is not None:
                 path = os.path.join(make_dir(output_dir), f"{stem}.{s:g}x.onnx")
                 write_model(tr.result.model, path, prep.feeds, prep.original)
@@ -178,31 +165,19 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
               data) -> None:
     """Time MODEL_A, or compare MODEL_A against MODEL_B with interleaved rounds (and, with
     --data, their agreement on those inputs)."""
-    if rounds < 3:
-        raise OnnxPruneError("--rounds must be at least 3")
-    first, overrides = load_model(model_a), parse_shape_overrides(shape_specs)
-    samples = load_data(data_path, first, data, overrides, "--data", quiet=as_json)
-    shapes = calib.shapes_from(first, samples, overrides)
-    guard.check(first, shapes, samples, overrides)
-    feeds = runtime.random_feeds(first, shapes)
-    source = deploy.source()
-    if model_b is None:
-        timing = source.measure(first.SerializeToString(), feeds, rounds, warmup)
+    out = api.bench(api.BenchRequest(model_a, model_b, rounds, warmup, data_path, shape_specs, data,
+                                     deploy.source, announce(as_json)))
+    if out.timing is not None:
         if as_json:
-            print(bench_json(deploy.config.key(), timing, model=model_a))
+            print(bench_json(deploy.config.key(), out.timing, model=model_a))
         else:
-            print_kv_single(model_a, timing)
-        return
-    second = load_model(model_b)
-    cmp = source.compare(first.SerializeToString(), second.SerializeToString(), feeds, rounds, warmup)
-    fid, title = None, ""
-    if samples is not None:
-        fid = fidelity.fidelity(fidelity.outputs_on(first, samples), second, samples)
-        title = f"fidelity of B vs A on {calib.count(samples)} inputs of {os.path.basename(data_path)}"
-    if as_json:
-        print(bench_json(deploy.config.key(), cmp=cmp, fid=fid, a=model_a, b=model_b))
-        return
-    print_comparison(cmp, fid, title)
+            print_kv_single(model_a, out.timing)
+    elif as_json:
+        print(bench_json(deploy.config.key(), cmp=out.comparison, fid=out.fid, a=model_a, b=model_b))
+    else:
+        title = (f"fidelity of B vs A on {out.samples} inputs of {os.path.basename(data_path)}"
+                 if out.fid is not None else "")
+        print_comparison(out.comparison, out.fid, title)
 
 
 @cli.command("profile")
@@ -212,13 +187,8 @@ def profile_cmd(model, as_json, plot_dir, plot_groups, cache_path, no_cache, gro
     """Measure each prunable group's latency staircase and its candidate widths."""
     if plot_groups and not plot_dir:
         raise OnnxPruneError("--plot-groups needs --plot DIR")
-    prep = pipeline.prepare(model, parse_shape_overrides(shape_specs))
-    groups = prep.graph.prunable_groups()
-    if group_ids:
-        unknown = set(group_ids) - {g.id for g in groups}
-        if unknown:
-            raise OnnxPruneError(f"--group {sorted(unknown)}: not prunable group ids")
-        groups = [g for g in groups if g.id in group_ids]
+    prep = preparation.prepare(model, parse_shape_overrides(shape_specs))
+    groups = api.profile_groups(prep, group_ids)
     source = deploy.source()
     cache = profile.Cache(None if no_cache else (cache_path or profile.default_cache_path()),
                           source.key())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -117,6 +117,14 @@ class Cost:
         the inputs, the calibration arrays and ``batch`` times the activations."""
         return 2 * self.weights + self.inputs + self.samples + self.batch * self.activations
 
+    def with_samples(self, samples: dict[str, np.ndarray] | None) -> Cost:
+        """This cost with ``samples`` as the calibration arrays (itself without samples)."""
+        if samples is None:
+            return self
+        count = len(next(iter(samples.values()))) if samples else 1
+        return replace(self, samples=sum(int(v.nbytes) for v in samples.values()),
+                       batch=max(1, min(CALIB_BATCH, count)))
+
     def describe(self) -> str:
         macs = f", {self.macs / 1e9:.1f} GMACs per inference" if self.macs else ""
         name, size = self.largest
@@ -184,24 +192,30 @@ def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None =
         macs = stats.macs(model, traced)
     except Exception:  # noqa: BLE001 -- a malformed node: counted by nobody (refused later)
         macs = None
-    cost = Cost(concrete, weights, inputs, sum(nbytes.values()), largest, macs)
-    if samples is not None:
-        cost.samples = sum(int(v.nbytes) for v in samples.values())
-        count = len(next(iter(samples.values()))) if samples else 1
-        cost.batch = max(1, min(CALIB_BATCH, count))
-    return cost
+    return Cost(concrete, weights, inputs, sum(nbytes.values()), largest, macs).with_samples(samples)
 
 
 def check(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
           samples: dict[str, np.ndarray] | None = None,
-          user_shapes: dict[str, tuple[int, ...]] | None = None) -> Cost:
+          user_shapes: dict[str, tuple[int, ...]] | None = None,
+          val: dict[str, np.ndarray] | None = None) -> Cost:
     """Refuse (one line) a run whose :func:`estimate` is over the :func:`budget`; return the
     estimate. ``shapes``: the shapes the tool will use (``--shape`` and the calibration
-    samples'); ``user_shapes``: those the user gave with ``--shape`` (named in the advice)."""
-    cost = estimate(model, shapes, samples)
+    samples'); ``user_shapes``: those the user gave with ``--shape`` (named in the advice);
+    ``val``: a second sample set (``--val``), checked like ``samples`` against the same
+    estimate of the graph (shape inference runs once)."""
+    graph_cost = estimate(model, shapes)
+    for data in (samples, val) if val is not None else (samples,):
+        _refuse_over_budget(model, graph_cost.with_samples(data), data, user_shapes)
+    return graph_cost.with_samples(samples)
+
+
+def _refuse_over_budget(model: onnx.ModelProto, cost: Cost, samples: dict[str, np.ndarray] | None,
+                        user_shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """One line saying what to change when ``cost`` is over the :func:`budget`."""
     limit, how = budget()
     if cost.memory <= limit:
-        return cost
+        return
     over = f"needs about {gb(cost.memory)} of memory{{}}, over the budget of {gb(limit)} ({how})"
     if 2 * cost.weights > limit / 2:
         raise OnnxPruneError(f"the model {over.format('')}: its weights alone take {gb(cost.weights)}")

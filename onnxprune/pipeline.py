@@ -1,6 +1,9 @@
-"""The pipeline the CLI and the Python API share: a :class:`PruneRequest` (every check of what
-was asked, in one place) is :func:`run` -- preparation (:mod:`onnxprune.preparation`), then the
-search drivers here: plan -> rewrite -> recover -> verify -- into a :class:`PruneRun`.
+"""The search drivers: from a preparation (:mod:`onnxprune.preparation`) to a pruned, recovered
+and verified model -- by ratio (:func:`prune_ratio`), to a latency target (:func:`prune_to_target`,
+progressive with ``stages``), to the fastest model within a fidelity drop
+(:func:`prune_within_drop`) or at several targets (:func:`frontier`): plan -> rewrite -> recover ->
+verify. Requests (every check of what was asked) and the public :func:`onnxprune.prune` are
+in :mod:`onnxprune.api`.
 
 Latency story (one baseline per run): every figure derives from ``Search.baseline_ms``, the
 unpruned model measured once at the start, and from interleaved A/B *ratios* against it, taken
@@ -16,8 +19,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import onnx
 
@@ -36,14 +38,11 @@ from . import (
 )
 from .errors import OnnxPruneError
 from .graph import trace
-from .output import check_output_path
-from .preparation import Prepared, prepare, restage
+from .preparation import Prepared, restage
 from .progress import line as progress_line
 from .progress import timed
-from .results import Outcome, PruneResult, Quality, TargetResult
+from .results import PruneResult, Quality, TargetResult
 from .rewrite import PrunePlan, apply_plan, ratio_plan
-from .sources import Options as DataOptions
-from .sources import load_samples
 from .stats import macs, param_count
 
 
@@ -123,9 +122,8 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
 def prune_ratio(prep: Prepared, ratio: float, steps: tuple[str, ...] = recover.STEPS,
                 evaluate: Callable[[str], float] | None = None,
                 max_drop: float | None = None, distill_seconds: float = 60.0) -> PruneResult:
-    """Remove the ``ratio`` first-to-go channels of every prunable group."""
-    if not 0.0 <= ratio < 1.0:
-        raise OnnxPruneError(f"--ratio must be in [0, 1), got {ratio}")
+    """Remove the ``ratio`` (in [0, 1), checked by :class:`onnxprune.api.PruneRequest`)
+    first-to-go channels of every prunable group."""
     result = finish(prep, ratio_plan(prep.graph, ratio), steps, evaluate, distill_seconds)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
         raise OnnxPruneError(f"fidelity drop {result.quality.drop:.4f} exceeds --max-drop {max_drop}")
@@ -323,10 +321,8 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
 
 
 def _target_speedup(baseline_ms: float, speedup: float | None, target_ms: float | None) -> float:
-    if speedup is not None and speedup <= 0:
-        raise OnnxPruneError(f"--speedup must be positive, got {speedup}")
-    if speedup is None and (target_ms is None or target_ms <= 0):
-        raise OnnxPruneError("the latency target must be positive")
+    """The target as a speedup over the baseline (one of the two given, positive: checked by
+    :class:`onnxprune.api.PruneRequest`)."""
     return speedup if speedup is not None else baseline_ms / target_ms
 
 
@@ -569,173 +565,3 @@ def quick_latency(prep: Prepared, pruned: onnx.ModelProto,
     source = backends.source_for(config)
     return source.compare(prep.original.SerializeToString(), pruned.SerializeToString(),
                           prep.feeds, rounds=rounds)
-
-
-def parse_recovery(text: str) -> tuple[str, ...]:
-    """The recovery steps of ``--recover`` text (a comma list, or none)."""
-    steps = tuple(s.strip() for s in text.split(",") if s.strip() and s.strip() != "none")
-    unknown = set(steps) - set(recover.ALL_STEPS)
-    if unknown:
-        raise OnnxPruneError(f"--recover: unknown step(s) {sorted(unknown)}; use {', '.join(recover.ALL_STEPS)} or none")
-    return steps
-
-
-@dataclass
-class PruneRequest:
-    """One prune run as asked, by the command line or by :func:`prune`. :meth:`validate` holds
-    every check of what was asked (one line each, before any work is done).
-
-    ``calib_data`` / ``val_data``: anything :func:`onnxprune.sources.load_samples` reads (read
-    as ``data_options`` says, each read announced to ``announce``). ``shapes``: a dict, or
-    ``--shape NAME:DxD`` texts; ``recovery``: steps, or ``--recover`` text. ``connect``: makes
-    the latency source (once preparation succeeded), instead of ``config``. ``outputs``: paths
-    the caller will write, checked up front. ``latency``: ratio mode also times the model."""
-
-    model: onnx.ModelProto | str
-    target_ms: float | None = None
-    speedup: float | None = None
-    ratio: float | None = None
-    max_drop: float | None = None
-    calib_data: Any = None
-    val_data: Any = None
-    evaluate: Callable[[str], float] | None = None
-    recovery: tuple[str, ...] | str = recover.STEPS
-    importance: str = "auto"
-    config: runtime.RuntimeConfig | backends.LatencySource | None = None
-    connect: Callable[[], backends.LatencySource] | None = None
-    shapes: dict[str, tuple[int, ...]] | tuple[str, ...] | None = None
-    floor: float = 0.25
-    method: str = "knapsack"
-    exclude: list[str] | tuple[str, ...] | None = None
-    cache_path: str | None = None
-    value: str = "sensitivity"
-    distill_seconds: float = 60.0
-    stages: int = 1
-    data_options: DataOptions | None = None
-    outputs: tuple[str, ...] = ()
-    latency: bool = False
-    progress: bool = False
-    announce: Callable[[str], None] | None = None
-
-    def validate(self) -> PruneRequest:
-        """The request checked, with ``shapes`` and ``recovery`` parsed; the first problem
-        raises OnnxPruneError with its one line."""
-        modes = [v for v in (self.target_ms, self.speedup, self.ratio) if v is not None]
-        if len(modes) > 1 or not modes and self.max_drop is None:
-            raise OnnxPruneError("say how much to prune: exactly one of --target-ms, --speedup, --ratio "
-                                 "(or --max-drop alone for the fastest model within it)")
-        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
-            raise OnnxPruneError(f"--ratio must be in [0, 1), got {self.ratio}")
-        if self.speedup is not None and self.speedup <= 0:
-            raise OnnxPruneError(f"--speedup must be positive, got {self.speedup}")
-        if self.target_ms is not None and self.target_ms <= 0:
-            raise OnnxPruneError(f"--target-ms must be positive, got {self.target_ms}")
-        shapes = self.shapes
-        if isinstance(shapes, (tuple, list)):
-            shapes = load.parse_shape_overrides(shapes)
-        for path in self.outputs:
-            check_output_path(path, self.model if isinstance(self.model, str) else None)
-        steps = parse_recovery(self.recovery) if isinstance(self.recovery, str) else self.recovery
-        if self.max_drop is not None and self.calib_data is None and self.evaluate is None:
-            raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
-        if self.stages < 1:
-            raise OnnxPruneError(f"--stages must be at least 1, got {self.stages}")
-        return replace(self, shapes=shapes, recovery=steps)
-
-    def source(self) -> backends.LatencySource | None:
-        """The latency source; None in ratio mode without ``latency``."""
-        if self.ratio is not None and not self.latency:
-            return None
-        return self.connect() if self.connect is not None else backends.source_for(self.config)
-
-
-@dataclass
-class PruneRun:
-    """What :func:`run` made of a request: the preparation, the latency source, the result
-    (a :class:`PruneResult` by ratio, else a :class:`TargetResult`) and, once :meth:`time`
-    ran, the ratio mode's interleaved timing against the original."""
-
-    request: PruneRequest
-    prep: Prepared
-    source: backends.LatencySource | None
-    result: PruneResult | TargetResult
-    latency: bench.Comparison | None = None
-
-    @property
-    def already_met(self) -> bool:
-        return isinstance(self.result, TargetResult) and self.result.already_met
-
-    @property
-    def model(self) -> onnx.ModelProto:
-        """The model to write: the pruned one, or the original when it already met the target."""
-        if isinstance(self.result, TargetResult):
-            return self.prep.original if self.result.already_met else self.result.result.model
-        return self.result.model
-
-    def time(self) -> None:
-        """Ratio mode with a latency source: time the pruned model against the original."""
-        if self.request.ratio is not None and self.source is not None:
-            self.latency = quick_latency(self.prep, self.result.model, self.source)
-
-    def outcome(self) -> Outcome:
-        if self.request.ratio is not None:
-            return Outcome(self.model, {"ratio": self.request.ratio, **self.result.to_dict()}, self.result)
-        return Outcome(self.model, self.result.to_dict(self.prep.graph), self.result)
-
-
-def run(request: PruneRequest) -> PruneRun:
-    """Validate ``request``, prepare its model and data, then prune by ratio, to a target, or
-    to the fastest measured model within ``max_drop``."""
-    req = request.validate()
-    loaded = load.load_model(req.model) if isinstance(req.model, str) else req.model
-    data = [None if d is None else load_samples(d, loaded, req.data_options, req.shapes, what, req.announce)
-            for d, what in ((req.calib_data, "--calib"), (req.val_data, "--val"))]
-    prep = prepare(loaded, req.shapes, req.importance, req.exclude, *data)
-    source = req.source()
-    if req.ratio is not None:
-        result = prune_ratio(prep, req.ratio, req.recovery, req.evaluate, req.max_drop,
-                             req.distill_seconds)
-        return PruneRun(req, prep, source, result)
-    settings = {"steps": req.recovery, "evaluate": req.evaluate, "distill_seconds": req.distill_seconds,
-                "floor": req.floor, "value": req.value, "progress": req.progress,
-                "cache_path": req.cache_path or profile.default_cache_path()}
-    if req.target_ms is None and req.speedup is None:
-        return PruneRun(req, prep, source, prune_within_drop(prep, source, req.max_drop, **settings))
-    return PruneRun(req, prep, source, prune_to_target(prep, source, req.target_ms, req.speedup,
-                                                       method=req.method, max_drop=req.max_drop,
-                                                       stages=req.stages, **settings))
-
-
-def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
-          speedup: float | None = None, ratio: float | None = None,
-          calib: Any = None, evaluate: Callable[[str], float] | None = None,
-          max_drop: float | None = None, recovery: tuple[str, ...] = recover.STEPS,
-          importance: str = "auto",
-          config: runtime.RuntimeConfig | backends.LatencySource | None = None,
-          shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
-          method: str = "knapsack", exclude: list[str] | None = None,
-          cache_path: str | None = None, value: str = "sensitivity",
-          distill_seconds: float = 60.0, val: Any = None, stages: int = 1,
-          data_options: DataOptions | None = None) -> Outcome:
-    """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
-    ``max_drop`` alone, to the fastest measured model within that fidelity drop (a
-    :class:`PruneRequest` run by :func:`run`).
-
-    ``calib``: anything :func:`onnxprune.sources.load_samples` reads: a path (.npz, image
-    folder / glob / list, sentences with ``data_options.tokenizer``; images preprocessed as
-    ``data_options`` says), an onnxruntime ``CalibrationDataReader`` (``get_next()``), an
-    iterable of feed dicts (each with a batch axis) or a dict of arrays; it enables
-    reconstruction selection, measured sensitivity, recovery and fidelity (without it, cuts are
-    ranked on synthetic images and accuracy is not checked). ``val``: the same kinds of data,
-    disjoint from ``calib``: fidelity (and ``max_drop``) are then judged on it. ``evaluate(model_path) -> float`` is
-    the pipeline's own metric (higher is better); ``max_drop`` bounds its drop (or, without it,
-    the loss of top-1 agreement). ``config``: the deployment runtime measured here (default ORT
-    CPU, 1 thread) or a latency source (:class:`onnxprune.remote.RaySource` to measure on other
-    machines). ``stages``: progressive pruning in that many steps. Raises OnnxPruneError with
-    a one-line reason on failure."""
-    return run(PruneRequest(model, target_ms=target_ms, speedup=speedup, ratio=ratio,
-                            max_drop=max_drop, calib_data=calib, val_data=val, evaluate=evaluate,
-                            recovery=recovery, importance=importance, config=config, shapes=shapes,
-                            floor=floor, method=method, exclude=exclude, cache_path=cache_path,
-                            value=value, distill_seconds=distill_seconds, stages=stages,
-                            data_options=data_options)).outcome()

@@ -112,9 +112,7 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     if val is not None and samples is None:
         raise OnnxPruneError("--val needs calibration data to fit on (--calib)")
     user_shapes, shapes = shapes, calib.shapes_from(original, samples, shapes) or None
-    guard.check(original, shapes, samples, user_shapes)
-    if val is not None:
-        guard.check(original, shapes, val, user_shapes)
+    guard.check(original, shapes, samples, user_shapes, val)
     importance = _importance(importance, samples)
     normalised = load.normalise(original, shapes)
     split = _split(normalised, samples, val)

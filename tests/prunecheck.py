@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 
 from onnxprune import runtime, verify
-from onnxprune.pipeline import Prepared, prepare
+from onnxprune.preparation import Prepared, prepare
 from onnxprune.rewrite import PrunePlan, apply_plan, ratio_plan
 from onnxprune.stats import param_count
 

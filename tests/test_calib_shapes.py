@@ -6,7 +6,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import calib
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 
 
 def tokens_model() -> onnx.ModelProto:

@@ -9,7 +9,8 @@ from fakes import Analytic
 from onnx import helper, numpy_helper
 
 from onnxprune import calib, load, sensitivity
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 
 
 def _scalar_shape_model(ir_version: int = 10, opset: int = 17) -> onnx.ModelProto:

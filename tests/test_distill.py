@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import OnnxPruneError, calib, prune, recover, runtime
 from onnxprune.fidelity import distortion
-from onnxprune.pipeline import finish, prepare
+from onnxprune.pipeline import finish
+from onnxprune.preparation import prepare
 from onnxprune.rewrite import ratio_plan
 
 torch = pytest.importorskip("torch")

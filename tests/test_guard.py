@@ -9,7 +9,7 @@ import pytest
 import tiny
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune import OnnxPruneError, guard, pipeline
+from onnxprune import OnnxPruneError, api, guard, preparation
 from onnxprune.cli import main
 from onnxprune.graph import trace
 
@@ -88,7 +88,7 @@ def test_an_unknown_data_type_is_left_to_the_loader():
         opset_imports=[helper.make_opsetid("", 17)])
     assert guard.estimate(model).activations > 0
     with pytest.raises(OnnxPruneError, match="initializer 'b' has an unknown data type"):
-        pipeline.prepare(model)
+        preparation.prepare(model)
 
 
 def test_calibration_samples_of_a_huge_shape_are_refused(tmp_path):
@@ -96,7 +96,7 @@ def test_calibration_samples_of_a_huge_shape_are_refused(tmp_path):
     guard.set_max_memory("200MB")
     try:
         with pytest.raises(OnnxPruneError, match="calibration samples of 'x' are 3x8x100000 each"):
-            pipeline.prepare(tiny.dynamic(), calib_data=samples)
+            preparation.prepare(tiny.dynamic(), calib_data=samples)
     finally:
         guard.set_max_memory(None)
 
@@ -118,8 +118,27 @@ def test_a_huge_npz_is_refused_from_its_headers(tmp_path, capsys):
 def test_memory_error_is_one_line(tmp_path, capsys, monkeypatch):
     def boom(*args, **kwargs):
         raise MemoryError("Unable to allocate 37.4 GiB for an array with shape (10, 1000000000)")
-    monkeypatch.setattr(pipeline, "prepare", boom)
+    monkeypatch.setattr(api, "prepare", boom)
     path = tmp_path / "m.onnx"
     onnx.save(tiny.conv_chain(), path)
     line = refusal(capsys, [str(path), "-o", str(tmp_path / "o.onnx"), "--ratio", "0.3"])
     assert "needs about 37.4 GiB for one array alone" in line and "--shape" in line
+
+
+def test_val_samples_are_checked_against_one_estimate(monkeypatch):
+    """--val data over the budget is refused like calibration data, and the graph is estimated
+    (shape inference) once for both sample sets."""
+    calls = []
+    real = guard.estimate
+    monkeypatch.setattr(guard, "estimate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    small = {"x": np.zeros((2, 3, 16, 16), np.float32)}
+    big = {"x": np.zeros((64, 3, 224, 224), np.float32)}  # 38.5 MB of samples
+    model = tiny.conv_chain()
+    guard.set_max_memory("30MB")
+    try:
+        cost = guard.check(model, {"x": (1, 3, 16, 16)}, small, None, small)
+        assert calls == [1] and cost.samples == small["x"].nbytes
+        with pytest.raises(OnnxPruneError, match=r"the calibration data \(64 samples"):
+            guard.check(model, {"x": (1, 3, 16, 16)}, small, None, big)
+    finally:
+        guard.set_max_memory(None)

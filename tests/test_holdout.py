@@ -8,7 +8,8 @@ import pytest
 from onnx import helper, numpy_helper
 
 from onnxprune import calib, load
-from onnxprune.pipeline import prepare, prune_ratio
+from onnxprune.pipeline import prune_ratio
+from onnxprune.preparation import prepare
 
 
 def _classifier(size: int = 32):

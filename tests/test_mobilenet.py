@@ -6,7 +6,7 @@ import numpy as np
 from prunecheck import prove
 
 from onnxprune import load_model
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "mobilenet_v2.onnx"
 

@@ -1,78 +1,43 @@
-"""The public pipeline API: one :class:`PruneRequest`, checked in one place before any work, run
-into a :class:`PruneRun` (preparation, latency source, result): by ratio, and to a speedup
-measured on a deterministic fake source."""
+"""The search drivers (onnxprune.pipeline), called directly on one preparation: by ratio, to a
+speedup and at several targets on a deterministic fake latency source."""
 
 import numpy as np
 import pytest
 import tiny
 from fakes import Analytic
 
-from onnxprune import OnnxPruneError, runtime
-from onnxprune.pipeline import PruneRequest, PruneRun, run
-from onnxprune.results import PruneResult, TargetResult
+from onnxprune import runtime
+from onnxprune.pipeline import frontier, prune_ratio, prune_to_target
+from onnxprune.preparation import prepare
 
-SAMPLES = {"x": np.random.default_rng(0).standard_normal((24, 3, 16, 16)).astype(np.float32)}
-
-
-@pytest.mark.parametrize("asked, message", [
-    ({}, "say how much to prune: exactly one of --target-ms, --speedup, --ratio"),
-    ({"speedup": 1.3, "ratio": 0.3}, "say how much to prune"),
-    ({"ratio": 1.0}, r"--ratio must be in \[0, 1\), got 1.0"),
-    ({"speedup": 0.0}, "--speedup must be positive, got 0.0"),
-    ({"target_ms": -1.0}, "--target-ms must be positive, got -1.0"),
-    ({"ratio": 0.3, "shapes": ("x:1xfoo",)}, "bad --shape 'x:1xfoo'"),
-    ({"ratio": 0.3, "recovery": "bias,nope"}, r"--recover: unknown step\(s\) \['nope'\]"),
-    ({"max_drop": 0.1}, "--max-drop needs calibration data"),
-    ({"speedup": 1.3, "stages": 0}, "--stages must be at least 1, got 0"),
-])
-def test_what_was_asked_is_refused_before_the_model_is_read(asked, message):
-    with pytest.raises(OnnxPruneError, match=message):
-        run(PruneRequest("no/such/model.onnx", **asked))
+SAMPLES = {"x": np.random.default_rng(1).standard_normal((24, 3, 16, 16)).astype(np.float32)}
 
 
-def test_outputs_are_checked_before_any_work(tmp_path):
-    with pytest.raises(OnnxPruneError, match="does not exist"):
-        run(PruneRequest(tiny.conv_chain(), ratio=0.3, outputs=(str(tmp_path / "no" / "o.onnx"),)))
-
-
-def test_pruning_nothing_reproduces_the_outputs():
-    done = run(PruneRequest(tiny.conv_chain(), ratio=0.0, recovery=()))
-    out, ref = runtime.run(done.model, done.prep.feeds), done.prep.reference()
-    assert out.keys() == ref.keys()
+def test_ratio_zero_reproduces_the_outputs_and_removes_nothing():
+    prep = prepare(tiny.conv_chain())
+    result = prune_ratio(prep, 0.0, steps=())
+    assert result.channels_removed == 0
+    out, ref = runtime.run(result.model, prep.feeds), prep.reference()
     for name, value in ref.items():
         np.testing.assert_allclose(out[name], value, rtol=1e-5, atol=1e-6)
 
 
-def test_ratio_request_gives_a_proven_recovered_model():
-    done = run(PruneRequest(tiny.conv_chain(), ratio=0.5, calib_data=SAMPLES, recovery="bias"))
-    assert isinstance(done, PruneRun) and isinstance(done.result, PruneResult)
-    assert done.source is None and done.latency is None  # ratio mode times nothing unless asked
-    result = done.result
-    assert result.channels_removed > 0 and result.zero_filter_error < 1e-5
-    assert done.model is result.model and result.params_after < result.params_before
-    out, ref = runtime.run(done.model, done.prep.feeds), done.prep.reference()
-    assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
-    steps = {s["step"] for s in result.quality.recovery.steps}
-    assert steps - {"none"} == {"bias"}  # the --recover text, parsed
-    assert result.quality.fidelity is not None and result.quality.data == "held-out"
-    outcome = done.outcome()
-    assert outcome.report["ratio"] == 0.5 and outcome.model is done.model
+def test_more_ratio_removes_more_and_keeps_every_output_shape():
+    prep = prepare(tiny.conv_chain(), calib_data=SAMPLES)
+    small, large = prune_ratio(prep, 0.25, steps=()), prune_ratio(prep, 0.5, steps=())
+    assert 0 < small.channels_removed < large.channels_removed
+    ref = prep.reference()
+    for result in (small, large):
+        out = runtime.run(result.model, prep.feeds)
+        assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
+        assert result.zero_filter_error < 1e-5
 
 
-def test_ratio_request_with_latency_times_against_the_original():
-    done = run(PruneRequest(tiny.conv_chain(), ratio=0.5, recovery=(), latency=True,
-                            connect=Analytic))
-    assert isinstance(done.source, Analytic) and done.latency is None
-    done.time()
-    assert done.latency is not None and done.latency.speedup > 1.0
-
-
-def test_speedup_request_meets_its_target_on_a_fake_source(tmp_path):
-    done = run(PruneRequest(tiny.conv_chain(), speedup=1.2, calib_data=SAMPLES, recovery=("bias",),
-                            connect=Analytic, cache_path=str(tmp_path / "p.json")))
-    tr = done.result
-    assert isinstance(tr, TargetResult) and not done.already_met
-    assert done.model is tr.result.model and tr.final.speedup >= 1.2 * 0.97
-    assert tr.result.zero_filter_error < 1e-5 and tr.result.quality.fidelity is not None
-    report = done.outcome().report
-    assert report["target_speedup"] == pytest.approx(1.2) and report["final"]["speedup"] == tr.speedup
+def test_target_and_frontier_on_a_fake_source(tmp_path):
+    prep = prepare(tiny.conv_chain(), calib_data=SAMPLES)
+    cache = str(tmp_path / "p.json")
+    tr = prune_to_target(prep, Analytic(), speedup=1.2, cache_path=cache, progress=False, steps=())
+    assert tr.final.speedup >= 1.2 * 0.97 and tr.result.zero_filter_error < 1e-5
+    points = frontier(prep, Analytic(), [1.1, 1.3], cache_path=cache, progress=False, steps=())
+    assert [p.target_speedup for p in points] == pytest.approx([1.1, 1.3])
+    assert all(p.final.speedup >= p.target_speedup * 0.97 for p in points)

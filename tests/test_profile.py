@@ -21,7 +21,8 @@ from onnx import numpy_helper
 
 from onnxprune import OnnxPruneError, backends, bench, cachefile, runtime
 from onnxprune.backends import Local
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, coarse_grid, find_steps, profile_model, steps_and_candidates
 
 
@@ -129,7 +130,7 @@ _KILLED = """
 import os, sys
 sys.path[:0] = {paths!r}
 import fakes, tiny
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, profile_model
 
 class Dying(fakes.Staircase):

@@ -14,7 +14,8 @@ from test_sensitivity import _group, _samples, _two_paths
 
 from onnxprune import progress, runtime, sensitivity
 from onnxprune.output import write_model
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 
 
 def _cli(*args):

@@ -7,7 +7,8 @@ from fakes import Analytic
 from test_holdout import _classifier, _crops
 
 from onnxprune import runtime, search
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.stats import param_count
 
 

@@ -17,7 +17,8 @@ import fakes
 
 import onnxprune
 from onnxprune import OnnxPruneError, runtime
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, profile_model
 from onnxprune.remote import RaySource
 from onnxprune.stats import param_count

@@ -11,7 +11,8 @@ from onnx import helper, numpy_helper
 
 from onnxprune import OnnxPruneError, calib, prune, runtime
 from onnxprune.fidelity import fidelity, outputs_on
-from onnxprune.pipeline import finish, prepare
+from onnxprune.pipeline import finish
+from onnxprune.preparation import prepare
 from onnxprune.recover import bias_compensation, consumers, lsq_refit
 from onnxprune.rewrite import apply_plan, ratio_plan
 

@@ -23,7 +23,7 @@ import tiny
 from fakes import Analytic, Staircase
 
 from onnxprune import cli, report
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 from onnxprune.profile import GroupProfile, Layer, LayerProfile
 from onnxprune.sensitivity import Table
 
@@ -256,3 +256,16 @@ def test_val_fidelity_and_frontier_pages(run):
     assert [r[:3] for r in page.rows if r[0] in ("1.2x", "1.3x")] == [
         [f"{t}x", f"{fig.speedup:.3f}x", f"{fig.ms:.3f}"] for t in ("1.2", "1.3")]
     assert text.count("<details>") == 2 and "script" not in page.tags
+
+
+def test_summary_says_which_comparison_its_band_is_from():
+    """The pooled speedup is printed with the band of the last comparison, said so; a run
+    whose only comparison is the last one prints the band alone."""
+    from onnxprune.report import summary_grid
+
+    final = {"speedup": 1.25, "independent_speedup": 1.2, "ratio_p10": 1.15, "ratio_p90": 1.24}
+    row = dict((r[0], r[2]) for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows)
+    assert row["speedup (interleaved)"] == "1.250x (pooled; last comparison 1.200x, p10..p90 1.150..1.240)"
+    final["independent_speedup"] = 1.25
+    row = dict((r[0], r[2]) for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows)
+    assert row["speedup (interleaved)"] == "1.250x (p10..p90 1.150..1.240)"

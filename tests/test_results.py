@@ -9,7 +9,7 @@ import tiny
 
 from onnxprune import prune
 from onnxprune.bench import Comparison, Timing
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 from onnxprune.results import PruneResult, Quality, TargetResult
 from onnxprune.search import SearchResult, Step
 from onnxprune.sensitivity import Table

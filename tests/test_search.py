@@ -149,7 +149,8 @@ def test_two_modes_at_once_is_refused(tmp_path):
 def test_real_loop_on_a_small_model(tmp_path):
     """End to end on ORT CPU: the staircase conv model reaches a 1.5x target (coarse check)."""
     from onnxprune import runtime
-    from onnxprune.pipeline import prepare, prune_to_target
+    from onnxprune.pipeline import prune_to_target
+    from onnxprune.preparation import prepare
 
     prep = prepare(tiny.single_conv(cin=64, cout=128, hw=28))
     tr = prune_to_target(prep, runtime.RuntimeConfig(), speedup=1.5,
@@ -162,7 +163,7 @@ def test_real_loop_on_a_small_model(tmp_path):
 
 def test_exclude_freezes_matching_layers():
     """A layer left alone keeps both its input and its output channels."""
-    from onnxprune.pipeline import prepare
+    from onnxprune.preparation import prepare
     from onnxprune.rewrite import apply_plan, ratio_plan
 
     prep = prepare(tiny.conv_chain(), exclude=["^conv_2$"])

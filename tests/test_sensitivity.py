@@ -5,7 +5,7 @@ from onnx import helper, numpy_helper
 
 from onnxprune import calib, sensitivity
 from onnxprune.linear import fold_error
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 
 
 def _two_paths(dead_scale: float = 1e-3):

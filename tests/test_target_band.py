@@ -13,7 +13,8 @@ from fakes import Analytic
 
 from onnxprune import bench, search
 from onnxprune.cli import main
-from onnxprune.pipeline import frontier, prepare, prune_to_target
+from onnxprune.pipeline import frontier, prune_to_target
+from onnxprune.preparation import prepare
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 MODEL = str(ZOO / "resnet18.onnx")  # 9 groups: fine enough steps to land in the band

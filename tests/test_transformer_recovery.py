@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from onnxprune import runtime
-from onnxprune.pipeline import prepare, prune_ratio
+from onnxprune.pipeline import prune_ratio
+from onnxprune.preparation import prepare
 
 
 def sentences(n: int, seed: int) -> dict[str, np.ndarray]:

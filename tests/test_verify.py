@@ -9,7 +9,8 @@ import tiny
 from onnxprune import OnnxPruneError, ops, prune, verify
 from onnxprune.ops.concat import Concat
 from onnxprune.ops.conv import Conv
-from onnxprune.pipeline import finish, prepare
+from onnxprune.pipeline import finish
+from onnxprune.preparation import prepare
 from onnxprune.rewrite import PrunePlan, ratio_plan
 
 

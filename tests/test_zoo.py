@@ -14,7 +14,8 @@ from fakes import Staircase
 from prunecheck import prove
 
 from onnxprune import OnnxPruneError, load_model, runtime
-from onnxprune.pipeline import prepare, prune_to_target
+from onnxprune.pipeline import prune_to_target
+from onnxprune.preparation import prepare
 from onnxprune.stats import param_count
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from prunecheck import group_of, prove
 
 from onnxprune import ops, profile, runtime
-from onnxprune.pipeline import prepare
+from onnxprune.preparation import prepare
 from onnxprune.rewrite import apply_plan, ratio_plan
 
 S, HID, HEADS, D, FF, VOCAB = 8, 16, 4, 4, 32, 10
