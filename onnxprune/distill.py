@@ -410,23 +410,14 @@ class _Job:
         """Adam with a per-tensor relative step (ramped up, then cosine-decayed over the planned
         steps); keeps the weights with the best held-out loss, the starting ones unless
         something beats them. Returns the report entries of the run."""
-        torch = self.torch
         began = time.perf_counter()
-        best = self.held_loss()
+        loss = self.held_loss()
         eval_s = time.perf_counter() - began
         params = list(self.student.params)
-        start_values = [p.detach().clone() for p in params]
-        norms = [max(float(v.pow(2).sum()), 1e-12) for v in start_values]
-        rates = [LR * max(float(v.pow(2).mean().sqrt()), LR_FLOOR) for v in start_values]
-        opt = torch.optim.Adam([{"params": [p], "lr": r} for p, r in zip(params, rates)])
-        best_values, best_step = [v.clone() for v in start_values], 0
-        n = calib.count(self.fit)
-        per_epoch = math.ceil(n / self.batch)
-        rng = np.random.default_rng(self.seed)
-        order = np.empty(0, dtype=np.int64)
-        total = plan.steps
-        times: list[float] = []
-        since, step, gained = 0, 0, 0
+        start_values, norms, rates, opt = self._optimiser(params)
+        best = _Best(loss, [v.clone() for v in start_values])
+        batches = _Batches(calib.count(self.fit), self.batch, self.seed)
+        total, times, step = plan.steps, [], 0
         stopped = "the given steps made" if plan.source == "given" else "budget"
         if total is None and seconds - (time.perf_counter() - start) <= 2 * eval_s:
             total = plan.store(0, 0.0, eval_s)  # set-up took the budget: no step, now and on reruns
@@ -435,43 +426,48 @@ class _Job:
         while total is None or step < total:
             if total is None and step == DECIDE:
                 total = plan.decide(seconds - (time.perf_counter() - start) - 2 * eval_s,
-                                    float(np.median(times[1:])), eval_s, per_epoch, step)
+                                    float(np.median(times[1:])), eval_s, batches.per_epoch, step)
                 if step >= total:
                     break
-            if len(order) < self.batch:  # a new epoch: a fresh permutation of the fit samples
-                order = np.concatenate([order, rng.permutation(n)])
-            pick, order = np.sort(order[:self.batch]), order[self.batch:]
-            frac = (step - RAMP) / max(total - RAMP, 1) if total is not None and step >= RAMP else 0.0
-            scale = min((step + 1) / RAMP, 1.0) * 0.5 * (1.0 + math.cos(math.pi * min(max(frac, 0), 1)))
-            for group, rate in zip(opt.param_groups, rates):
-                group["lr"] = rate * scale
+            pick = batches.next()
+            _set_rates(opt, rates, step, total)
             tick = time.perf_counter()
             self._step(opt, pick, params, start_values, norms)
             times.append(time.perf_counter() - tick)
             step += 1
-            every = max(1, min(per_epoch, math.ceil((total or per_epoch) / MIN_EVALS)))
-            if step > DECIDE and (step % every == 0 or step == total):
-                score = self.held_loss()
-                if score < best * (1.0 - GAIN):
-                    best, best_values, best_step = score, [p.detach().clone() for p in params], step
-                    since, gained = 0, step
-                else:
-                    since += 1
-                if since >= PATIENCE and step - gained >= PATIENCE * per_epoch:
-                    stopped = f"early stop: no held-out gain in {since} evaluations"
+            if _evaluates(step, total, batches.per_epoch):
+                best.offer(self.held_loss(), params, step)
+                if best.stale(step, batches.per_epoch):
+                    stopped = f"early stop: no held-out gain in {best.since} evaluations"
                     break
-        if stopped == "budget" and total is not None and total == MAX_EPOCHS * per_epoch:
+        if stopped == "budget" and total is not None and total == MAX_EPOCHS * batches.per_epoch:
             stopped = f"epoch cap ({MAX_EPOCHS})"
-        with torch.no_grad():
-            for p, v in zip(params, best_values):
-                p.copy_(v)
+        best.restore(self.torch, params)
+        return self._report(plan, step, total, best.step, stopped, times, eval_s)
+
+    def _optimiser(self, params: list) -> tuple[list, list[float], list[float], object]:
+        """``(start values, squared norms, rates, Adam)`` for ``params``: copies of the starting
+        weights (the L2 pull's anchor), their squared norms (floored at 1e-12), each tensor's
+        step size (:data:`LR` x its RMS, floored at :data:`LR_FLOOR`) and one Adam parameter
+        group per tensor at that rate."""
+        start_values = [p.detach().clone() for p in params]
+        norms = [max(float(v.pow(2).sum()), 1e-12) for v in start_values]
+        rates = [LR * max(float(v.pow(2).mean().sqrt()), LR_FLOOR) for v in start_values]
+        opt = self.torch.optim.Adam([{"params": [p], "lr": r} for p, r in zip(params, rates)])
+        return start_values, norms, rates, opt
+
+    def _report(self, plan: _Plan, step: int, total: int | None, best_step: int, stopped: str,
+                times: list[float], eval_s: float) -> dict:
+        """The report entries of a run of ``step`` steps (of ``total`` planned): the median step
+        time leaves the first step out (NaN without steps), samples per second use it."""
+        n = calib.count(self.fit)
         step_s = float(np.median(times[1:] if len(times) > 1 else times)) if times else float("nan")
         return {"steps": step, "planned_steps": total, "plan": plan.source,
                 "epochs": round(step * self.batch / n, 2), "batch": self.batch, "best_step": best_step,
                 "stopped": stopped, "train_samples_per_s": round(self.batch / step_s, 2),
                 "eval_samples_per_s": round(calib.count(self.held) / max(eval_s, 1e-9), 2),
                 "views": self.views.kinds, "matched": [m.student for m in self.match],
-                "device": str(self.dev), "threads": torch.get_num_threads()}
+                "device": str(self.dev), "threads": self.torch.get_num_threads()}
 
     def _step(self, opt, pick: np.ndarray, params: list, start_values: list, norms: list) -> None:
         """One Adam step on a fresh view of the samples ``pick``."""
@@ -515,6 +511,71 @@ class _Job:
                 dtype = numpy_helper.to_array(init).dtype
                 init.CopyFrom(numpy_helper.from_array(values[init.name].astype(dtype), init.name))
         return out
+
+
+def _set_rates(opt, rates: list[float], step: int, total: int | None) -> None:
+    """Each tensor's step size at ``step`` (0-based) of ``total``: its rate times a linear ramp
+    over the first :data:`RAMP` steps, times a cosine decay from 1 to 0 over the steps after
+    the ramp (no decay while ``total`` is still undecided)."""
+    frac = (step - RAMP) / max(total - RAMP, 1) if total is not None and step >= RAMP else 0.0
+    scale = min((step + 1) / RAMP, 1.0) * 0.5 * (1.0 + math.cos(math.pi * min(max(frac, 0), 1)))
+    for group, rate in zip(opt.param_groups, rates):
+        group["lr"] = rate * scale
+
+
+def _evaluates(step: int, total: int | None, per_epoch: int) -> bool:
+    """Whether the held-out loss is measured after ``step`` steps: after the first
+    :data:`DECIDE` steps, every epoch or every ``total / MIN_EVALS`` steps if that is sooner
+    (``total`` undecided: every epoch), and after the last planned step."""
+    every = max(1, min(per_epoch, math.ceil((total or per_epoch) / MIN_EVALS)))
+    return step > DECIDE and (step % every == 0 or step == total)
+
+
+class _Batches:
+    """Mini-batches of ``n`` samples from one generator seeded ``seed``: each epoch a fresh
+    permutation appended to what is left of the last, taken ``size`` at a time (sorted); every
+    sample once per epoch when ``size`` divides ``n``."""
+
+    def __init__(self, n: int, size: int, seed: int):
+        self.n, self.size = n, size
+        self.per_epoch = math.ceil(n / size)
+        self.rng = np.random.default_rng(seed)
+        self.order = np.empty(0, dtype=np.int64)
+
+    def next(self) -> np.ndarray:
+        """The sorted sample indices of the next mini-batch."""
+        if len(self.order) < self.size:  # a new epoch: a fresh permutation of the fit samples
+            self.order = np.concatenate([self.order, self.rng.permutation(self.n)])
+        pick, self.order = np.sort(self.order[:self.size]), self.order[self.size:]
+        return pick
+
+
+class _Best:
+    """The lowest held-out loss so far, the weights and step it came with (0: the starting
+    weights), and the evaluations since the last gain: a loss more than :data:`GAIN`
+    (relative) below the best."""
+
+    def __init__(self, loss: float, values: list):
+        self.loss, self.values, self.step = loss, values, 0
+        self.since = self.gained = 0
+
+    def offer(self, loss: float, params: list, step: int) -> None:
+        """Record the held-out ``loss`` of ``params`` after ``step`` steps."""
+        if loss < self.loss * (1.0 - GAIN):
+            self.loss, self.values, self.step = loss, [p.detach().clone() for p in params], step
+            self.since, self.gained = 0, step
+        else:
+            self.since += 1
+
+    def stale(self, step: int, per_epoch: int) -> bool:
+        """No gain in :data:`PATIENCE` evaluations and as many epochs: time to stop early."""
+        return self.since >= PATIENCE and step - self.gained >= PATIENCE * per_epoch
+
+    def restore(self, torch, params: list) -> None:
+        """Copy the best weights back into ``params``."""
+        with torch.no_grad():
+            for p, v in zip(params, self.values):
+                p.copy_(v)
 
 
 def _mean(torch, err, mask):

@@ -254,19 +254,41 @@ def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=Non
     that count channels follow the width through its :meth:`~onnxprune.ops.OpSpec.isolated`.
     ``rand(name, full shape, shape, dtype)`` draws the random values (default: a fresh draw)."""
     if rand is None:
-        rng = np.random.default_rng(0)
-
-        def rand(name, full, shape, dtype):
-            return (rng.standard_normal(shape) * 0.1).astype(dtype)
+        rand = _fresh_rand()
     x_name = node.input[0]
     x_shape = list(g.shapes[x_name])
     weights = {n: g.consts[n] for n in node.input[1:] if n in g.consts}
     w = weights[node.input[1]]
-    w_shape = list(w.shape)
     spec = ops.linear_spec(node, g.opsets)
     lay = spec.layout(node, w.shape, len(x_shape))
     node = onnx.NodeProto.FromString(node.SerializeToString())
     spec.isolated(node, w.shape, mode, dim)
+    x_shape, w_shape = _swept_shapes(lay, mode, dim, x_shape, list(w.shape))
+    dtype = w.dtype
+    inits = [numpy_helper.from_array(rand(node.input[1], w.shape, w_shape, dtype), node.input[1])]
+    inits += _bias_inits(node, weights, mode, dim, rand, dtype)
+    model = _one_node_model(g, node, x_name, x_shape, dtype, inits)
+    feeds = {x_name: rand(x_name, g.shapes[x_name], x_shape, dtype)}
+    return model, feeds
+
+
+def _fresh_rand():
+    """:func:`isolate`'s default ``rand``: every call a fresh draw (``0.1 x`` standard normal
+    of ``shape``) from one generator seeded 0, so the values depend on the order of calls."""
+    rng = np.random.default_rng(0)
+
+    def rand(name, full, shape, dtype):
+        return (rng.standard_normal(shape) * 0.1).astype(dtype)
+    return rand
+
+
+def _swept_shapes(lay: ops.WeightLayout, mode: str, dim: int, x_shape: list[int],
+                  w_shape: list[int]) -> tuple[list[int], list[int]]:
+    """``(input shape, weight shape)`` with the swept axes set to ``dim``: the input's channel
+    axis for ``in`` and ``both`` (times the groups of a grouped, not depthwise, conv), the
+    weight's input axis for ``in``, its output axis for ``out`` and ``both`` (a depthwise
+    weight's input axis stays as it is). The other axes are those of ``x_shape``, ``w_shape``."""
+    x_shape, w_shape = list(x_shape), list(w_shape)
     depthwise = mode == "both"
     if mode in ("in", "both"):  # a grouped conv's "in" dim counts one group's channels
         x_shape[lay.x_axis] = dim * (1 if depthwise else lay.groups)
@@ -274,8 +296,15 @@ def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=Non
             w_shape[lay.w_in] = dim
     if mode in ("out", "both"):
         w_shape[lay.w_out] = dim
-    dtype = w.dtype
-    inits = [numpy_helper.from_array(rand(node.input[1], w.shape, w_shape, dtype), node.input[1])]
+    return x_shape, w_shape
+
+
+def _bias_inits(node: onnx.NodeProto, weights: dict[str, np.ndarray], mode: str, dim: int,
+                rand, dtype) -> list[onnx.TensorProto]:
+    """Random initializers for ``node``'s constant inputs after the weight, in input order:
+    the original shape, with a last axis longer than 1 set to ``dim`` unless only the input
+    channels are swept (``mode == "in"``)."""
+    inits = []
     for name in node.input[2:]:
         if name in weights:
             b = weights[name]
@@ -283,14 +312,20 @@ def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=Non
             if shape and shape[-1] > 1 and mode != "in":
                 shape[-1] = dim
             inits.append(numpy_helper.from_array(rand(name, b.shape, shape, dtype), name))
+    return inits
+
+
+def _one_node_model(g: ChannelGraph, node: onnx.NodeProto, x_name: str, x_shape: list[int],
+                    dtype, inits: list[onnx.TensorProto]) -> onnx.ModelProto:
+    """The model of ``node`` alone with initializers ``inits``: input ``x_name`` of
+    ``x_shape``, output ``node.output[0]`` of unknown shape, both of ``dtype``; ``g``'s opsets
+    and IR version."""
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     graph = helper.make_graph(
         [node], "layer", [helper.make_tensor_value_info(x_name, elem, x_shape)],
         [helper.make_tensor_value_info(node.output[0], elem, None)], inits)
     del node.output[1:]
-    model = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
-    feeds = {x_name: rand(x_name, g.shapes[x_name], x_shape, dtype)}
-    return model, feeds
+    return helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
 
 
 def group_layers(g: ChannelGraph, group: Group) -> list[Layer]:
@@ -365,22 +400,50 @@ def find_steps(measure: Callable[[list[int]], list[float]], width: int, min_widt
     differs = [(a, b) for a, b in itertools.pairwise(first)
                if max(points[a], points[b]) > min(points[a], points[b]) * (1 + rel_tol)]
     take([w for w in grid if any(a < w < b for a, b in differs)])
+    _bisect(points, take, rel_tol, align, max_points)
+    return points
+
+
+def _bisect(points: dict[int, float], take: Callable[[list[int]], None], rel_tol: float,
+            align: int, max_points: int) -> None:
+    """Step 3 of :func:`find_steps`, in place: one ``take`` (which measures into ``points``)
+    per round of aligned midpoints of the intervals between neighbouring ``points`` whose right
+    end is more than ``rel_tol`` slower than its left; a split interval is split again only
+    when its midpoint was measured and lies off the line between its ends. Stops when nothing
+    is left to split or ``points`` holds ``max_points``."""
     pending = list(itertools.pairwise(sorted(points)))
     while pending and len(points) < max_points:
-        split = []
-        for a, b in pending:
-            mid = (a + b) // 2 // align * align
-            if a < mid < b and points[b] > points[a] * (1 + rel_tol):
-                split.append((a, mid, b))
+        split = _jumps(points, pending, rel_tol, align)
         take([m for _, m, _ in split])
-        pending = []
-        for a, m, b in split:
-            if m not in points:
-                continue
-            line = points[a] + (points[b] - points[a]) * (m - a) / (b - a)
-            if abs(points[m] - line) > rel_tol / 2 * line:
-                pending += [(a, m), (m, b)]
-    return points
+        pending = _off_line(points, split, rel_tol)
+
+
+def _jumps(points: dict[int, float], pending: list[tuple[int, int]], rel_tol: float,
+           align: int) -> list[tuple[int, int, int]]:
+    """``(a, mid, b)`` for each interval ``(a, b)`` of ``pending`` whose right end is more
+    than ``rel_tol`` slower than its left and that has an aligned width ``mid`` (the middle
+    rounded down to ``align``) strictly inside; in ``pending``'s order."""
+    split = []
+    for a, b in pending:
+        mid = (a + b) // 2 // align * align
+        if a < mid < b and points[b] > points[a] * (1 + rel_tol):
+            split.append((a, mid, b))
+    return split
+
+
+def _off_line(points: dict[int, float], split: list[tuple[int, int, int]],
+              rel_tol: float) -> list[tuple[int, int]]:
+    """The halves ``(a, m), (m, b)`` of each measured split whose middle ``m`` is more than
+    ``rel_tol / 2`` (relative) off the line between its ends: a hidden step, not a smooth
+    slope. Splits whose middle was not measured (``max_points`` reached) are dropped."""
+    pending = []
+    for a, m, b in split:
+        if m not in points:
+            continue
+        line = points[a] + (points[b] - points[a]) * (m - a) / (b - a)
+        if abs(points[m] - line) > rel_tol / 2 * line:
+            pending += [(a, m), (m, b)]
+    return pending
 
 
 def steps_and_candidates(curve: dict[int, float], rel_tol: float = 0.05):
@@ -429,36 +492,55 @@ def profile_group(g: ChannelGraph, group: Group, lb: LayerBench, min_width: int 
                       min_width, rel_tol, confirm, align])
     done = lb.cache.get(key, 0)
     if done is not None:  # this exact group was swept before: reuse the sweep
-        with lb._count:
-            lb.hits += 1
-        for lp, points in zip(layers, done[0]["layers"]):
-            lp.points = {int(w): t for w, t in points.items()}
-        return _finish(group, min_width, layers, rel_tol, align,
-                       {int(w): t for w, t in done[0].get("confirmed", {}).items()})
+        return _reuse(group, min_width, layers, rel_tol, align, lb, done[0])
 
     def total(widths: list[int], count: int = 1, confirmed: bool = False) -> list[float]:
         got = lb.times([(lp.layer, w) for w in widths for lp in layers], count, confirmed)
         return [sum(got[k * len(layers):(k + 1) * len(layers)]) for k in range(len(widths))]
 
     curve = find_steps(total, group.width, min_width, rel_tol, align) if layers else {}
-    confirmed: dict[int, float] = {}
-    for count in range(2, confirm + 2):
-        _, candidates = steps_and_candidates(_aligned(curve, align, group.width), rel_tol)
-        widths = sorted(_aligned(curve, align, group.width))
-        after = {c: widths[widths.index(c) + 1] for c in candidates[:-1]}
-        sides = {w for c, n in after.items() if n - c <= align for w in (c, n)}
-        if lb.separate:  # every width the search costs, on the deployment setting
-            sides |= set(candidates) | {group.width}
-        sides = sorted(sides)
-        values = dict(zip(sides, total(sides, count, confirmed=True)))
-        if lb.separate:
-            confirmed.update(values)
-        else:
-            curve.update(values)
+    confirmed = _confirm_edges(curve, total, lb.separate, group.width, rel_tol, align, confirm)
     for lp in layers:
         lp.points = {w: lb.value(lp.layer.signature, lp.layer.dim(w)) for w in curve}
     lb.cache.put(key, 0, {"layers": [lp.points for lp in layers], "confirmed": confirmed}, 1)
     return _finish(group, min_width, layers, rel_tol, align, confirmed)
+
+
+def _reuse(group: Group, min_width: int, layers: list[LayerProfile], rel_tol: float, align: int,
+           lb: LayerBench, entry: dict) -> GroupProfile:
+    """The profile from a cached sweep ``entry`` (``{"layers": [points per layer], "confirmed":
+    points}``, widths as JSON keys) of this exact group, counted as a hit of ``lb``; fills
+    ``layers``' points."""
+    with lb._count:
+        lb.hits += 1
+    for lp, points in zip(layers, entry["layers"]):
+        lp.points = {int(w): t for w, t in points.items()}
+    return _finish(group, min_width, layers, rel_tol, align,
+                   {int(w): t for w, t in entry.get("confirmed", {}).items()})
+
+
+def _confirm_edges(curve: dict[int, float], total: Callable[..., list[float]], separate: bool,
+                   width: int, rel_tol: float, align: int, confirm: int) -> dict[int, float]:
+    """:func:`profile_group`'s ``confirm`` passes: pass ``k`` (1..``confirm``) re-measures, in
+    one ``total(widths, k + 1, confirmed=True)`` batch, both sides of every located jump of the
+    aligned curve, plus (``separate``: the sweep ran on a cheaper setting) every candidate and
+    the full ``width``. Without a separate setting the figures update ``curve`` in place and
+    the result is empty; with one, ``curve`` stays the sweep's and the result holds them."""
+    confirmed: dict[int, float] = {}
+    for count in range(2, confirm + 2):
+        _, candidates = steps_and_candidates(_aligned(curve, align, width), rel_tol)
+        widths = sorted(_aligned(curve, align, width))
+        after = {c: widths[widths.index(c) + 1] for c in candidates[:-1]}
+        sides = {w for c, n in after.items() if n - c <= align for w in (c, n)}
+        if separate:  # every width the search costs, on the deployment setting
+            sides |= set(candidates) | {width}
+        sides = sorted(sides)
+        values = dict(zip(sides, total(sides, count, confirmed=True)))
+        if separate:
+            confirmed.update(values)
+        else:
+            curve.update(values)
+    return confirmed
 
 
 def _aligned(curve: dict[int, float], align: int, width: int) -> dict[int, float]:

@@ -207,46 +207,82 @@ def hilp(choices: list[Choice], baseline_ms: float, target_ms: float,
     the most faithful (highest value) candidate that meets the target wins, a faster one only
     when it is also more faithful. Raises ValueError naming the measured floor latency when the
     target is below it."""
+    floor = _floor_step(choices, target_ms, measure)
+    steps = [floor]
+    best = _secant_search(choices, baseline_ms, target_ms, measure, window, max_steps, steps)
+    if best is None:
+        best = most_faithful([s for s in steps if s.measured_ms <= target_ms])
+    return SearchResult(best.widths, steps, best.measured_ms, best is steps[0])
+
+
+def _floor_step(choices: list[Choice], target_ms: float,
+                measure: Callable[[dict[int, int]], float]) -> Step:
+    """The all-floor step (every group at its narrowest width, all the predicted savings
+    asked, no prediction): measured once; accepted when it meets ``target_ms``. Raises
+    ValueError naming the measured floor latency (``f"{ms:.3f}"``) when it does not."""
     floor_widths = {ch.group: ch.widths[0] for ch in choices}
     max_savings = predicted_savings(choices, floor_widths)
     floor_ms = measure(floor_widths)
-    steps = [Step(max_savings, float("nan"), floor_ms,
-                  total_value(choices, floor_widths), floor_ms <= target_ms, floor_widths)]
+    step = Step(max_savings, float("nan"), floor_ms,
+                total_value(choices, floor_widths), floor_ms <= target_ms, floor_widths)
     if floor_ms > target_ms:
         raise ValueError(f"{floor_ms:.3f}")
+    return step
+
+
+def _secant_search(choices: list[Choice], baseline_ms: float, target_ms: float,
+                   measure: Callable[[dict[int, int]], float], window: tuple[float, float],
+                   max_steps: int, steps: list[Step]) -> Step | None:
+    """At most ``max_steps`` secant steps on (savings asked, measured ms) towards the middle of
+    ``window`` x the target speedup, bracketed by the baseline (0 savings) and ``steps[0]``
+    (the all-floor step); every step is appended to ``steps``. Returns the first step whose
+    confirmed measurement is in the window, or None when the knapsack finds no widths, the
+    bracket closes (below 1e-6 of the floor's savings) or the steps run out."""
+    max_savings, floor_ms = steps[0].savings_asked, steps[0].measured_ms
     lo, hi = (0.0, baseline_ms), (max_savings, floor_ms)  # (savings asked, measured ms)
     low, high = target_ms / window[1], target_ms / window[0]
     goal = target_ms / ((window[0] + window[1]) / 2)
-    best: Step | None = None
-    for _ in range(max_steps):  # secant steps on (savings asked, measured ms) towards the goal
-        if hi[1] >= lo[1]:
-            ask = (lo[0] + hi[0]) / 2
-        else:
-            ask = lo[0] + (hi[0] - lo[0]) * (lo[1] - goal) / (lo[1] - hi[1])
-        ask = min(max(ask, lo[0] + 0.02 * (hi[0] - lo[0])), hi[0] - 0.02 * (hi[0] - lo[0]))
+    for _ in range(max_steps):
+        ask = _next_ask(lo, hi, goal)
         widths = solve(choices, ask)
         if widths is None:
-            break
-        ms = measure(widths)
-        ok = low <= ms <= high
-        if ok:  # confirm with a second, independent measurement before accepting
-            ms = measure(widths)
-            ok = low <= ms <= high
+            return None
+        ms, ok = _confirmed(measure, widths, low, high)
         predicted = baseline_ms - predicted_savings(choices, widths)  # the layer model's own guess
         step = Step(ask, predicted, ms, total_value(choices, widths), ok, widths)
         steps.append(step)
         if ok:
-            best = step
-            break
+            return step
         if ms > goal:  # bracket the goal, not the target: a slow-but-feasible point is "lo"
             lo = (ask, ms)
         else:
             hi = (ask, ms)
         if hi[0] - lo[0] < 1e-6 * max(max_savings, 1e-9):
-            break
-    if best is None:
-        best = most_faithful([s for s in steps if s.measured_ms <= target_ms])
-    return SearchResult(best.widths, steps, best.measured_ms, best is steps[0])
+            return None
+    return None
+
+
+def _next_ask(lo: tuple[float, float], hi: tuple[float, float], goal: float) -> float:
+    """The savings to ask next: where the secant through the bracket ends ``lo`` and ``hi``
+    (savings asked, measured ms) reaches ``goal`` ms (the bracket's midpoint when the measured
+    latency does not fall from ``lo`` to ``hi``), kept 2% of the bracket inside it."""
+    if hi[1] >= lo[1]:
+        ask = (lo[0] + hi[0]) / 2
+    else:
+        ask = lo[0] + (hi[0] - lo[0]) * (lo[1] - goal) / (lo[1] - hi[1])
+    return min(max(ask, lo[0] + 0.02 * (hi[0] - lo[0])), hi[0] - 0.02 * (hi[0] - lo[0]))
+
+
+def _confirmed(measure: Callable[[dict[int, int]], float], widths: dict[int, int],
+               low: float, high: float) -> tuple[float, bool]:
+    """``(ms, ok)``: ``widths`` measured, and whether that is in ``[low, high]``; a measurement
+    in the range is repeated (a second, independent one) and the second decides."""
+    ms = measure(widths)
+    ok = low <= ms <= high
+    if ok:  # confirm with a second, independent measurement before accepting
+        ms = measure(widths)
+        ok = low <= ms <= high
+    return ms, ok
 
 
 def most_faithful(candidates: list[Step]) -> Step:
