@@ -264,8 +264,8 @@ def test_summary_says_which_comparison_its_band_is_from():
     from onnxprune.report import summary_grid
 
     final = {"speedup": 1.25, "independent_speedup": 1.2, "ratio_p10": 1.15, "ratio_p90": 1.24}
-    row = dict((r[0], r[2]) for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows)
+    row = {r[0]: r[2] for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows}
     assert row["speedup (interleaved)"] == "1.250x (pooled; last comparison 1.200x, p10..p90 1.150..1.240)"
     final["independent_speedup"] = 1.25
-    row = dict((r[0], r[2]) for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows)
+    row = {r[0]: r[2] for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows}
     assert row["speedup (interleaved)"] == "1.250x (p10..p90 1.150..1.240)"
