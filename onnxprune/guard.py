@@ -151,6 +151,22 @@ def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None =
              samples: dict[str, np.ndarray] | None = None) -> Cost:
     """The cost of the runs at the input shapes the tool will use (see the module docstring)."""
     concrete = runtime.input_shapes(model, shapes)
+    sized = _inferred_infos(model, concrete)
+    elems, weights, inputs = _stored_sizes(model, concrete)
+    traced, nbytes = _activation_sizes(model, concrete, sized, elems)
+    largest = max(nbytes.items(), key=lambda kv: kv[1], default=("", 0))
+    try:
+        macs = stats.macs(model, traced)
+    except Exception:  # noqa: BLE001 -- a malformed node: counted by nobody (refused later)
+        macs = None
+    return Cost(concrete, weights, inputs, sum(nbytes.values()), largest, macs).with_samples(samples)
+
+
+def _inferred_infos(model: onnx.ModelProto,
+                    concrete: dict[str, tuple[int, ...]]) -> dict[str, onnx.ValueInfoProto]:
+    """``{name: value info}`` of the intermediate tensors and graph outputs that onnx shape
+    inference (with data propagation) gives ``model`` with its inputs fixed to ``concrete``;
+    only the graph outputs as declared when inference rejects it. ``model`` is not changed."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.value_info[:]
@@ -163,9 +179,15 @@ def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None =
         inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 -- a model shape inference rejects: sized by the fallback
         inferred = probe
-    sized = {vi.name: vi for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+    return {vi.name: vi for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+
+
+def _stored_sizes(model: onnx.ModelProto,
+                  concrete: dict[str, tuple[int, ...]]) -> tuple[dict[str, int], int, int]:
+    """``(elements, weight bytes, input bytes)``: the element count of every initializer and
+    real input (at ``concrete``), the initializers' bytes (their raw data's length for a type
+    numpy lacks) and the real inputs' bytes."""
     elems: dict[str, int] = {}
-    nbytes: dict[str, int] = {}
     weights = 0
     for init in model.graph.initializer:
         n = int(np.prod([max(d, 0) for d in init.dims]))
@@ -176,7 +198,19 @@ def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None =
         n = int(np.prod(concrete[inp.name]))
         elems[inp.name] = n
         inputs += n * _elem_bytes(inp.type.tensor_type.elem_type)
+    return elems, weights, inputs
+
+
+def _activation_sizes(model: onnx.ModelProto, concrete: dict[str, tuple[int, ...]],
+                      sized: dict[str, onnx.ValueInfoProto],
+                      elems: dict[str, int]) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """``(shapes, bytes)`` of the node outputs, in node order. ``shapes``: the ``concrete``
+    inputs and every output whose shape ``sized`` knows in full. ``bytes``: every output's
+    element count (from its known shape, else that of the node's largest input, 1 without
+    inputs) times its inferred type's size (4 bytes when unknown). ``elems`` (initializers and
+    inputs on entry) gains every node output's element count."""
     traced: dict[str, tuple[int, ...]] = dict(concrete)
+    nbytes: dict[str, int] = {}
     for node in model.graph.node:
         fallback = max((elems.get(i, 0) for i in node.input if i), default=1)
         for out in node.output:
@@ -187,12 +221,7 @@ def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None =
             elems[out] = int(np.prod(shape)) if shape is not None else fallback
             elem_type = vi.type.tensor_type.elem_type if vi is not None else 0
             nbytes[out] = elems[out] * _elem_bytes(elem_type)
-    largest = max(nbytes.items(), key=lambda kv: kv[1], default=("", 0))
-    try:
-        macs = stats.macs(model, traced)
-    except Exception:  # noqa: BLE001 -- a malformed node: counted by nobody (refused later)
-        macs = None
-    return Cost(concrete, weights, inputs, sum(nbytes.values()), largest, macs).with_samples(samples)
+    return traced, nbytes
 
 
 def check(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,

@@ -80,15 +80,30 @@ def normalise(
     initializers, NaN weights, malformed nodes and models onnxruntime cannot load or run;
     onnxruntime loads the model (its own checks) before any of this module reads an attribute.
     """
+    _refuse_quantized(model)
+    check_initializers(model)
+    if verify:
+        original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
+    out = _canonical_copy(model)
+    if verify:
+        _check_same_outputs(model, original, out, shapes)
+    return out
+
+
+def _refuse_quantized(model: onnx.ModelProto) -> None:
+    """One line naming the quantized ops when ``model``'s graph has any (nothing else checked)."""
     quantized = ops.quantized_ops(model.graph)
     if quantized:
         raise OnnxPruneError(
             f"quantized graphs are not supported (found {', '.join(quantized)}); "
             "prune the float model, then quantize"
         )
-    check_initializers(model)
-    if verify:
-        original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
+
+
+def _canonical_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in the canonical form of the module docstring (``model`` unchanged):
+    real inputs only, constants folded, then checked (finite constants, well-formed nodes),
+    initializers unshared and implicit attributes written out, in that order."""
     out = copy.deepcopy(model)
     graph = out.graph
     kept_inputs = runtime.graph_inputs(out)
@@ -100,26 +115,37 @@ def normalise(
     _check_nodes(out, consts)
     _unshare_initializers(out)
     _make_explicit(out)
-    if verify:
-        feeds = runtime.random_feeds(model, shapes)
-        ref = runtime.run(original, feeds)
-        bad = next((k for k, v in ref.items() if np.issubdtype(v.dtype, np.floating)
-                    and np.isnan(v).any()), None)
-        if bad is not None:
-            given = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
-            raise OnnxPruneError(f"the model outputs NaN in {bad!r} on random inputs ({given}): "
-                                 "nothing pruned could be checked against it")
-        if runtime.max_rel_error(ref, runtime.run(original, feeds)) > 1e-6:
-            given = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
-            raise OnnxPruneError(
-                f"the model gives different outputs on two runs of the same inputs ({given}): "
-                "nothing pruned could be checked against it (an exporter bug? try --shape or "
-                "the other torch exporter)")
-        got = runtime.run(runtime.session(out, runtime.RuntimeConfig(opt_level="disable")), feeds)
-        err = runtime.max_rel_error(ref, got)
-        if err > 1e-6:
-            raise OnnxPruneError(f"internal: normalisation changed the outputs (rel. error {err:.2e})")
     return out
+
+
+def _feeds_text(feeds: dict[str, np.ndarray]) -> str:
+    """The inputs a check ran on, for its message: ``name 1x3x224x224, ...``."""
+    return ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
+
+
+def _check_same_outputs(model: onnx.ModelProto, original, out: onnx.ModelProto,
+                        shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """Raise one line unless ``original`` (the session of ``model``) gives NaN-free, repeatable
+    outputs on random inputs at ``shapes`` and ``out`` (its canonical form) gives the same ones
+    (max relative error 1e-6)."""
+    feeds = runtime.random_feeds(model, shapes)
+    ref = runtime.run(original, feeds)
+    bad = next((k for k, v in ref.items() if np.issubdtype(v.dtype, np.floating)
+                and np.isnan(v).any()), None)
+    if bad is not None:
+        given = _feeds_text(feeds)
+        raise OnnxPruneError(f"the model outputs NaN in {bad!r} on random inputs ({given}): "
+                             "nothing pruned could be checked against it")
+    if runtime.max_rel_error(ref, runtime.run(original, feeds)) > 1e-6:
+        given = _feeds_text(feeds)
+        raise OnnxPruneError(
+            f"the model gives different outputs on two runs of the same inputs ({given}): "
+            "nothing pruned could be checked against it (an exporter bug? try --shape or "
+            "the other torch exporter)")
+    got = runtime.run(runtime.session(out, runtime.RuntimeConfig(opt_level="disable")), feeds)
+    err = runtime.max_rel_error(ref, got)
+    if err > 1e-6:
+        raise OnnxPruneError(f"internal: normalisation changed the outputs (rel. error {err:.2e})")
 
 
 INITIALIZERS_ARE_INPUTS_BEFORE_IR = 4
@@ -157,6 +183,17 @@ def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelPr
     graph = model.graph
     if not source.graph.value_info:
         del graph.value_info[:]
+    uniform = _uniform_fills(model, source)
+    if uniform:
+        _store_as_fills(graph, uniform)
+    return export_form(model)
+
+
+def _uniform_fills(model: onnx.ModelProto, source: onnx.ModelProto) -> list[tuple[str, np.ndarray]]:
+    """``(name, value)`` of each initializer of ``model``, in graph order, that ``source``
+    computes with a node (none before opset 9) and that is numeric (or bool), has more than one
+    element and holds a single value."""
+    graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     fills = {o for n in source.graph.node for o in n.output} if opset >= FILLS_FROM_OPSET else set()
     uniform = []
@@ -166,8 +203,13 @@ def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelPr
             numeric = np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_
             if numeric and value.size > 1 and bool((value == value.flat[0]).all()):
                 uniform.append((init.name, value))
-    if not uniform:
-        return export_form(model)
+    return uniform
+
+
+def _store_as_fills(graph: onnx.GraphProto, uniform: list[tuple[str, np.ndarray]]) -> None:
+    """Replace each ``(name, value)`` initializer of ``graph`` (and its graph input, if any) by a
+    ``ConstantOfShape`` node, placed before all others, reading a new int64 shape initializer
+    ``<name>__shape`` (``_`` appended until no tensor of the graph has that name)."""
     taken = ({i.name for i in graph.input} | {o.name for o in graph.output}
              | {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output})
     converted = {name for name, _ in uniform}
@@ -189,7 +231,6 @@ def source_form(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelPr
     rest = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + rest)
-    return export_form(model)
 
 
 def derived(model: onnx.ModelProto) -> onnx.ModelProto:

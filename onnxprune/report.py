@@ -705,38 +705,58 @@ def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[
         ax.plot([x for x, _ in pts], [y for _, y in pts], "o", color="tab:blue", alpha=0.7,
                 label=f"judged candidates ({len(pts)})")
     ax.plot([baseline], [1.0], "*", color="black", ms=13, label=f"original {baseline:.3f} ms")
-    for ms, label in targets:
-        ax.axvline(ms, color="tab:green", ls="--", lw=1.2, label=label if len(targets) == 1 else None)
-        if len(targets) > 1:
-            ax.annotate(label, (ms, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
-                        textcoords="offset points", fontsize=8, color="tab:green", rotation=90,
-                        va="top")
-    for k, m in enumerate(marks):
-        ax.plot([m.ms], [m.y], "o", ms=12, mfc="none", mec="tab:red", mew=2,
-                label="chosen (final A/B measurement)" if k == 0 else None)
-        ax.plot([m.ms], [m.y], "o", ms=5, color="tab:red")
-        ax.annotate(m.label, (m.ms, m.y), xytext=(8, 10 if k % 2 == 0 else -16),
-                    textcoords="offset points", fontsize=8, color="tab:red")
+    _draw_targets(ax, targets)
+    _draw_marks(ax, marks)
     xs = [baseline] + [x for x, _ in pts] + [t for t, _ in targets] + [m.ms for m in marks]
     ys = [1.0] + [y for _, y in pts] + [m.y for m in marks]
-    lo, hi = min(xs), max(xs)
-    pad = 0.12 * (hi - lo) or 0.1 * hi
-    ax.set_xlim(lo - pad, hi + pad)
-    ylo, yhi = min(ys), max(ys)
-    ypad = max(0.12 * (yhi - ylo), 0.005)
-    ax.set_ylim(min(ylo - ypad, yhi - 0.02), yhi + ypad)
+    lo, hi = _pad_limits(ax, xs, ys)
     if share_axis:
         from matplotlib.ticker import PercentFormatter
 
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     top = ax.secondary_xaxis("top", functions=(lambda x: baseline / np.maximum(x, 1e-9),
                                                lambda s: baseline / np.maximum(s, 1e-9)))
-    top.set_xticks(_speedup_ticks(baseline, lo - pad, hi + pad))
+    top.set_xticks(_speedup_ticks(baseline, lo, hi))
     top.set_xlabel("speedup over the original (baseline / ms)", fontsize=8)
     ax.set_xlabel("latency, ms (baseline / measured interleaved speedup)")
     ax.set_ylabel(f"{drop_meaning(fid)} (held-out)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+
+
+def _draw_targets(ax, targets: list[tuple[float, str]]) -> None:
+    """A dashed green vertical line per ``(ms, label)`` target: labelled in the legend when
+    there is one target, else each labelled beside its line (rotated, from the top)."""
+    for ms, label in targets:
+        ax.axvline(ms, color="tab:green", ls="--", lw=1.2, label=label if len(targets) == 1 else None)
+        if len(targets) > 1:
+            ax.annotate(label, (ms, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                        textcoords="offset points", fontsize=8, color="tab:green", rotation=90,
+                        va="top")
+
+
+def _draw_marks(ax, marks: list[Mark]) -> None:
+    """Each chosen model as a red ring around a red dot, labelled beside it (labels alternately
+    above and below); the first ring alone carries the legend entry."""
+    for k, m in enumerate(marks):
+        ax.plot([m.ms], [m.y], "o", ms=12, mfc="none", mec="tab:red", mew=2,
+                label="chosen (final A/B measurement)" if k == 0 else None)
+        ax.plot([m.ms], [m.y], "o", ms=5, color="tab:red")
+        ax.annotate(m.label, (m.ms, m.y), xytext=(8, 10 if k % 2 == 0 else -16),
+                    textcoords="offset points", fontsize=8, color="tab:red")
+
+
+def _pad_limits(ax, xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Set ``ax``'s limits to the range of ``xs`` padded by 12% (10% of the largest when the
+    range is empty) and of ``ys`` padded by 12% (at least 0.005; the bottom at least 0.02 below
+    the top); return the x limits."""
+    lo, hi = min(xs), max(xs)
+    pad = 0.12 * (hi - lo) or 0.1 * hi
+    ax.set_xlim(lo - pad, hi + pad)
+    ylo, yhi = min(ys), max(ys)
+    ypad = max(0.12 * (yhi - ylo), 0.005)
+    ax.set_ylim(min(ylo - ypad, yhi - 0.02), yhi + ypad)
+    return lo - pad, hi + pad
 
 
 NICE_SPEEDUPS = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
@@ -844,7 +864,6 @@ def heatmap_figure(g: ChannelGraph, table, synthetic: bool = False, decades: flo
     scale spans the top ``decades``; lower values take its lightest colour). A cell whose width
     is not the column's share says its own share. Blank (hatched) cells: no width there."""
     import matplotlib
-    from matplotlib.patches import Patch, Rectangle
 
     rows, shares, cells = _heatmap_cells(g, table)
     grid = np.full((len(rows), len(shares)), np.nan)
@@ -860,6 +879,26 @@ def heatmap_figure(g: ChannelGraph, table, synthetic: bool = False, decades: flo
     cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="#f2f2f2")
     im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=low,
                    vmax=max(top, low + 1e-3))
+    _label_cells(ax, g, rows, shares, cells, grid, (low, top))
+    ax.set_xticks(range(len(shares)), [f"{s:.0%}" for s in shares])
+    ax.set_yticks(range(len(rows)), labels, fontsize=6.5)
+    ax.set_xlabel("channels kept in the group")
+    ax.set_title("output distortion when only this group is cut"
+                 + (" (synthetic images)" if synthetic else ""), fontsize=9)
+    bar = plot.colorbar(im, ax=ax, shrink=0.8, extend="min" if finite.size and finite.min() < low else "neither")
+    bar.set_label("log10 distortion (darker = more sensitive)", fontsize=8)
+    _blank_legend(plot)
+    return plot
+
+
+def _label_cells(ax, g: ChannelGraph, rows: list[int], shares: list[float], cells: dict,
+                 grid: np.ndarray, scale: tuple[float, float]) -> None:
+    """Row by row: hatch each empty cell; write each filled cell's distortion (and its own kept
+    share when more than 1% from the column's), white on cells darker than the middle of the
+    colour ``scale`` ``(low, top)``, else black."""
+    from matplotlib.patches import Rectangle
+
+    low, top = scale
     for i, j in itertools.product(range(len(rows)), range(len(shares))):
         if (i, j) not in cells:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
@@ -872,18 +911,16 @@ def heatmap_figure(g: ChannelGraph, table, synthetic: bool = False, decades: flo
             text += f"\n({x:.0%})"
         ax.text(j, i, text, ha="center", va="center", fontsize=6,
                 color="white" if grid[i, j] > (low + top) / 2 else "black")
-    ax.set_xticks(range(len(shares)), [f"{s:.0%}" for s in shares])
-    ax.set_yticks(range(len(rows)), labels, fontsize=6.5)
-    ax.set_xlabel("channels kept in the group")
-    ax.set_title("output distortion when only this group is cut"
-                 + (" (synthetic images)" if synthetic else ""), fontsize=9)
-    bar = plot.colorbar(im, ax=ax, shrink=0.8, extend="min" if finite.size and finite.min() < low else "neither")
-    bar.set_label("log10 distortion (darker = more sensitive)", fontsize=8)
+
+
+def _blank_legend(plot) -> None:
+    """The figure's legend, below the axes: what a blank (hatched) cell means."""
+    from matplotlib.patches import Patch
+
     plot.legend(handles=[Patch(facecolor="#f2f2f2", hatch="///", edgecolor="#c8c8c8",
                                label="blank: the group has no width near that share "
                                      "(narrow group, or frozen channels keep more)")],
                 loc="outside lower center", fontsize=7, frameon=False)
-    return plot
 
 
 def plot_heatmap(g: ChannelGraph, table, directory: str, synthetic: bool = False) -> str:

@@ -188,45 +188,71 @@ def reconstruction_order(g: ChannelGraph, group: Group, stats: dict[str, Consume
     prunable = group.prunable
     if not cons or len(prunable) == 0:
         return None
-    state = []
-    for c in cons:
-        pos = _positions(g, group, c.tensor)
-        blocks = [c.features_of(pos[i]) for i in prunable]
-        if len({len(b) for b in blocks}) != 1 or len(blocks[0]) == 0:
-            return None
-        d = np.diag(c.h)
-        hinv = np.linalg.inv(c.h + _DAMP * float(d[:-1].mean() or 1.0) * np.eye(len(c.h)))
-        state.append([np.asarray(blocks), hinv, c.wfull(), c.energy])
+    state = _obs_state(g, group, cons)
+    if state is None:
+        return None
     alive = np.ones(len(prunable), dtype=bool)
     order: list[int] = []
     cost = np.zeros(len(prunable))
     while alive.sum() > stop:
         idx = np.flatnonzero(alive)
-        cost = np.zeros(len(prunable))
-        for blocks, hinv, w, energy in state:
-            b = blocks[idx]  # [n, K]
-            sub = hinv[b[:, :, None], b[:, None, :]]
-            inv = np.linalg.inv(sub + 1e-12 * np.eye(b.shape[1]))
-            wb = w[:, b]  # [out, n, K]
-            cost[idx] += np.einsum("oik,ikl,oil->i", wb, inv, wb) / energy
+        cost = _removal_costs(state, idx, len(prunable))
         chunk = max(1, int(alive.sum() - stop) // 12 if alive.sum() - stop > 24 else 1)
         pick = idx[np.argsort(cost[idx], kind="stable")[:chunk]]
         for st in state:
-            blocks, hinv, w, _ = st
-            feats = blocks[pick].ravel()
-            m = np.linalg.inv(hinv[np.ix_(feats, feats)] + 1e-12 * np.eye(len(feats)))
-            w = w - (w[:, feats] @ m) @ hinv[feats]
-            hinv = hinv - (hinv[:, feats] @ m) @ hinv[feats]
-            live = np.ones(len(hinv), dtype=bool)  # removed features are eliminated: drop them
-            live[feats] = False
-            new_index = np.cumsum(live) - 1
-            st[0] = np.where(live[blocks], new_index[blocks], -1)
-            st[1], st[2] = hinv[np.ix_(live, live)], w[:, live]
+            _eliminate(st, pick)
         alive[pick] = False
         order.extend(int(prunable[k]) for k in pick)
     rest = np.flatnonzero(alive)
     order.extend(int(prunable[k]) for k in rest[np.argsort(cost[rest], kind="stable")])
     return np.asarray(order, dtype=np.int64)
+
+
+def _obs_state(g: ChannelGraph, group: Group, cons: list[ConsumerStats]) -> list[list] | None:
+    """One ``[blocks, H^-1, weights, energy]`` per consumer in ``cons``: ``blocks[k]`` the
+    feature indices of ``group``'s k-th prunable channel (the same count for every channel),
+    ``H^-1`` the inverse of its damped Gram matrix, ``weights`` its full weight matrix (bias
+    column last). None when some consumer's channels differ in feature count or have none."""
+    state = []
+    for c in cons:
+        pos = _positions(g, group, c.tensor)
+        blocks = [c.features_of(pos[i]) for i in group.prunable]
+        if len({len(b) for b in blocks}) != 1 or len(blocks[0]) == 0:
+            return None
+        d = np.diag(c.h)
+        hinv = np.linalg.inv(c.h + _DAMP * float(d[:-1].mean() or 1.0) * np.eye(len(c.h)))
+        state.append([np.asarray(blocks), hinv, c.wfull(), c.energy])
+    return state
+
+
+def _removal_costs(state: list[list], idx: np.ndarray, n: int) -> np.ndarray:
+    """OBS cost of removing each channel in ``idx`` alone (the output energy its consumers lose
+    after the best update of their other weights, each relative to the consumer's energy,
+    summed over consumers in order); 0 for the other of the ``n`` channels."""
+    cost = np.zeros(n)
+    for blocks, hinv, w, energy in state:
+        b = blocks[idx]  # [n, K]
+        sub = hinv[b[:, :, None], b[:, None, :]]
+        inv = np.linalg.inv(sub + 1e-12 * np.eye(b.shape[1]))
+        wb = w[:, b]  # [out, n, K]
+        cost[idx] += np.einsum("oik,ikl,oil->i", wb, inv, wb) / energy
+    return cost
+
+
+def _eliminate(st: list, pick: np.ndarray) -> None:
+    """Remove channels ``pick``'s features from one consumer's ``[blocks, H^-1, weights, _]``
+    (in place): the OBS update of the weights and ``H^-1``, then the removed features dropped
+    from both and ``blocks`` renumbered (-1 for a removed feature)."""
+    blocks, hinv, w, _ = st
+    feats = blocks[pick].ravel()
+    m = np.linalg.inv(hinv[np.ix_(feats, feats)] + 1e-12 * np.eye(len(feats)))
+    w = w - (w[:, feats] @ m) @ hinv[feats]
+    hinv = hinv - (hinv[:, feats] @ m) @ hinv[feats]
+    live = np.ones(len(hinv), dtype=bool)  # removed features are eliminated: drop them
+    live[feats] = False
+    new_index = np.cumsum(live) - 1
+    st[0] = np.where(live[blocks], new_index[blocks], -1)
+    st[1], st[2] = hinv[np.ix_(live, live)], w[:, live]
 
 
 def select_by_reconstruction(g: ChannelGraph, stats: dict[str, ConsumerStats],
