@@ -324,7 +324,6 @@ def _one_node_model(g: ChannelGraph, node: onnx.NodeProto, x_name: str, x_shape:
     graph = helper.make_graph(
         [node], "layer", [helper.make_tensor_value_info(x_name, elem, x_shape)],
         [helper.make_tensor_value_info(node.output[0], elem, None)], inits)
-    del node.output[1:]
     return helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
 
 
