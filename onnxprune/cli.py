@@ -15,6 +15,7 @@ import click
 
 from . import api, guard, pipeline, preparation, profile, progress, runtime
 from .errors import OnnxPruneError
+from .figures import frontier_figure, plot_heatmap, plot_profiles, save_figure, tradeoff_figure
 from .load import load_model, parse_shape_overrides
 from .options import (
     Deployment,
@@ -27,12 +28,10 @@ from .options import (
     prune_options,
 )
 from .output import make_dir, write_model, write_text
+from .page import report_text
 from .report import (
     bench_json,
     console,
-    frontier_figure,
-    plot_heatmap,
-    plot_profiles,
     print_analysis,
     print_comparison,
     print_frontier,
@@ -43,10 +42,7 @@ from .report import (
     print_warnings,
     profile_json,
     prune_data,
-    report_text,
     run_details,
-    save_figure,
-    tradeoff_figure,
 )
 
 __all__ = ["Deployment", "cli", "main"]

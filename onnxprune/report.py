@@ -1,5 +1,7 @@
 """Report: what people read, rendered from the plain report data (``TargetResult.to_dict()``, the
-ratio report, the analysis rows): console tables, plots, and one self-contained HTML page.
+ratio report, the analysis rows): the numbers every view reads, console tables, the JSON bits
+and the report data of a run; the figures are :mod:`onnxprune.figures`, the HTML page
+:mod:`onnxprune.page`.
 
 One story: every latency a view shows derives from the run's one ``baseline_ms`` and interleaved
 speedups (``ms = baseline_ms / speedup`` wherever a field is missing, :func:`figures`), and the
@@ -10,16 +12,12 @@ ignored; missing optional ones leave their row, column or section out (never an 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import itertools
 import json
 import math
 import os
 import platform
 import shlex
-import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -91,12 +89,17 @@ def point_ms(point: dict, baseline_ms: float | None) -> float | None:
     return baseline_ms / sp if sp and baseline_ms else None
 
 
+def fidelity_kept(point: dict) -> float | None:
+    """A judged point's fidelity kept (1 - its drop), None when it was not judged."""
+    return None if point.get("drop") is None else 1.0 - point["drop"]
+
+
 def fidelity_of(data: dict) -> dict | None:
     """The final model's held-out fidelity (``quality.fidelity``), or None without data."""
     return (data.get("quality") or {}).get("fidelity")
 
 
-def _is_share(fid: dict | None) -> bool:
+def is_share(fid: dict | None) -> bool:
     """Whether ``1 - drop`` is a share of samples (agreement), not a metric or a cosine."""
     return bool(fid) and (fid.get("metric") is None or fid.get("baseline_metric") is None) and (
         fid.get("agreement") is not None or fid.get("neighbours") is not None)
@@ -119,15 +122,15 @@ def share(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
-def _num(x: float | None, spec: str = ".4f") -> str:
+def num_text(x: float | None, spec: str = ".4f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def _ms(x: float | None) -> str:
-    return _num(x, ".3f")
+def ms_text(x: float | None) -> str:
+    return num_text(x, ".3f")
 
 
-def _x(x: float | None) -> str:
+def x_text(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}x"
 
 
@@ -268,7 +271,7 @@ def print_profiles(profs: list[GroupProfile]) -> None:
     for p in profs:
         full = p.curve.get(p.width)
         low = p.curve[min(p.curve)] if p.curve else None
-        grid.rows.append([str(p.group), p.name, str(p.width), str(len(p.layers)), _ms(full), _ms(low),
+        grid.rows.append([str(p.group), p.name, str(p.width), str(len(p.layers)), ms_text(full), ms_text(low),
                           " ".join(map(str, p.candidates))])
     print_grid(grid)
 
@@ -286,7 +289,7 @@ def summary_grid(data: dict, title: str | None = None) -> Grid:
     f = data.get("final") or {}
     q = data.get("quality") or {}
     if title is None:
-        title = (f"target {_ms(fig.target_ms)} ms ({fig.target_speedup:.3f}x)"
+        title = (f"target {ms_text(fig.target_ms)} ms ({fig.target_speedup:.3f}x)"
                  if fig.target_ms is not None and fig.target_speedup else "before and after")
     grid = Grid(title, ["", "before", "after"])
     if fig.speedup is not None:
@@ -295,9 +298,9 @@ def summary_grid(data: dict, title: str | None = None) -> Grid:
         last = f.get("independent_speedup")
         if band and last is not None and abs(last - fig.speedup) > 5e-4:
             # pooled over the loop's comparisons; the band is the last comparison's alone
-            band = f" (pooled; last comparison {_x(last)}, p10..p90 {fig.ratio_p10:.3f}..{fig.ratio_p90:.3f})"
-        grid.rows += [["latency ms (baseline / speedup)", _ms(fig.baseline_ms), _ms(fig.ms)],
-                      ["speedup (interleaved)", "", _x(fig.speedup) + band]]
+            band = f" (pooled; last comparison {x_text(last)}, p10..p90 {fig.ratio_p10:.3f}..{fig.ratio_p90:.3f})"
+        grid.rows += [["latency ms (baseline / speedup)", ms_text(fig.baseline_ms), ms_text(fig.ms)],
+                      ["speedup (interleaved)", "", x_text(fig.speedup) + band]]
         grid.note = ("speedup: median over rounds that time the original and the pruned model in "
                      "turn; latency: the run's one baseline divided by it")
     for label, key in (("parameters", "params"), ("MACs", "macs")):
@@ -322,7 +325,7 @@ def groups_grid(data: dict, changed_only: bool = True) -> Grid:
     for row in data.get("groups") or []:
         if changed_only and row["width_after"] >= row["width_before"]:
             continue
-        value = (_num(row.get("distortion"), ".3g") if measured
+        value = (num_text(row.get("distortion"), ".3g") if measured
                  else share(row.get("importance_kept")))
         grid.rows.append([str(row["group"]), row["name"],
                           f"{row['width_before']} -> {row['width_after']}", value])
@@ -335,9 +338,9 @@ def loop_grid(data: dict) -> Grid:
     title = "predicted distortion" if measured else "importance kept"
     grid = Grid("hardware in the loop", ["step", "predicted ms", "measured ms", title, "in band"])
     for k, s in enumerate(data.get("loop") or []):
-        kept = _num(-s["importance"], ".3g") if measured else f"{s['importance']:.0f}"
+        kept = num_text(-s["importance"], ".3g") if measured else f"{s['importance']:.0f}"
         grid.rows.append(["all at floor" if k == 0 else str(k),
-                          "-" if k == 0 else _ms(s.get("predicted_ms")), _ms(s.get("measured_ms")),
+                          "-" if k == 0 else ms_text(s.get("predicted_ms")), ms_text(s.get("measured_ms")),
                           kept, "yes" if s.get("accepted") and k else ""])
     return grid
 
@@ -377,12 +380,12 @@ def _worst(d: dict, key: str, pick) -> float | None:
 FIDELITY_COLUMNS = (
     ("top-1 agreement", lambda d: d.get("agreement"), share),
     ("top-5", lambda d: d.get("top5"), share),
-    ("embedding cosine", lambda d: d.get("embedding_cosine"), _num),
+    ("embedding cosine", lambda d: d.get("embedding_cosine"), num_text),
     ("NN agreement", lambda d: d.get("neighbours"), share),
-    ("evaluate()", lambda d: d.get("metric"), _num),
-    ("distortion", lambda d: d.get("distortion"), lambda x: _num(x, ".3g")),
-    ("min cosine", lambda d: _worst(d, "cosine", min), _num),
-    ("max rel. L2", lambda d: _worst(d, "rel_l2", max), _num),
+    ("evaluate()", lambda d: d.get("metric"), num_text),
+    ("distortion", lambda d: d.get("distortion"), lambda x: num_text(x, ".3g")),
+    ("min cosine", lambda d: _worst(d, "cosine", min), num_text),
+    ("max rel. L2", lambda d: _worst(d, "rel_l2", max), num_text),
 )
 
 
@@ -485,14 +488,14 @@ def frontier_grid(datas: list[dict]) -> Grid:
         fid = fidelity_of(data) or {}
         target = f"{fig.target_speedup:.3g}x" if fig.target_speedup else "-"
         if fig.speedup is None:
-            grid.rows.append([target, "already met", _ms(fig.baseline_ms), _ms(fig.target_ms),
+            grid.rows.append([target, "already met", ms_text(fig.baseline_ms), ms_text(fig.target_ms),
                               "-", "-", "-"])
             continue
-        grid.rows.append([target, _x(fig.speedup), _ms(fig.ms), _ms(fig.target_ms),
+        grid.rows.append([target, x_text(fig.speedup), ms_text(fig.ms), ms_text(fig.target_ms),
                           share(fid.get("agreement")), share(fid.get("top5")),
-                          _num(fid.get("distortion"), ".3g")])
+                          num_text(fid.get("distortion"), ".3g")])
     if datas and figures(datas[0]).baseline_ms:
-        grid.note = f"baseline {_ms(figures(datas[0]).baseline_ms)} ms, measured once for all targets"
+        grid.note = f"baseline {ms_text(figures(datas[0]).baseline_ms)} ms, measured once for all targets"
     return grid
 
 
@@ -504,13 +507,13 @@ def tradeoff_grid(data: dict) -> Grid:
     """Every judged candidate (built, recovered, measured), fastest first."""
     base = figures(data).baseline_ms
     fid = fidelity_of(data)
-    fmt = share if _is_share(fid) else _num
+    fmt = share if is_share(fid) else num_text
     grid = Grid("judged candidates (each built, recovered, timed against the original)",
                 ["ms", "speedup", drop_meaning(fid), "top-5", "distortion", "chosen"], text=())
     for p in sorted(data.get("tradeoff") or [], key=lambda p: point_ms(p, base) or 0.0):
         ms = point_ms(p, base)
-        grid.rows.append([_ms(ms), _x(base / ms if base and ms else p.get("speedup")),
-                          fmt(_y_of(p)), share(p.get("top5")), _num(p.get("distortion"), ".3g"),
+        grid.rows.append([ms_text(ms), x_text(base / ms if base and ms else p.get("speedup")),
+                          fmt(fidelity_kept(p)), share(p.get("top5")), num_text(p.get("distortion"), ".3g"),
                           "yes" if p.get("chosen") else ""])
     return grid
 
@@ -657,515 +660,3 @@ def run_grid(data: dict) -> Grid:
             ["profiling", f"{data['profile_seconds']:.1f} s" if data.get("profile_seconds") else None],
             ["written", run.get("when")]]
     return Grid("run", ["", ""], [r for r in rows if r[1]], text=(0, 1))
-
-
-# -- plots --------------------------------------------------------------------------------------
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def save_figure(fig, path: str, dpi: int = 110) -> str:
-    """Write a figure (PNG) where its directory exists."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
-
-
-def figure_png(fig, dpi: int = 100) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-@dataclass
-class Mark:
-    """A labelled point on a trade-off plot: a chosen model, at its final measurement."""
-
-    ms: float
-    y: float
-    label: str
-
-
-def _y_of(point: dict) -> float | None:
-    return None if point.get("drop") is None else 1.0 - point["drop"]
-
-
-def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[float, str]],
-                   marks: list[Mark], fid: dict | None) -> None:
-    """Judged candidates (measured latency, measured fidelity), the original, target lines and
-    the chosen models, on axes padded so that nothing sits on the frame; speedup on top."""
-    share_axis = _is_share(fid)
-    pts = [(point_ms(p, baseline), _y_of(p)) for p in points]
-    pts = [(x, y) for x, y in pts if x is not None and y is not None]
-    if pts:
-        ax.plot([x for x, _ in pts], [y for _, y in pts], "o", color="tab:blue", alpha=0.7,
-                label=f"judged candidates ({len(pts)})")
-    ax.plot([baseline], [1.0], "*", color="black", ms=13, label=f"original {baseline:.3f} ms")
-    _draw_targets(ax, targets)
-    _draw_marks(ax, marks)
-    xs = [baseline] + [x for x, _ in pts] + [t for t, _ in targets] + [m.ms for m in marks]
-    ys = [1.0] + [y for _, y in pts] + [m.y for m in marks]
-    lo, hi = _pad_limits(ax, xs, ys)
-    if share_axis:
-        from matplotlib.ticker import PercentFormatter
-
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    top = ax.secondary_xaxis("top", functions=(lambda x: baseline / np.maximum(x, 1e-9),
-                                               lambda s: baseline / np.maximum(s, 1e-9)))
-    top.set_xticks(_speedup_ticks(baseline, lo, hi))
-    top.set_xlabel("speedup over the original (baseline / ms)", fontsize=8)
-    ax.set_xlabel("latency, ms (baseline / measured interleaved speedup)")
-    ax.set_ylabel(f"{drop_meaning(fid)} (held-out)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-
-
-def _draw_targets(ax, targets: list[tuple[float, str]]) -> None:
-    """A dashed green vertical line per ``(ms, label)`` target: labelled in the legend when
-    there is one target, else each labelled beside its line (rotated, from the top)."""
-    for ms, label in targets:
-        ax.axvline(ms, color="tab:green", ls="--", lw=1.2, label=label if len(targets) == 1 else None)
-        if len(targets) > 1:
-            ax.annotate(label, (ms, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
-                        textcoords="offset points", fontsize=8, color="tab:green", rotation=90,
-                        va="top")
-
-
-def _draw_marks(ax, marks: list[Mark]) -> None:
-    """Each chosen model as a red ring around a red dot, labelled beside it (labels alternately
-    above and below); the first ring alone carries the legend entry."""
-    for k, m in enumerate(marks):
-        ax.plot([m.ms], [m.y], "o", ms=12, mfc="none", mec="tab:red", mew=2,
-                label="chosen (final A/B measurement)" if k == 0 else None)
-        ax.plot([m.ms], [m.y], "o", ms=5, color="tab:red")
-        ax.annotate(m.label, (m.ms, m.y), xytext=(8, 10 if k % 2 == 0 else -16),
-                    textcoords="offset points", fontsize=8, color="tab:red")
-
-
-def _pad_limits(ax, xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Set ``ax``'s limits to the range of ``xs`` padded by 12% (10% of the largest when the
-    range is empty) and of ``ys`` padded by 12% (at least 0.005; the bottom at least 0.02 below
-    the top); return the x limits."""
-    lo, hi = min(xs), max(xs)
-    pad = 0.12 * (hi - lo) or 0.1 * hi
-    ax.set_xlim(lo - pad, hi + pad)
-    ylo, yhi = min(ys), max(ys)
-    ypad = max(0.12 * (yhi - ylo), 0.005)
-    ax.set_ylim(min(ylo - ypad, yhi - 0.02), yhi + ypad)
-    return lo - pad, hi + pad
-
-
-NICE_SPEEDUPS = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
-
-
-def _speedup_ticks(baseline: float, lo: float, hi: float, spacing: float = 0.07) -> list[float]:
-    """Round speedups whose latencies fall in [lo, hi] ms, at least ``spacing`` of the range
-    apart on the latency axis (the speedup axis is not linear)."""
-    ticks, last = [], None
-    for s in NICE_SPEEDUPS:
-        ms = baseline / s
-        if lo <= ms <= hi and (last is None or last - ms >= spacing * (hi - lo)):
-            ticks.append(s)
-            last = ms
-    return ticks
-
-
-def _mark(data: dict, label: str) -> Mark | None:
-    fig, fid = figures(data), fidelity_of(data)
-    if fig.ms is None or not fid or fid.get("drop") is None:
-        return None
-    return Mark(fig.ms, 1.0 - fid["drop"], label)
-
-
-def tradeoff_figure(data: dict):
-    """One run: every judged candidate, the original, the target line, the chosen model at its
-    final measurement (the same figures as the tables)."""
-    fig = figures(data)
-    plot = _figure(7.0, 4.4)
-    ax = plot.subplots()
-    targets = ([(fig.target_ms, f"target {fig.target_ms:.3f} ms ({fig.target_speedup:.2f}x)")]
-               if fig.target_ms is not None and fig.target_speedup else [])
-    mark = _mark(data, f"chosen: {_ms(fig.ms)} ms, {_x(fig.speedup)}")
-    others = [p for p in data.get("tradeoff") or [] if not p.get("chosen")]
-    _tradeoff_axes(ax, fig.baseline_ms, others, targets, [mark] if mark else [], fidelity_of(data))
-    ax.set_title("measured latency vs measured fidelity", fontsize=10)
-    return plot
-
-
-def frontier_figure(datas: list[dict]):
-    """Several targets of one run: all judged candidates, one line per target, each target's
-    chosen model labelled with its target and measured speedup."""
-    plot = _figure(7.0, 4.4)
-    ax = plot.subplots()
-    base = figures(datas[0]).baseline_ms if datas else 1.0
-    seen, points, marks, targets = set(), [], [], []
-    chosen = {(p.get("ms"), p.get("drop")) for d in datas for p in d.get("tradeoff") or []
-              if p.get("chosen")}
-    for d in datas:
-        fig = figures(d)
-        if fig.target_ms is not None and fig.target_speedup:
-            targets.append((fig.target_ms, f"{fig.target_speedup:.3g}x"))
-        mark = _mark(d, f"{fig.target_speedup:.3g}x -> {_x(fig.speedup)}")
-        if mark:
-            marks.append(mark)
-        for p in d.get("tradeoff") or []:
-            key = (p.get("ms"), p.get("drop"))
-            if key not in seen and key not in chosen:
-                seen.add(key)
-                points.append(p)
-    _tradeoff_axes(ax, base, points, targets, marks, fidelity_of(datas[-1]) if datas else None)
-    ax.set_title("measured frontier: target -> measured speedup (green: targets)", fontsize=10)
-    return plot
-
-
-def _wrap_name(name: str, width: int = 36) -> str:
-    """A layer path wrapped after its ``/`` separators (long parts split), never cut."""
-    tokens, cur = [], ""
-    for seg in name.replace("/", "/\0").split("\0"):
-        if cur and len(cur) + len(seg) > width:
-            tokens.append(cur)
-            cur = ""
-        cur += seg
-        while len(cur) > width:
-            tokens.append(cur[:width])
-            cur = cur[width:]
-    if cur:
-        tokens.append(cur)
-    return "\n".join(tokens)
-
-
-def _heatmap_cells(g: ChannelGraph, table) -> tuple[list[int], list[float], dict]:
-    """Rows (group ids), columns (kept shares, eighths used by at least a quarter of the rows)
-    and cells ``{(row, column): (width, distortion)}``: each measured width goes to the nearest
-    column, the closest width winning when two land on one cell."""
-    rows = sorted(table.values)
-    measured = [(gid, w, v, w / g.groups[gid].width) for gid in rows
-                for w, v in table.values[gid].items() if w < g.groups[gid].width]
-    eighths = [round(x * 8) / 8 for *_, x in measured]
-    common = sorted(s for s in set(eighths) if eighths.count(s) >= max(1, len(rows) / 4))
-    shares = common or sorted(set(eighths))
-    cells: dict[tuple[int, int], tuple[int, float]] = {}
-    for gid, w, v, x in measured:
-        j = min(range(len(shares)), key=lambda k: abs(shares[k] - x))
-        key = (rows.index(gid), j)
-        width = g.groups[gid].width
-        if key not in cells or abs(w / width - shares[j]) < abs(cells[key][0] / width - shares[j]):
-            cells[key] = (w, v)
-    return rows, shares, cells
-
-
-def heatmap_figure(g: ChannelGraph, table, synthetic: bool = False, decades: float = 4.0):
-    """Sensitivity: one row per group (full name, wrapped), one column per kept share, colour =
-    log10 of the measured output distortion when only that group is cut that far (the colour
-    scale spans the top ``decades``; lower values take its lightest colour). A cell whose width
-    is not the column's share says its own share. Blank (hatched) cells: no width there."""
-    import matplotlib
-
-    rows, shares, cells = _heatmap_cells(g, table)
-    grid = np.full((len(rows), len(shares)), np.nan)
-    for (i, j), (_, v) in cells.items():
-        grid[i, j] = np.log10(max(v, 1e-12))
-    labels = [_wrap_name(f"{gid} {g.groups[gid].name}") for gid in rows]
-    lines = sum(label.count("\n") + 1 for label in labels)
-    plot = _figure(4.2 + 0.85 * max(len(shares), 1), 1.6 + 0.17 * lines + 0.08 * len(rows))
-    ax = plot.subplots()
-    finite = grid[np.isfinite(grid)]
-    top = float(finite.max()) if finite.size else 0.0
-    low = max(float(finite.min()), top - decades) if finite.size else -1.0
-    cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="#f2f2f2")
-    im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=low,
-                   vmax=max(top, low + 1e-3))
-    _label_cells(ax, g, rows, shares, cells, grid, (low, top))
-    ax.set_xticks(range(len(shares)), [f"{s:.0%}" for s in shares])
-    ax.set_yticks(range(len(rows)), labels, fontsize=6.5)
-    ax.set_xlabel("channels kept in the group")
-    ax.set_title("output distortion when only this group is cut"
-                 + (" (synthetic images)" if synthetic else ""), fontsize=9)
-    bar = plot.colorbar(im, ax=ax, shrink=0.8, extend="min" if finite.size and finite.min() < low else "neither")
-    bar.set_label("log10 distortion (darker = more sensitive)", fontsize=8)
-    _blank_legend(plot)
-    return plot
-
-
-def _label_cells(ax, g: ChannelGraph, rows: list[int], shares: list[float], cells: dict,
-                 grid: np.ndarray, scale: tuple[float, float]) -> None:
-    """Row by row: hatch each empty cell; write each filled cell's distortion (and its own kept
-    share when more than 1% from the column's), white on cells darker than the middle of the
-    colour ``scale`` ``(low, top)``, else black."""
-    from matplotlib.patches import Rectangle
-
-    low, top = scale
-    for i, j in itertools.product(range(len(rows)), range(len(shares))):
-        if (i, j) not in cells:
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                   edgecolor="#c8c8c8", lw=0))
-            continue
-        w, v = cells[i, j]
-        text = f"{v:.0e}" if v > 0 else "0"
-        x = w / g.groups[rows[i]].width
-        if abs(x - shares[j]) > 0.01:
-            text += f"\n({x:.0%})"
-        ax.text(j, i, text, ha="center", va="center", fontsize=6,
-                color="white" if grid[i, j] > (low + top) / 2 else "black")
-
-
-def _blank_legend(plot) -> None:
-    """The figure's legend, below the axes: what a blank (hatched) cell means."""
-    from matplotlib.patches import Patch
-
-    plot.legend(handles=[Patch(facecolor="#f2f2f2", hatch="///", edgecolor="#c8c8c8",
-                               label="blank: the group has no width near that share "
-                                     "(narrow group, or frozen channels keep more)")],
-                loc="outside lower center", fontsize=7, frameon=False)
-
-
-def plot_heatmap(g: ChannelGraph, table, directory: str, synthetic: bool = False) -> str:
-    """``analyze --plot DIR``: DIR/sensitivity.png (see :func:`heatmap_figure`)."""
-    return save_figure(heatmap_figure(g, table, synthetic), os.path.join(directory, "sensitivity.png"))
-
-
-def step_edges(curve: dict[int, float], rel_tol: float = 0.05, sharpness: float = 3.0,
-               window: int = 3, noise: float = 3.0) -> list[int]:
-    """Widths where a measured latency curve really steps: the last width ``a`` before a rise to
-    the next measured width ``b`` that is ``sharpness`` times steeper than the curve's mean slope
-    (a straight line, however steep, has none) and that lasts: the median of the ``window``
-    widths from ``b`` up exceeds the median of the ``window`` widths up to ``a`` by more than
-    ``rel_tol`` and ``noise`` times the median change between neighbouring widths (a one-point
-    spike is no step, nor is jitter)."""
-    ws = sorted(curve)
-    if len(ws) < 3:
-        return []
-    ts = [curve[w] for w in ws]
-    mean = max((ts[-1] - ts[0]) / (ws[-1] - ws[0]), 0.0)
-    jitter = float(np.median(np.abs(np.diff(ts))))
-    edges = []
-    for i in range(len(ws) - 1):
-        rise = ts[i + 1] - ts[i]
-        below = float(np.median(ts[max(0, i + 1 - window):i + 1]))
-        above = float(np.median(ts[i + 1:i + 1 + window]))
-        if (rise / (ws[i + 1] - ws[i]) > sharpness * mean and above > below * (1 + rel_tol)
-                and above - below > noise * jitter):
-            edges.append(ws[i])
-    return edges
-
-
-def _short(name: str, parts: int = 2) -> str:
-    return "/".join(name.strip("/").split("/")[-parts:])
-
-
-def profiles_figure(profs: list[GroupProfile]):
-    """``profile --plot``: one overview figure, a small panel per group (summed latency over
-    the kept width, red dots where it steps)."""
-    n = max(len(profs), 1)
-    cols = min(5, n)
-    nrows = math.ceil(n / cols)
-    plot = _figure(2.6 * cols, 0.6 + 1.9 * nrows)
-    axes = np.atleast_1d(plot.subplots(nrows, cols, squeeze=False)).ravel()
-    for ax, p in zip(axes, profs):
-        ws = sorted(p.curve)
-        ax.plot(ws, [p.curve[w] for w in ws], "-", color="tab:blue", lw=1.2)
-        edges = step_edges(p.curve)
-        ax.plot(edges, [p.curve[w] for w in edges], "o", color="tab:red", ms=3.5)
-        ax.set_title(f"group {p.group}: {textwrap.shorten(_short(p.name), 34, placeholder='...')}",
-                     fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.set_xlim(0, p.width * 1.04)
-        ax.grid(alpha=0.25)
-    for ax in axes[len(profs):]:
-        ax.axis("off")
-    plot.supxlabel("channels kept in the group", fontsize=8)
-    plot.supylabel("latency, ms (layers the group touches)", fontsize=8)
-    plot.suptitle("latency staircases; red: step edges (the width just before latency jumps)",
-                  fontsize=9)
-    return plot
-
-
-def group_figure(prof: GroupProfile):
-    """``profile --plot-groups``: one group's layers and their sum; step edges of the sum in red,
-    the candidate widths the search may choose as ticks at the bottom."""
-    plot = _figure(8.5, 3.8)
-    ax = plot.subplots()
-    ws = sorted(prof.curve)
-    ax.plot(ws, [prof.curve[w] for w in ws], "-", color="black", lw=1.8, label="sum")
-    names = [lp.layer.node for lp in prof.layers]
-    common = os.path.commonprefix(names).rpartition("/")[0] if len(names) > 1 else ""
-    for lp in prof.layers:
-        lw = sorted(lp.points)
-        name = lp.layer.node[len(common):].lstrip("/") if common else lp.layer.node
-        ax.plot(lw, [lp.points[w] for w in lw], "-", lw=0.9, alpha=0.8,
-                label=f"{_wrap_name(name, 30)} [{lp.layer.mode}]")
-    edges = step_edges(prof.curve)
-    ax.plot(edges, [prof.curve[w] for w in edges], "o", color="tab:red", ms=5, label="step edge")
-    ax.plot(prof.candidates, [0.0] * len(prof.candidates), "|", color="tab:green", ms=12,
-            label="candidate widths")
-    ax.set_ylim(bottom=0.0)
-    ax.set_xlabel("channels kept in the group")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(_wrap_name(f"group {prof.group}: {prof.name}", 90), fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title=f"layers (under {common}/)" if common else "layers", title_fontsize=6)
-    return plot
-
-
-def plot_profiles(profs: list[GroupProfile], directory: str, per_group: bool = False) -> list[str]:
-    """DIR/profile.png (overview) and, with ``per_group``, DIR/group_NNN.png for each group."""
-    paths = [save_figure(profiles_figure(profs), os.path.join(directory, "profile.png"), dpi=100)]
-    if per_group:
-        paths += [save_figure(group_figure(p), os.path.join(directory, f"group_{p.group:03d}.png"),
-                              dpi=100) for p in profs]
-    return paths
-
-
-# -- the HTML page --------------------------------------------------------------------------------
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d1d1f;
-margin:0 auto;max-width:1080px;padding:20px 28px 48px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 6px;border-bottom:1px solid #ddd;
-padding-bottom:3px}.sub{color:#555;margin:0 0 14px;overflow-wrap:anywhere}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
-.card{border:1px solid #d7d7db;border-radius:8px;padding:8px 14px;min-width:150px;background:#fafafa}
-.card .k{font-size:12px;color:#555}.card .v{font-size:22px;font-weight:600}.card .s{font-size:12px;color:#555}
-.ok{color:#17803d}.bad{color:#c0392b}
-table{border-collapse:collapse;margin:6px 0 4px;font-size:13px;min-width:480px}
-caption{text-align:left;font-weight:600;padding:4px 0}
-th,td{border-bottom:1px solid #e4e4e7;padding:3px 9px;text-align:right;vertical-align:top}
-th{background:#f3f3f5}th.t,td.t{text-align:left}td.t{max-width:460px;overflow-wrap:anywhere}
-.note{font-size:12px;color:#555;margin:2px 0 10px;max-width:900px}
-img{max-width:100%;height:auto;border:1px solid #eee}
-code{background:#f3f3f5;padding:1px 4px;border-radius:3px;overflow-wrap:anywhere}
-details{margin:8px 0}summary{font-weight:600}
-"""
-
-
-def _card(key: str, label: str, value: str, sub: str = "", raw: float | None = None,
-          cls: str = "") -> str:
-    attr = f' data-value="{raw!r}"' if raw is not None else ""
-    return (f'<div class="card" data-key="{key}"{attr}><div class="k">{html.escape(label)}</div>'
-            f'<div class="v {cls}">{html.escape(value)}</div>'
-            f'<div class="s">{html.escape(sub)}</div></div>')
-
-
-def _img(fig, alt: str) -> str:
-    data = base64.b64encode(figure_png(fig)).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _cards(data: dict) -> str:
-    fig, q = figures(data), data.get("quality") or {}
-    cards = []
-    if fig.speedup is not None:
-        sub = f"target {fig.target_speedup:.3f}x" if fig.target_speedup else ""
-        cls = "" if fig.met is None else ("ok" if fig.met else "bad")
-        cards.append(_card("speedup", "measured speedup", _x(fig.speedup), sub, fig.speedup, cls))
-        sub = f"from {_ms(fig.baseline_ms)} ms" + (f", target {_ms(fig.target_ms)} ms"
-                                                  if fig.target_ms is not None else "")
-        cards.append(_card("ms", "latency (ms)", _ms(fig.ms), sub, fig.ms))
-    elif data.get("already_met"):
-        cards.append(_card("ms", "latency (ms)", _ms(fig.baseline_ms),
-                           f"already meets the target {_ms(fig.target_ms)} ms", fig.baseline_ms))
-    for key in ("fidelity",):
-        d = q.get(key)
-        label = "--val data" if isinstance(d, dict) and d.get("data") == "val" else "held-out"
-        if isinstance(d, dict) and d.get("agreement") is not None:
-            interval = (f", 95% {share(d['interval'][0])}..{share(d['interval'][1])}"
-                        if d.get("interval") else "")
-            cards.append(_card(f"agreement_{key}", f"top-1 agreement ({label})", share(d["agreement"]),
-                               f"top-5 {share(d.get('top5'))}{interval}", d["agreement"]))
-        elif isinstance(d, dict) and d.get("neighbours") is not None:
-            cards.append(_card(f"neighbours_{key}", f"NN agreement ({label})", share(d["neighbours"]),
-                               f"embedding cosine {_num(d.get('embedding_cosine'))}", d["neighbours"]))
-    f = data.get("final") or q
-    for key, label in (("params", "parameters"), ("macs", "MACs")):
-        if f.get(f"{key}_before"):
-            before, after = f[f"{key}_before"], f[f"{key}_after"]
-            cards.append(_card(key, label, f"{after / before:.0%}", f"{after:,} of {before:,}",
-                               after / before))
-    return f'<div class="cards">{"".join(cards)}</div>'
-
-
-def _verdict(data: dict) -> str:
-    """One line per constraint asked: the latency target, ``--max-drop``."""
-    fig, fid = figures(data), fidelity_of(data) or {}
-    out = []
-    if fig.met is not None:
-        word = "met" if fig.met else "missed"
-        out.append(f'<p class="{"ok" if fig.met else "bad"}">target {word}: measured '
-                   f'{_x(fig.speedup)} ({_ms(fig.ms)} ms) against {fig.target_speedup:.3f}x '
-                   f'({_ms(fig.target_ms)} ms), from the one baseline of {_ms(fig.baseline_ms)} ms</p>')
-    limit = ((data.get("run") or {}).get("goal") or {}).get("max_drop")
-    if limit is not None and fid.get("drop") is not None:
-        ok = fid["drop"] <= limit
-        out.append(f'<p class="{"ok" if ok else "bad"}">fidelity drop {fid["drop"]:.4f} '
-                   f'({drop_meaning(fid)}) {"within" if ok else "over"} --max-drop {limit:g}</p>')
-    return "".join(out)
-
-
-def _tables(*grids: Grid | None) -> str:
-    return "".join(html_table(g) for g in grids if g is not None and g.rows)
-
-
-def _run_sections(data: dict, plot: bool = True) -> str:
-    """Everything one run's page says, below its headline."""
-    q = data.get("quality") or {}
-    out = [_tables(summary_grid(data, "before and after"))]
-    if plot and data.get("tradeoff") and figures(data).baseline_ms:
-        out.append("<h2>Trade-off</h2>" + _img(tradeoff_figure(data), "latency vs fidelity")
-                   + _tables(tradeoff_grid(data)))
-    out.append("<h2>Fidelity</h2>" + (_tables(fidelity_grid(q), recovery_grid(q))
-                                      or "<p>no calibration data: fidelity was not measured</p>"))
-    out.append("<h2>Widths</h2>" + _tables(groups_grid(data, changed_only=False), frozen_grid(data)))
-    if data.get("loop"):
-        out.append("<h2>Hardware in the loop</h2>" + _tables(loop_grid(data)))
-    return "".join(out)
-
-
-def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
-            f'</title><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<style>{CSS}</style></head><body>{body}</body></html>\n")
-
-
-def _headline(data: dict, what: str) -> str:
-    run = data.get("run") or {}
-    command = f'<p class="sub"><code>{html.escape(run["command"])}</code></p>' if run.get("command") else ""
-    return f"<h1>onnxprune: {html.escape(what)}</h1>{command}"
-
-
-def run_html(data: dict) -> str:
-    """One run's page (a target, --max-drop or --ratio run)."""
-    what = "pruning report" if "ratio" not in data else f"ratio {data['ratio']:g} report"
-    body = (_headline(data, what) + _cards(data) + _verdict(data) + _run_sections(data)
-            + "<h2>Run</h2>" + _tables(run_grid(data)))
-    return _page(f"onnxprune {what}", body)
-
-
-def frontier_html(datas: list[dict]) -> str:
-    """The frontier's page: the table and plot of every target, then each target's details."""
-    first = datas[0] if datas else {}
-    body = [_headline(first, "measured frontier"), _tables(frontier_grid(datas))]
-    if any(d.get("tradeoff") for d in datas):
-        body.append(_img(frontier_figure(datas), "measured frontier"))
-    if datas:
-        body.append('<h2>Targets</h2><p class="note">open a target for its widths, fidelity and '
-                    "recovery steps</p>")
-    for d in datas:
-        fig = figures(d)
-        label = f"target {fig.target_speedup:.3g}x" if fig.target_speedup else "target"
-        result = f": measured {_x(fig.speedup)}, {_ms(fig.ms)} ms" if fig.speedup else ": already met"
-        body.append(f"<details><summary>{html.escape(label + result)}</summary>{_cards(d)}"
-                    f"{_run_sections(d, plot=False)}</details>")
-    body.append("<h2>Run</h2>" + _tables(run_grid(first)))
-    return _page("onnxprune frontier", "".join(body))
-
-
-def report_text(data: dict | list[dict], path: str) -> str:
-    """The ``--report`` file's text: an HTML page for ``.html``/``.htm``, else JSON."""
-    if os.path.splitext(path)[1].lower() in (".html", ".htm"):
-        return frontier_html(data) if isinstance(data, list) else run_html(data)
-    return json.dumps(data, indent=2)
