@@ -296,13 +296,15 @@ def summary_grid(data: dict, title: str | None = None) -> Grid:
         band = (f" (p10..p90 {fig.ratio_p10:.3f}..{fig.ratio_p90:.3f})"
                 if fig.ratio_p10 is not None and fig.ratio_p90 is not None else "")
         last = f.get("independent_speedup")
-        if band and last is not None and abs(last - fig.speedup) > 5e-4:
-            # pooled over the loop's comparisons; the band is the last comparison's alone
-            band = f" (pooled; last comparison {x_text(last)}, p10..p90 {fig.ratio_p10:.3f}..{fig.ratio_p90:.3f})"
+        pooled = bool(band) and last is not None and abs(last - fig.speedup) > 5e-4
+        if pooled:  # the band is the last comparison's alone
+            band = f" (last {x_text(last)}, p10..p90 {fig.ratio_p10:.3f}..{fig.ratio_p90:.3f})"
         grid.rows += [["latency ms (baseline / speedup)", ms_text(fig.baseline_ms), ms_text(fig.ms)],
                       ["speedup (interleaved)", "", x_text(fig.speedup) + band]]
         grid.note = ("speedup: median over rounds that time the original and the pruned model in "
-                     "turn; latency: the run's one baseline divided by it")
+                     "turn" + ("; pooled over every comparison of the chosen model, the last one "
+                               "in brackets" if pooled else "")
+                     + "; latency: the run's one baseline divided by it")
     for label, key in (("parameters", "params"), ("MACs", "macs")):
         before = f.get(f"{key}_before", q.get(f"{key}_before"))
         after = f.get(f"{key}_after", q.get(f"{key}_after"))

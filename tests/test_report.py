@@ -46,8 +46,11 @@ def test_summary_says_which_comparison_its_band_is_from():
     from onnxprune.report import summary_grid
 
     final = {"speedup": 1.25, "independent_speedup": 1.2, "ratio_p10": 1.15, "ratio_p90": 1.24}
-    row = {r[0]: r[2] for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows}
-    assert row["speedup (interleaved)"] == "1.250x (pooled; last comparison 1.200x, p10..p90 1.150..1.240)"
+    grid = summary_grid({"baseline_ms": 10.0, "final": final})
+    row = {r[0]: r[2] for r in grid.rows}
+    assert row["speedup (interleaved)"] == "1.250x (last 1.200x, p10..p90 1.150..1.240)"
+    assert "pooled over every comparison of the chosen model, the last one in brackets" in grid.note
     final["independent_speedup"] = 1.25
-    row = {r[0]: r[2] for r in summary_grid({"baseline_ms": 10.0, "final": final}).rows}
-    assert row["speedup (interleaved)"] == "1.250x (p10..p90 1.150..1.240)"
+    grid = summary_grid({"baseline_ms": 10.0, "final": final})
+    assert {r[0]: r[2] for r in grid.rows}["speedup (interleaved)"] == "1.250x (p10..p90 1.150..1.240)"
+    assert "pooled" not in grid.note
