@@ -117,12 +117,15 @@ class Cost:
         the inputs, the calibration arrays and ``batch`` times the activations."""
         return 2 * self.weights + self.inputs + self.samples + self.batch * self.activations
 
-    def with_samples(self, samples: dict[str, np.ndarray] | None) -> Cost:
-        """This cost with ``samples`` as the calibration arrays (itself without samples)."""
+    def with_samples(self, samples: dict[str, np.ndarray] | None,
+                     val: dict[str, np.ndarray] | None = None) -> Cost:
+        """This cost with ``samples`` (and ``val``, held at the same time) as the calibration
+        arrays; ``batch`` from ``samples`` (itself without samples)."""
         if samples is None:
             return self
         count = len(next(iter(samples.values()))) if samples else 1
-        return replace(self, samples=sum(int(v.nbytes) for v in samples.values()),
+        held = [s for s in (samples, val) if s is not None]
+        return replace(self, samples=sum(int(v.nbytes) for s in held for v in s.values()),
                        batch=max(1, min(CALIB_BATCH, count)))
 
     def describe(self) -> str:
@@ -147,9 +150,9 @@ def _known(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:
     return tuple(int(d.dim_value) for d in t.shape.dim)
 
 
-def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
-             samples: dict[str, np.ndarray] | None = None) -> Cost:
-    """The cost of the runs at the input shapes the tool will use (see the module docstring)."""
+def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> Cost:
+    """The cost of the runs at the input shapes the tool will use, without calibration data
+    (:meth:`Cost.with_samples` adds it; see the module docstring)."""
     concrete = runtime.input_shapes(model, shapes)
     sized = _inferred_infos(model, concrete)
     elems, weights, inputs = _stored_sizes(model, concrete)
@@ -159,7 +162,7 @@ def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None =
         macs = stats.macs(model, traced)
     except Exception:  # noqa: BLE001 -- a malformed node: counted by nobody (refused later)
         macs = None
-    return Cost(concrete, weights, inputs, sum(nbytes.values()), largest, macs).with_samples(samples)
+    return Cost(concrete, weights, inputs, sum(nbytes.values()), largest, macs)
 
 
 def _inferred_infos(model: onnx.ModelProto,
@@ -231,16 +234,23 @@ def check(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = No
     """Refuse (one line) a run whose :func:`estimate` is over the :func:`budget`; return the
     estimate. ``shapes``: the shapes the tool will use (``--shape`` and the calibration
     samples'); ``user_shapes``: those the user gave with ``--shape`` (named in the advice);
-    ``val``: a second sample set (``--val``), checked like ``samples`` against the same
-    estimate of the graph (shape inference runs once)."""
-    graph_cost = estimate(model, shapes)
-    for data in (samples, val) if val is not None else (samples,):
-        _refuse_over_budget(model, graph_cost.with_samples(data), data, user_shapes)
-    return graph_cost.with_samples(samples)
+    ``val``: the ``--val`` samples, held in memory together with ``samples``."""
+    cost = estimate(model, shapes).with_samples(samples, val)
+    _refuse_over_budget(model, cost, samples, user_shapes, val)
+    return cost
+
+
+def _data_text(samples: dict[str, np.ndarray], val: dict[str, np.ndarray] | None, size: int) -> str:
+    """``the calibration data (N samples, SIZE)``, or with ``--val`` both counts."""
+    n = len(next(iter(samples.values())))
+    if val is None:
+        return f"the calibration data ({n} samples, {gb(size)})"
+    return f"the calibration and --val data ({n} + {len(next(iter(val.values())))} samples, {gb(size)})"
 
 
 def _refuse_over_budget(model: onnx.ModelProto, cost: Cost, samples: dict[str, np.ndarray] | None,
-                        user_shapes: dict[str, tuple[int, ...]] | None) -> None:
+                        user_shapes: dict[str, tuple[int, ...]] | None,
+                        val: dict[str, np.ndarray] | None = None) -> None:
     """One line saying what to change when ``cost`` is over the :func:`budget`."""
     limit, how = budget()
     if cost.memory <= limit:
@@ -249,8 +259,7 @@ def _refuse_over_budget(model: onnx.ModelProto, cost: Cost, samples: dict[str, n
     if 2 * cost.weights > limit / 2:
         raise OnnxPruneError(f"the model {over.format('')}: its weights alone take {gb(cost.weights)}")
     if cost.samples > cost.batch * cost.activations:
-        n = len(next(iter(samples.values())))
-        raise OnnxPruneError(f"the calibration data ({n} samples, {gb(cost.samples)}) {over.format('')}: "
+        raise OnnxPruneError(f"{_data_text(samples, val, cost.samples)} {over.format('')}: "
                              "use fewer samples (a few hundred distinct inputs suffice)")
     name, axis, dim = max(((n, a, d) for n, s in cost.shapes.items() for a, d in enumerate(s)),
                           key=lambda t: t[2])

@@ -126,8 +126,8 @@ def test_memory_error_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_val_samples_are_checked_against_one_estimate(monkeypatch):
-    """--val data over the budget is refused like calibration data, and the graph is estimated
-    (shape inference) once for both sample sets."""
+    """--val data is held together with the calibration data: over the budget together, the
+    run is refused naming both; the graph is estimated (shape inference) once."""
     calls = []
     real = guard.estimate
     monkeypatch.setattr(guard, "estimate", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -137,8 +137,12 @@ def test_val_samples_are_checked_against_one_estimate(monkeypatch):
     guard.set_max_memory("30MB")
     try:
         cost = guard.check(model, {"x": (1, 3, 16, 16)}, small, None, small)
-        assert calls == [1] and cost.samples == small["x"].nbytes
-        with pytest.raises(OnnxPruneError, match=r"the calibration data \(64 samples"):
+        assert calls == [1] and cost.samples == 2 * small["x"].nbytes
+        with pytest.raises(OnnxPruneError, match=r"the calibration and --val data \(2 \+ 64 samples"):
             guard.check(model, {"x": (1, 3, 16, 16)}, small, None, big)
+        half = {"x": np.zeros((32, 3, 224, 224), np.float32)}  # 19.3 MB each, 38.5 MB together
+        guard.check(model, {"x": (1, 3, 16, 16)}, half)
+        with pytest.raises(OnnxPruneError, match=r"the calibration and --val data \(32 \+ 32 samples"):
+            guard.check(model, {"x": (1, 3, 16, 16)}, half, None, half)
     finally:
         guard.set_max_memory(None)
