@@ -288,7 +288,7 @@ def _root(parent: np.ndarray, i: int) -> int:
 
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine of two ``[N, F]`` arrays (float64)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
+    a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 

@@ -164,7 +164,7 @@ def fidelity(reference: dict[str, np.ndarray], pruned: onnx.ModelProto, samples:
         mask = calib.attention_mask(samples, reference[name].shape[:2]) if reference[name].ndim == 3 else None
         a, b = pooled(reference[name], mask), pooled(got[name], mask)
         emb_cos = float(np.mean(calib.row_cosine(a, b)))
-        same = _nearest(a) == _nearest(b)
+        same = _neighbour_hits(a, b)
         neighbours = float(np.mean(same))
         hits = same if hits is None else hits
     n = calib.count(samples)
@@ -222,7 +222,12 @@ def pooled(tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def neighbour_agreement(reference: np.ndarray, got: np.ndarray) -> float:
     """Share of samples whose nearest other sample (cosine) is the same under ``got``'s
     embeddings as under ``reference``'s ([N, H] each)."""
-    return float(np.mean(_nearest(reference) == _nearest(got)))
+    return float(np.mean(_neighbour_hits(reference, got)))
+
+
+def _neighbour_hits(reference: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per sample: is its nearest other sample the same under both embeddings?"""
+    return _nearest(reference) == _nearest(got)
 
 
 def _nearest(e: np.ndarray) -> np.ndarray:

@@ -222,12 +222,8 @@ def _store_as_fills(graph: onnx.GraphProto, uniform: list[tuple[str, np.ndarray]
         shapes.append(numpy_helper.from_array(np.array(value.shape, np.int64), shape_name))
         nodes.append(onnx.helper.make_node("ConstantOfShape", [shape_name], [name],
                                            value=numpy_helper.from_array(value.reshape(-1)[:1].copy())))
-    kept = [i for i in graph.initializer if i.name not in converted] + shapes
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    inputs = [i for i in graph.input if i.name not in converted]
-    del graph.input[:]
-    graph.input.extend(inputs)
+    _drop_initializers(graph, converted)
+    graph.initializer.extend(shapes)
     rest = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + rest)
@@ -243,13 +239,19 @@ def derived(model: onnx.ModelProto) -> onnx.ModelProto:
     used |= _subgraph_references(graph)
     unread = {i.name for i in graph.initializer if i.name not in used}
     if unread:
-        live = [i for i in graph.initializer if i.name not in unread]
-        del graph.initializer[:]
-        graph.initializer.extend(live)
-        inputs = [i for i in graph.input if i.name not in unread]
-        del graph.input[:]
-        graph.input.extend(inputs)
+        _drop_initializers(graph, unread)
     return export_form(model)
+
+
+def _drop_initializers(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the initializers ``names`` and their graph-input entries, keeping the order of
+    the rest."""
+    kept = [i for i in graph.initializer if i.name not in names]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [i for i in graph.input if i.name not in names]
+    del graph.input[:]
+    graph.input.extend(inputs)
 
 
 def _fold_constants(model: onnx.ModelProto) -> None:

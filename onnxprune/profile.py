@@ -153,7 +153,6 @@ class Cache:
             self._new.clear()
 
 
-
 def default_cache_path() -> str:
     return os.path.join(runtime.cache_dir(), "profiles.json")
 
@@ -527,8 +526,9 @@ def _confirm_edges(curve: dict[int, float], total: Callable[..., list[float]], s
     the result is empty; with one, ``curve`` stays the sweep's and the result holds them."""
     confirmed: dict[int, float] = {}
     for count in range(2, confirm + 2):
-        _, candidates = steps_and_candidates(_aligned(curve, align, width), rel_tol)
-        widths = sorted(_aligned(curve, align, width))
+        aligned = _aligned(curve, align, width)
+        _, candidates = steps_and_candidates(aligned, rel_tol)
+        widths = sorted(aligned)
         after = {c: widths[widths.index(c) + 1] for c in candidates[:-1]}
         sides = {w for c, n in after.items() if n - c <= align for w in (c, n)}
         if separate:  # every width the search costs, on the deployment setting
