@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "onnxprune"
 
@@ -64,3 +65,16 @@ def test_detects_a_cycle(tmp_path, monkeypatch):
     (pkg / "b.py").write_text("def f():\n    from .a import f\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", pkg)
     assert list(nx.simple_cycles(import_graph())) != []
+
+
+def test_every_subpackage_is_packaged():
+    """A non-editable install carries every folder of the package (torchexec/ was left out of
+    the wheel once): pyproject's package discovery finds each one."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from setuptools import find_packages
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    include = config["packages"]["find"]["include"]
+    found = set(find_packages(str(PACKAGE.parent), include=include))
+    folders = {_module(p) for p in PACKAGE.rglob("__init__.py")}
+    assert folders == found, f"not packaged: {sorted(folders - found)}"
