@@ -73,7 +73,7 @@ class PruneRequest:
     exclude: list[str] | tuple[str, ...] | None = None
     cache_path: str | None = None
     value: str = "sensitivity"
-    distill_seconds: float = 60.0
+    distill_seconds: float = recover.DISTILL_SECONDS
     stages: int = 1
     data_options: DataOptions | None = None
     outputs: tuple[str, ...] = ()
@@ -102,6 +102,8 @@ class PruneRequest:
             raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
         if self.stages < 1:
             raise OnnxPruneError(f"--stages must be at least 1, got {self.stages}")
+        if self.ratio is None:
+            _check_floor(self.floor)
         return replace(self, shapes=shapes, recovery=steps)
 
     def source(self) -> backends.LatencySource | None:
@@ -121,7 +123,7 @@ class PruneRun:
     prep: Prepared
     source: backends.LatencySource | None
     result: PruneResult | TargetResult
-    latency: bench.Comparison | None = None
+    latency: Comparison | None = None
 
     @property
     def already_met(self) -> bool:
@@ -176,7 +178,7 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
-          distill_seconds: float = 60.0, val: Any = None, stages: int = 1,
+          distill_seconds: float = recover.DISTILL_SECONDS, val: Any = None, stages: int = 1,
           data_options: DataOptions | None = None) -> Outcome:
     """Prune ``model`` (proto or path) to a latency target, a speedup or a ratio; or, with
     ``max_drop`` alone, to the fastest measured model within that fidelity drop (a
@@ -200,6 +202,12 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
                             floor=floor, method=method, exclude=exclude, cache_path=cache_path,
                             value=value, distill_seconds=distill_seconds, stages=stages,
                             data_options=data_options)).outcome()
+
+
+def _check_floor(floor: float) -> None:
+    """The share of a group's width a search may go down to: in (0, 1]."""
+    if not 0.0 < floor <= 1.0:
+        raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
 
 
 def _shapes(shapes: dict[str, tuple[int, ...]] | tuple[str, ...] | list[str] | None):
@@ -247,6 +255,7 @@ class FrontierRequest:
             check_output_dir(self.output_dir)
         for path in self.outputs:
             check_output_path(path, self.model if isinstance(self.model, str) else None)
+        _check_floor(self.floor)
         steps = parse_recovery(self.recovery) if isinstance(self.recovery, str) else self.recovery
         return replace(self, speedups=sorted(wanted), recovery=steps, shapes=_shapes(self.shapes))
 

@@ -56,6 +56,26 @@ def atomic_path(path: str) -> Iterator[str]:
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_files(path: str) -> Iterator[str]:
+    """:func:`atomic_path` for a file written with companions beside it (a model's external
+    data file): yields ``path``'s name inside a temporary folder beside ``path``; when the block
+    succeeds every file written there is renamed beside ``path`` (``path`` itself last), with
+    the mode a new file gets; the folder is removed either way, so a failure leaves nothing."""
+    parent = os.path.dirname(os.path.abspath(path))
+    stage = tempfile.mkdtemp(prefix=".onnxprune-", dir=parent)
+    name = os.path.basename(path)
+    try:
+        yield os.path.join(stage, name)
+        for f in [*sorted(set(os.listdir(stage)) - {name}), name]:
+            os.chmod(os.path.join(stage, f), 0o666 & ~_UMASK)
+            os.replace(os.path.join(stage, f), os.path.join(parent, f))
+    finally:
+        for f in os.listdir(stage):
+            os.unlink(os.path.join(stage, f))
+        os.rmdir(stage)
+
+
 def atomic_write(path: str, text: str) -> None:
     """Write ``text`` to ``path`` (UTF-8) atomically (:func:`atomic_path`), creating its
     directory."""

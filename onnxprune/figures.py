@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import cachefile
 from .graph import ChannelGraph
 from .profile import GroupProfile
 from .report import (
@@ -38,10 +39,11 @@ def _figure(width: float, height: float):
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> str:
-    """Write a figure (PNG) where its directory exists."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    """Write a figure (PNG) atomically (:func:`onnxprune.cachefile.atomic_path`), creating its
+    directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with cachefile.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=os.path.splitext(path)[1][1:] or "png")
     return path
 
 

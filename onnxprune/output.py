@@ -41,8 +41,9 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray],
     check_output_path(out)
     if source is not None:
         model = load.source_form(copy.deepcopy(model), source)
-    with _atomic(out) as tmp:
-        if model.ByteSize() > EXTERNAL_DATA_BYTES:
+    external = model.ByteSize() > EXTERNAL_DATA_BYTES  # its data goes to OUT.data beside it
+    with _atomic(out, external) as tmp:
+        if external:
             onnx.save(model, tmp, save_as_external_data=True, location=os.path.basename(out) + ".data")
         else:
             onnx.save(model, tmp)
@@ -50,10 +51,11 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray],
 
 
 @contextlib.contextmanager
-def _atomic(out: str):
-    """:func:`onnxprune.cachefile.atomic_path`, its failure as one line naming ``out``."""
+def _atomic(out: str, companions: bool = False):
+    """:func:`onnxprune.cachefile.atomic_path` (with ``companions``: files written beside it
+    too, :func:`~onnxprune.cachefile.atomic_files`), its failure as one line naming ``out``."""
     try:
-        with cachefile.atomic_path(out) as tmp:
+        with (cachefile.atomic_files if companions else cachefile.atomic_path)(out) as tmp:
             yield tmp
     except OSError as exc:
         raise OnnxPruneError(f"{out}: cannot write ({exc.strerror})") from exc

@@ -80,17 +80,16 @@ def _cards(data: dict) -> str:
     elif data.get("already_met"):
         cards.append(_card("ms", "latency (ms)", ms_text(fig.baseline_ms),
                            f"already meets the target {ms_text(fig.target_ms)} ms", fig.baseline_ms))
-    for key in ("fidelity",):
-        d = q.get(key)
-        label = "--val data" if isinstance(d, dict) and d.get("data") == "val" else "held-out"
-        if isinstance(d, dict) and d.get("agreement") is not None:
-            interval = (f", 95% {share(d['interval'][0])}..{share(d['interval'][1])}"
-                        if d.get("interval") else "")
-            cards.append(_card(f"agreement_{key}", f"top-1 agreement ({label})", share(d["agreement"]),
-                               f"top-5 {share(d.get('top5'))}{interval}", d["agreement"]))
-        elif isinstance(d, dict) and d.get("neighbours") is not None:
-            cards.append(_card(f"neighbours_{key}", f"NN agreement ({label})", share(d["neighbours"]),
-                               f"embedding cosine {num_text(d.get('embedding_cosine'))}", d["neighbours"]))
+    d = q.get("fidelity")
+    label = "--val data" if isinstance(d, dict) and d.get("data") == "val" else "held-out"
+    if isinstance(d, dict) and d.get("agreement") is not None:
+        interval = (f", 95% {share(d['interval'][0])}..{share(d['interval'][1])}"
+                    if d.get("interval") else "")
+        cards.append(_card("agreement_fidelity", f"top-1 agreement ({label})", share(d["agreement"]),
+                           f"top-5 {share(d.get('top5'))}{interval}", d["agreement"]))
+    elif isinstance(d, dict) and d.get("neighbours") is not None:
+        cards.append(_card("neighbours_fidelity", f"NN agreement ({label})", share(d["neighbours"]),
+                           f"embedding cosine {num_text(d.get('embedding_cosine'))}", d["neighbours"]))
     f = data.get("final") or q
     for key, label in (("params", "parameters"), ("macs", "MACs")):
         if f.get(f"{key}_before"):

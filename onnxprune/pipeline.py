@@ -49,7 +49,7 @@ from .stats import macs, param_count
 @timed("verify")
 def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STEPS,
            evaluate: Callable[[str], float] | None = None,
-           distill_seconds: float = 60.0) -> PruneResult:
+           distill_seconds: float = recover.DISTILL_SECONDS) -> PruneResult:
     """Apply ``plan``, prove its index maps (zero-filter check), run the recovery ``steps`` when
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
@@ -121,7 +121,7 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
 
 def prune_ratio(prep: Prepared, ratio: float, steps: tuple[str, ...] = recover.STEPS,
                 evaluate: Callable[[str], float] | None = None,
-                max_drop: float | None = None, distill_seconds: float = 60.0) -> PruneResult:
+                max_drop: float | None = None, distill_seconds: float = recover.DISTILL_SECONDS) -> PruneResult:
     """Remove the ``ratio`` (in [0, 1), checked by :class:`onnxprune.api.PruneRequest`)
     first-to-go channels of every prunable group."""
     result = finish(prep, ratio_plan(prep.graph, ratio), steps, evaluate, distill_seconds)
@@ -175,13 +175,17 @@ class Search:
     profile_seconds: float
     steps: tuple[str, ...] = recover.STEPS
     evaluate: Callable[[str], float] | None = None
-    distill_seconds: float = 60.0
+    distill_seconds: float = recover.DISTILL_SECONDS
     cache_path: str | None = None
     points: list[dict] = field(default_factory=list)
     candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
     finished: dict[str, PruneResult] = field(default_factory=dict, repr=False)
     last_built: tuple[str, str, bytes] | None = field(default=None, repr=False)
     _point_of: dict[int, dict] = field(default_factory=dict, repr=False)
+    _base_digest: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._base_digest = hashlib.sha256(self.base).digest()  # hashed once, not per candidate
 
     def speedup_of(self, widths: dict[int, int]) -> float:
         """Measured speedup of the pruned model over the baseline: interleaved comparisons,
@@ -223,7 +227,7 @@ class Search:
 
     def _key(self, model: bytes) -> str:
         h = hashlib.sha256(self.source.key().encode())
-        h.update(hashlib.sha256(self.base).digest())
+        h.update(self._base_digest)
         h.update(hashlib.sha256(model).digest())
         return h.hexdigest()[:32]
 
@@ -293,8 +297,6 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
     ``(model bytes, ms)`` to compare against instead of ``prep.model`` measured now (the
     unpruned model, for the later stages of progressive pruning). ``settings``: ``steps``,
     ``evaluate``, ``distill_seconds`` for every finished candidate."""
-    if not 0.0 < floor <= 1.0:
-        raise OnnxPruneError(f"--floor must be in (0, 1], got {floor}")
     source = backends.source_for(config)
     if baseline is None:
         base = prep.model.SerializeToString()
@@ -360,7 +362,7 @@ def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.Lat
                     progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
                     evaluate: Callable[[str], float] | None = None,
                     max_drop: float | None = None,
-                    value: str = "sensitivity", distill_seconds: float = 60.0,
+                    value: str = "sensitivity", distill_seconds: float = recover.DISTILL_SECONDS,
                     shared: Search | None = None, stages: int = 1) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`), then
     fidelity in the loop. The target is a speedup over the baseline (``speedup``, or

@@ -123,3 +123,10 @@ def test_profile_groups_refuses_unknown_ids():
     assert every and [g.id for g in profile_groups(prep, (every[0].id,))] == [every[0].id]
     with pytest.raises(OnnxPruneError, match=r"--group \[999\]: not prunable group ids"):
         profile_groups(prep, (999,))
+
+
+def test_floor_is_checked_before_the_model_is_read():
+    with pytest.raises(OnnxPruneError, match=r"--floor must be in \(0, 1\], got 2.0"):
+        run(PruneRequest("no/such/model.onnx", speedup=1.3, floor=2.0))
+    with pytest.raises(OnnxPruneError, match=r"--floor must be in \(0, 1\], got 0.0"):
+        FrontierRequest("no/such/model.onnx", "1.2", floor=0.0).validate()

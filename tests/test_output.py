@@ -10,7 +10,7 @@ import pytest
 import tiny
 from onnx import numpy_helper
 
-from onnxprune import OnnxPruneError, runtime
+from onnxprune import OnnxPruneError, output, runtime
 from onnxprune.output import check_output_path, write_model, write_text
 
 FEEDS = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)}
@@ -69,3 +69,17 @@ def test_write_text_is_atomic_utf8(tmp_path):
     assert out.read_text(encoding="utf-8") == '{"name": "π"}' and os.listdir(tmp_path) == ["report.json"]
     with pytest.raises(OnnxPruneError, match="cannot write"):
         write_text("x", str(tmp_path / "missing" / "report.json"))
+
+
+def test_external_data_is_written_with_the_model_or_not_at_all(tmp_path, monkeypatch):
+    """A model over the protobuf limit goes out as OUT + OUT.data: both appear only once the
+    written model ran; a failure leaves neither (nor a stray folder)."""
+    monkeypatch.setattr(output, "EXTERNAL_DATA_BYTES", 0)
+    out = tmp_path / "out.onnx"
+    with pytest.raises(OnnxPruneError, match="failed to run"):
+        write_model(_broken(), str(out), FEEDS)
+    assert os.listdir(tmp_path) == []
+    write_model(tiny.conv_chain(), str(out), FEEDS)
+    assert sorted(os.listdir(tmp_path)) == ["out.onnx", "out.onnx.data"]
+    again = runtime.run(runtime.session(str(out)), FEEDS)
+    np.testing.assert_array_equal(again["y"], runtime.run(runtime.session(tiny.conv_chain()), FEEDS)["y"])
