@@ -26,10 +26,11 @@ Invariants:
   keyed by models, data, settings, torch version, threads and device; a second run reuses it.
   Every random choice is seeded, torch runs deterministic algorithms with a fixed thread count,
   and held-out evaluations fall on fixed steps: same inputs and cache, same written bytes;
-* the returned model is the best one on the held-out samples (evaluated every epoch, at least
+* the returned model is the best one on ``held`` (evaluated every epoch, at least
   :data:`MIN_EVALS` times; training stops early after :data:`PATIENCE` evaluations and as many
-  epochs without a gain), and it is ``pruned`` itself (report ``kept: False``) unless the held-out loss,
-  re-measured with onnxruntime, improved.
+  epochs without a gain), and it is ``pruned`` itself (report ``kept: False``) unless the loss on
+  ``held``, re-measured with onnxruntime, improved. In a recovery ``held`` is a slice of the fit
+  samples (:func:`selection_split`): the run's held-out samples judge the result only once.
 """
 
 from __future__ import annotations
@@ -148,6 +149,19 @@ def _settings(torch, dev, count: int):
         if cuda:
             torch.use_deterministic_algorithms(old[0], warn_only=old[1])
             cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = old[2:]
+
+
+SELECT_SHARE = 0.25  # the tail of the fit samples distill selects on when it runs in recovery
+
+
+def selection_split(fit: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(train, select)``: the fit samples for :func:`distill` in a recovery, its last
+    :data:`SELECT_SHARE` (the fit part is in content order, so other content) held back for
+    picking the best step and stopping early. The run's held-out samples are thus never seen
+    by the many evaluations of a distillation; they judge its result once, like every step."""
+    n = calib.count(fit)
+    cut = n - max(1, int(n * SELECT_SHARE))
+    return {k: v[:cut] for k, v in fit.items()}, {k: v[cut:] for k, v in fit.items()}
 
 
 def distill(original: onnx.ModelProto, pruned: onnx.ModelProto, fit: dict[str, np.ndarray],

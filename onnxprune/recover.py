@@ -31,7 +31,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import calib, ops
-from .distill import DEFAULT_SECONDS, Match, distill
+from .distill import DEFAULT_SECONDS, Match, distill, selection_split
 from .fidelity import Fidelity, fidelity
 from .graph import ChannelGraph
 from .linear import (
@@ -314,7 +314,7 @@ def _channel_affine(g: ChannelGraph, node: onnx.NodeProto) -> bool:
 
 
 def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
-          fit: calib.Samples, held_out: calib.Samples, cons: list[Consumer],
+          fit: calib.Samples, cons: list[Consumer],
           report: RecoveryReport, distill_seconds: float) -> tuple[onnx.ModelProto, dict]:
     """One recovery step on ``current``: ``(candidate model, report extras)``."""
     if step == "bias":
@@ -324,7 +324,8 @@ def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
         return candidate, {}
     if step == "bn":
         return bn_recalibration(g, plan, current, fit), {}
-    candidate, extra = distill(g.model, current, fit, held_out, distill_seconds,
+    train, select = selection_split(fit)  # the held-out samples judge the result, once
+    candidate, extra = distill(g.model, current, train, select, distill_seconds,
                                match=block_ends(g, plan, current))
     return candidate, {"distill": extra}
 
@@ -344,7 +345,7 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
         if step not in steps:
             continue
         try:
-            candidate, extra = _step(step, g, plan, current, fit, held_out, cons, report,
+            candidate, extra = _step(step, g, plan, current, fit, cons, report,
                                      distill_seconds)
         except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
