@@ -386,14 +386,16 @@ def spread(items: list, n: int | None) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
-def view(path: str | os.PathLike, size: int = 224) -> np.ndarray:
-    """Evaluation view of one photo: HxWx3 uint8, composited on ``BACKGROUND``, shorter side
-    ``size*256/224``, centre crop ``size``: the pixels ``onnxprune --preprocess imagenet`` feeds
-    (:func:`onnxprune.sources.view`), so the benchmark photos and the CLI cannot drift apart."""
+def view(path: str | os.PathLike, size: int = 224, preprocess: str = "imagenet") -> np.ndarray:
+    """Evaluation view of one photo: HxWx3 uint8, transparency filled with the preset's mean,
+    shorter side ``size*256/224``, centre crop ``size``: the pixels ``onnxprune --preprocess
+    PRESET`` feeds (:func:`onnxprune.sources.view`), so the benchmark photos and the CLI cannot
+    drift apart."""
     from onnxprune import sources
 
     target = sources.ImageInput("input", "nchw", 3, (size, size))
-    return sources.view(str(path), target, sources.Options(), MEAN)
+    options = sources.Options(preset=preprocess)
+    return sources.view(str(path), target, options, options.normalisation(3)[0])
 
 
 def load(paths_or_dir, n: int | None = None, size: int = 224,
@@ -410,7 +412,7 @@ def load(paths_or_dir, n: int | None = None, size: int = 224,
     paths = spread(image_paths(paths_or_dir), n)
     out = np.empty((len(paths), 3, size, size), dtype=np.float32)
     for i, p in enumerate(paths):
-        out[i] = ((view(p, size).astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
+        out[i] = ((view(p, size, preprocess).astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
     return out
 
 
