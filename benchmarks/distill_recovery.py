@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
 from onnxprune import recover, runtime
+from onnxprune.fidelity import top_agreement
 from onnxprune.pipeline import finish
 from onnxprune.preparation import prepare
 from onnxprune.rewrite import ratio_plan
@@ -49,9 +50,7 @@ def scores(model, x: np.ndarray, ref: np.ndarray | None, labels: np.ndarray | No
     got = np.concatenate([sess.run(None, {name: x[i:i + size]})[0] for i in range(0, len(x), size)])
     if ref is None:
         return got, None, None, None
-    top1 = ref.argmax(1)
-    agree = float(np.mean(got.argmax(1) == top1))
-    top5 = float(np.mean((np.argsort(-got, 1)[:, :5] == top1[:, None]).any(1)))
+    agree, top5 = top_agreement(ref, got)
     acc = float(np.mean(got.argmax(1) == labels)) if labels is not None else None
     return got, agree, top5, acc
 

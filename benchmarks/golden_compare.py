@@ -30,6 +30,10 @@ def main() -> int:
         differ += not same
     for f in sorted(a.glob("*.json")):
         if not f.name.startswith("analyze_"):
+            if not (b / f.name).exists():
+                print(f"{f.name:28s} DIFFERENT: missing")
+                differ += 1
+                continue
             x, y = (_fields(json.loads(p.read_text())) for p in (f, b / f.name))
             moved = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
             print(f"{f.name:28s} {'same fields' if not moved else 'DIFFERENT: ' + ', '.join(moved)}")

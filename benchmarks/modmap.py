@@ -13,18 +13,13 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_imports import PACKAGE, _module, import_graph
+from tests.test_imports import PACKAGE, import_graph, module_name
 
 
-def longest_function(tree: ast.AST) -> tuple[str, int]:
-    """The longest ``def`` (name, lines) in a module, nested ones included."""
-    best = ("-", 0)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            n = node.end_lineno - node.lineno + 1
-            if n > best[1]:
-                best = (node.name, n)
-    return best
+def _function_sizes(tree: ast.AST) -> list[tuple[str, int]]:
+    """(name, lines) of every ``def`` in a module, nested ones included, in walk order."""
+    return [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
 def folder_of(module: str, layout: dict[str, str] | None) -> str:
@@ -44,16 +39,11 @@ def main() -> None:
     graph = import_graph()
     rows, long_fns = [], []
     for path in sorted(PACKAGE.rglob("*.py")):
-        name = _module(path)
-        tree = ast.parse(path.read_text())
-        lines = len(path.read_text().splitlines())
-        fn, n = longest_function(tree)
-        rows.append((name.removeprefix("onnxprune."), lines, f"{fn} ({n})"))
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                k = node.end_lineno - node.lineno + 1
-                if k > args.over:
-                    long_fns.append((k, f"{name.removeprefix('onnxprune.')}.{node.name}"))
+        name, text = module_name(path).removeprefix("onnxprune."), path.read_text()
+        sizes = _function_sizes(ast.parse(text))
+        fn, n = max(sizes, key=lambda s: s[1], default=("-", 0))
+        rows.append((name, len(text.splitlines()), f"{fn} ({n})"))
+        long_fns += [(k, f"{name}.{f}") for f, k in sizes if k > args.over]
     print(f"{'module':32s} {'lines':>6s}  longest function")
     for name, lines, fn in rows:
         print(f"{name:32s} {lines:6d}  {fn}")

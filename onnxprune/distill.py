@@ -414,8 +414,9 @@ class _Job:
 
     def held_loss(self) -> float:
         """Held-out objective (temperature 1, outputs only) of the student's current weights."""
-        got = self._run(self.student, self._tensors(self.held), EVAL_BATCH, grad=False)
-        mask = self.views.mask_of(self._tensors(self.held))
+        held = self._tensors(self.held)
+        got = self._run(self.student, held, EVAL_BATCH, grad=False)
+        mask = self.views.mask_of(held)
         return float(self._loss(got, self.held_t, 1.0, mask))
 
     # -- training ------------------------------------------------------------------------------

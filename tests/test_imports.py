@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "onnxprune"
 
 
-def _module(path: Path) -> str:
+def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -18,9 +18,9 @@ def _module(path: Path) -> str:
 def import_graph() -> nx.DiGraph:
     """Edges module -> module it imports, for modules of the package."""
     graph = nx.DiGraph()
-    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
     for path in sorted(PACKAGE.rglob("*.py")):
-        name = _module(path)
+        name = module_name(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         graph.add_node(name)
         for node in ast.walk(ast.parse(path.read_text())):
@@ -76,5 +76,5 @@ def test_every_subpackage_is_packaged():
     config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
     include = config["packages"]["find"]["include"]
     found = set(find_packages(str(PACKAGE.parent), include=include))
-    folders = {_module(p) for p in PACKAGE.rglob("__init__.py")}
+    folders = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert folders == found, f"not packaged: {sorted(folders - found)}"

@@ -46,7 +46,7 @@ class Executor(torch.nn.Module):
     intermediate tensors named in ``taps`` (fixed when it is built).
 
     Built once into a flat list of steps over a register file (list slots, no per-node name
-    lookups); a value is dropped after its last reader unless it is returned. With ``fuse``, a
+    lookups); a value is dropped after its last reader unless it is returned. A
     Conv whose output only feeds an inference-mode BatchNormalization runs as one convolution
     with the BN folded into its weight and bias at every call (the same math, gradients reach
     the Conv weight and bias and the BN scale and bias as before). ``channels_last``: 4-D float
@@ -55,7 +55,7 @@ class Executor(torch.nn.Module):
     and 0-d constants (shapes, axes, scalars) stay on the host, where reading them is free."""
 
     def __init__(self, model: onnx.ModelProto, trainable: Sequence[str] = (),
-                 taps: Sequence[str] = (), fuse: bool = True, channels_last: bool = False):
+                 taps: Sequence[str] = (), channels_last: bool = False):
         super().__init__()
         self.inputs = [i.name for i in runtime.graph_inputs(model)]
         self.outputs = [o.name for o in model.graph.output]
@@ -85,7 +85,7 @@ class Executor(torch.nn.Module):
         for node, rule in zip(nodes, rules):
             if rule is None:
                 raise UnsupportedOp(node.op_type)
-        folded = _conv_bn_pairs(nodes, {*self.outputs, *self.taps}) if fuse else {}
+        folded = _conv_bn_pairs(nodes, {*self.outputs, *self.taps})
         steps, known = _plan(nodes, rules, folded, slot, set(slots))
         for name in [*self.outputs, *self.taps]:
             if name not in known:
