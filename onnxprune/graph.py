@@ -192,6 +192,17 @@ class ChannelGraph:
                     self._consumers.setdefault(inp, []).append(node)
         return self._consumers.get(name, [])
 
+    def affine_reader(self, name: str) -> tuple[onnx.NodeProto, np.ndarray] | None:
+        """``(node, scale)`` when the only reader of tensor ``name`` is a per-channel affine map
+        of it (its spec's :meth:`~onnxprune.ops.OpSpec.channel_scale`: BatchNormalization), with
+        that map's channel scale; else None."""
+        readers = self.consumers(name)
+        if len(readers) != 1 or readers[0].input[0] != name:
+            return None
+        spec = ops.spec_for(readers[0], self.opsets)
+        scale = spec.channel_scale(readers[0], self.consts) if spec is not None else None
+        return None if scale is None else (readers[0], scale)
+
     # -- what rules write --------------------------------------------------------------------
     def new_source(self, tensor: str, axis: int, size: int, node: str, op_type: str) -> np.ndarray:
         """Allocate ``size`` fresh labels for ``tensor`` along ``axis``."""

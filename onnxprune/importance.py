@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
 from .graph import ChannelGraph
 
 NORMS = ("l1", "l2")
@@ -56,12 +55,9 @@ def _bn_scales(g: ChannelGraph) -> dict[str, np.ndarray]:
     tensor: the scale a producer's output channel really has (weight norms alone ignore it)."""
     out = {}
     for node in g.model.graph.node:
-        if not node.input or len(g.consumers(node.input[0])) != 1:
-            continue
-        spec = ops.spec_for(node, g.opsets)
-        scale = spec.channel_scale(node, g.consts) if spec is not None else None
-        if scale is not None:
-            out[node.input[0]] = scale
+        reader = g.affine_reader(node.input[0]) if node.input else None
+        if reader is not None:
+            out[node.input[0]] = reader[1]
     return out
 
 

@@ -295,22 +295,15 @@ def block_ends(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto) -> lis
     found: dict[str, Match] = {}
     for index, _, _ in _refit_candidates(g, plan):
         y = g.model.graph.node[index].output[0]
-        after = g.consumers(y)
-        if len(after) == 1 and after[0].input[0] == y and _channel_affine(g, after[0]):
-            y = after[0].output[0]
+        affine = g.affine_reader(y)
+        if affine is not None:
+            y = affine[0].output[0]
         ch = g.channels.get(y)
         if ch is None or y in outputs or y not in have or y in found or ch.block:
             continue
         keep = mask(y)
         found[y] = Match(y, y, ch.axis, None if keep.all() else keep)
     return list(found.values())
-
-
-def _channel_affine(g: ChannelGraph, node: onnx.NodeProto) -> bool:
-    """Whether ``node`` is a per-channel affine map of its first input (its spec has a
-    :meth:`~onnxprune.ops.OpSpec.channel_scale`: BatchNormalization)."""
-    spec = ops.spec_for(node, g.opsets)
-    return spec is not None and spec.channel_scale(node, g.consts) is not None
 
 
 def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
