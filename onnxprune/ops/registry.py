@@ -10,45 +10,61 @@ checked against the version the model imports for that domain (:data:`Opsets`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Generic, TypeVar
 
 import onnx
 
 from .base import MS_DOMAIN, Opsets, OpSpec, domain_of
 from .linear import LinearSpec
 
+T = TypeVar("T")
 
-class Registry:
-    """Specs by domain and op type, each valid over an opset range of its domain."""
+
+class OpsetTable(Generic[T]):
+    """Entries by (domain, op type), each valid over an opset range ``[low, high]`` of its
+    domain (``high`` None: no upper bound); ranges of one op type may not overlap. The op specs
+    (:class:`Registry`) and the torch rules (:mod:`onnxprune.torchexec.registry`) are two such
+    tables."""
 
     def __init__(self) -> None:
-        self._specs: dict[tuple[str, str], list[OpSpec]] = {}
+        self._entries: dict[tuple[str, str], list[tuple[int, int | None, T]]] = {}
+
+    def add(self, domain: str, op: str, low: int, high: int | None, entry: T,
+            clash: Callable[[T], str]) -> None:
+        """Add ``entry``; an overlap with an entry already there raises ``ValueError(clash(it))``."""
+        key = (domain_of(domain), op)
+        for other_low, other_high, other in self._entries.get(key, []):
+            if low <= _top(other_high) and other_low <= _top(high):
+                raise ValueError(clash(other))
+        self._entries.setdefault(key, []).append((low, high, entry))
+
+    def lookup(self, op_type: str, opset: int, domain: str = "") -> T | None:
+        """The entry for ``op_type`` of ``domain`` at version ``opset`` of that domain, or None."""
+        for low, high, entry in self._entries.get((domain_of(domain), op_type), []):
+            if low <= opset <= _top(high):
+                return entry
+        return None
+
+    def __iter__(self) -> Iterator[T]:
+        return (entry for entries in self._entries.values() for _, _, entry in entries)
+
+
+def _top(high: int | None) -> int:
+    return high if high is not None else 10**9
+
+
+class Registry(OpsetTable[OpSpec]):
+    """Op specs by domain and op type, each valid over an opset range of its domain."""
 
     def register(self, cls: type[OpSpec]) -> type[OpSpec]:
         """Register one instance of ``cls`` for each of its ``op_types`` (a class decorator)."""
         spec = cls()
         for op in cls.op_types:
-            key = (domain_of(cls.domain), op)
-            for other in self._specs.get(key, []):
-                if _overlap(spec, other):
-                    raise ValueError(f"{cls.__name__} and {type(other).__name__} both describe "
-                                     f"{op} at some opset")
-            self._specs.setdefault(key, []).append(spec)
+            self.add(cls.domain, op, spec.min_opset, spec.max_opset, spec,
+                     lambda other, op=op: f"{cls.__name__} and {type(other).__name__} both "
+                                          f"describe {op} at some opset")
         return cls
-
-    def lookup(self, op_type: str, opset: int, domain: str = "") -> OpSpec | None:
-        """The spec for ``op_type`` of ``domain`` at version ``opset`` of that domain, or None
-        (the op freezes what it touches)."""
-        for spec in self._specs.get((domain_of(domain), op_type), []):
-            if spec.min_opset <= opset and (spec.max_opset is None or opset <= spec.max_opset):
-                return spec
-        return None
-
-
-def _overlap(a: OpSpec, b: OpSpec) -> bool:
-    a_max = a.max_opset if a.max_opset is not None else 10**9
-    b_max = b.max_opset if b.max_opset is not None else 10**9
-    return a.min_opset <= b_max and b.min_opset <= a_max
 
 
 LATEST_OPSETS: Opsets = {"": onnx.defs.onnx_opset_version(), MS_DOMAIN: 1}

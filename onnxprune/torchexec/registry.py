@@ -13,12 +13,13 @@ has an op spec at the same domain and opsets (tests/test_torchexec.py checks it)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import onnx
 
 from ..ops.base import domain_of
+from ..ops.registry import OpsetTable
 from .tensors import Rule
 
 
@@ -42,15 +43,9 @@ class TorchRule:
     max_opset: int | None = None
     multi_output: bool = False
 
-    def covers(self, opset: int) -> bool:
-        return self.min_opset <= opset and (self.max_opset is None or opset <= self.max_opset)
 
-
-class Registry:
+class Registry(OpsetTable[TorchRule]):
     """Torch rules by domain and op type, each valid over an opset range of its domain."""
-
-    def __init__(self) -> None:
-        self._rules: dict[tuple[str, str], list[TorchRule]] = {}
 
     def register(self, *op_types: str, domain: str = "", min_opset: int = 1,
                  max_opset: int | None = None, multi_output: bool = False) -> Callable[[Rule], Rule]:
@@ -58,20 +53,10 @@ class Registry:
         def add(fn: Rule) -> Rule:
             for op in op_types:
                 rule = TorchRule(fn, op, domain_of(domain), min_opset, max_opset, multi_output)
-                for other in self._rules.get((rule.domain, op), []):
-                    if rule.covers(other.min_opset) or other.covers(rule.min_opset):
-                        raise ValueError(f"two torch rules for {op} at some opset")
-                self._rules.setdefault((rule.domain, op), []).append(rule)
+                self.add(rule.domain, op, min_opset, max_opset, rule,
+                         lambda other, op=op: f"two torch rules for {op} at some opset")
             return fn
         return add
-
-    def lookup(self, op_type: str, opset: int, domain: str = "") -> TorchRule | None:
-        """The rule for ``op_type`` of ``domain`` at version ``opset`` of that domain, or None."""
-        return next((r for r in self._rules.get((domain_of(domain), op_type), []) if r.covers(opset)),
-                    None)
-
-    def __iter__(self) -> Iterator[TorchRule]:
-        return (r for rules in self._rules.values() for r in rules)
 
 
 REGISTRY = Registry()
