@@ -23,6 +23,17 @@ def max_memory_option(fn):
                         help="refuse runs estimated to need more memory [half the available]")(fn)
 
 
+# Options several commands share: one declaration each (click builds a new parameter per use).
+MODEL_ARGUMENT = click.argument("model", type=str)
+SHAPE_OPTION = click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
+                            help="concrete shape for a dynamic input, e.g. input:1x3x224x224")
+RECOVER_OPTION = click.option(
+    "--recover", "recover_steps", type=str, default=",".join(recover.STEPS), show_default=True,
+    help=f"recovery steps with --calib (comma list of {', '.join(recover.ALL_STEPS)}; or none)")
+FLOOR_OPTION = click.option("--floor", type=float, default=0.25, show_default=True,
+                            help="keep at least this share of every group")
+CACHE_OPTION = click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
+
 _RUNTIME_OPTIONS = [
     click.option("--runtime", "runtime_name", type=click.Choice(runtime.RUNTIMES), default="ort",
                  show_default=True, help="onnxruntime, or OpenVINO's own runtime"),
@@ -38,8 +49,7 @@ _RUNTIME_OPTIONS = [
     click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
                  help="provider (or OpenVINO) option, repeatable (e.g. device_id=0)"),
     click.option("--fp16", is_flag=True, help="half precision (TensorRT, OpenVINO)"),
-    click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
-                 help="concrete shape for a dynamic input, e.g. input:1x3x224x224"),
+    SHAPE_OPTION,
     click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
                  help="measure in Ray actors (one per device) instead of this process"),
     click.option("--ray-resources", multiple=True, metavar="KEY=N",
@@ -70,6 +80,7 @@ def runtime_options(fn):
 # --- data options (issue 20: image folders, sentence files; onnxprune.sources) --------------
 CALIB_HELP = ("calibration inputs: a folder, glob or .txt list of images (see --preprocess), "
               "a .txt of sentences with --tokenizer, or a .npz keyed by input name")
+CALIB_OPTION = click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP)
 
 
 def data_options(fn):
@@ -192,26 +203,25 @@ def _amounts(items) -> dict[str, float]:
 
 
 _PRUNE_OPTIONS = [
-    click.argument("model", type=str),
+    MODEL_ARGUMENT,
     click.option("-o", "--output", required=True, help="where to write the pruned model"),
     click.option("--target-ms", type=float, default=None, help="latency target in milliseconds"),
     click.option("--speedup", type=float, default=None, help="target = measured baseline / SPEEDUP"),
     click.option("--ratio", type=float, default=None, help="remove this share of every group (baseline mode)"),
-    click.option("--floor", type=float, default=0.25, show_default=True,
-                 help="keep at least this share of every group"),
+    FLOOR_OPTION,
     click.option("--search", "method", type=click.Choice(["knapsack", "evolve"]), default="knapsack",
                  show_default=True, help="knapsack + hardware loop, optionally refined by evolution"),
     click.option("--report", "report_paths", multiple=True, metavar="PATH",
                  help="write a report here: PATH.html = one self-contained page (tables, plots, the "
                       "command, runtime and machine), otherwise JSON; repeatable"),
-    click.option("--cache", "cache_path", type=str, default=None, help="profile cache file"),
+    CACHE_OPTION,
     click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
                  help="which channels go first: reconstruction (least-squares refit cost, needs "
                       "--calib; the auto choice with --calib), l1/l2 weight norms (auto without), activation"),
     click.option("--value", type=click.Choice(["sensitivity", "importance"]), default="sensitivity",
                  show_default=True, help="what the search keeps: least measured output distortion "
                                          "(synthetic images without --calib), or summed importance"),
-    click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP),
+    CALIB_OPTION,
     click.option("--val", "val_path", type=str, default=None,
                  help="your own validation inputs, disjoint from --calib (same kinds of data): "
                       "fidelity and --max-drop are judged on them instead of held-out calibration "
@@ -219,8 +229,7 @@ _PRUNE_OPTIONS = [
     click.option("--stages", type=int, default=1, show_default=True,
                  help="progressive pruning: reach the target in this many steps, each pruned, "
                       "recovered and measured again"),
-    click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
-                 help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)"),
+    RECOVER_OPTION,
     click.option("--distill-seconds", type=float, default=recover.DISTILL_SECONDS, show_default=True,
                  help="time budget of the distill recovery step (needs torch: onnxprune[torch]); "
                       "decided once into a step count, cached, so a rerun makes the same steps"),
@@ -240,16 +249,15 @@ def prune_options(fn):
 
 
 _ANALYZE_OPTIONS = [
-    click.argument("model", type=str),
+    MODEL_ARGUMENT,
     click.option("--json", "as_json", is_flag=True, help="machine-readable output"),
     click.option("--importance", type=click.Choice(list(KINDS)), default="auto", show_default=True,
                  help="channel importance the table summarises (as for prune)"),
-    click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP),
+    CALIB_OPTION,
     click.option("--plot", "plot_dir", type=str, default=None,
                  help="write DIR/sensitivity.png: output distortion per group and kept share "
                       "(on --calib data, else synthetic images)"),
-    click.option("--shape", "shape_specs", multiple=True, metavar="NAME:DxD...",
-                 help="concrete shape for a dynamic input, e.g. input:1x3x224x224"),
+    SHAPE_OPTION,
 ]
 
 
@@ -259,21 +267,19 @@ def analyze_options(fn):
 
 
 _FRONTIER_OPTIONS = [
-    click.argument("model", type=str),
+    MODEL_ARGUMENT,
     click.option("--speedups", type=str, default="1.1,1.2,1.3,1.5", show_default=True,
                  help="comma list of target speedups"),
-    click.option("--calib", "calib_path", type=str, default=None, help=CALIB_HELP),
-    click.option("--recover", "recover_steps", type=str, default="bias,lsq,bn", show_default=True,
-                 help="recovery steps with --calib (comma list of bias, lsq, bn, distill; or none)"),
-    click.option("--floor", type=float, default=0.25, show_default=True,
-                 help="keep at least this share of every group"),
+    CALIB_OPTION,
+    RECOVER_OPTION,
+    FLOOR_OPTION,
     click.option("-o", "--output-dir", type=str, default=None,
                  help="write each model here as MODEL.<speedup>x.onnx (created if missing)"),
     click.option("--plot", "plot_path", type=str, default=None,
                  help="PNG: measured latency vs fidelity of every candidate, each target's model labelled"),
     click.option("--report", "report_paths", multiple=True, metavar="PATH",
                  help="PATH.html = one self-contained page of every point, otherwise JSON; repeatable"),
-    click.option("--cache", "cache_path", type=str, default=None, help="profile cache file"),
+    CACHE_OPTION,
 ]
 
 
@@ -302,7 +308,7 @@ def bench_options(fn):
 
 
 _PROFILE_OPTIONS = [
-    click.argument("model", type=str),
+    MODEL_ARGUMENT,
     click.option("--json", "as_json", is_flag=True, help="print the full curves as JSON"),
     click.option("--plot", "plot_dir", type=str, default=None,
                  help="write DIR/profile.png: every group's latency staircase in one figure"),
