@@ -1,7 +1,9 @@
 """Command line: ``onnxprune IN -o OUT --ratio R``, ``onnxprune analyze IN``, and friends.
 
-Each command parses its options, builds one request, calls the API (:mod:`onnxprune.pipeline`)
-and hands the result to :mod:`onnxprune.report`. Every failure the user can cause ends as one
+Each command parses its options (:mod:`onnxprune.options`), calls the API -- one request of
+:mod:`onnxprune.api` for prune, frontier and bench; the preparation and the profiler for
+analyze and profile -- and hands the result to :mod:`onnxprune.report`, :mod:`onnxprune.figures`
+and :mod:`onnxprune.page`. Every failure the user can cause ends as one
 line on stderr and exit status 2; no traceback, no partial output file (set ONNXPRUNE_DEBUG=1 to
 see tracebacks).
 """
