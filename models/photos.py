@@ -389,13 +389,13 @@ def spread(items: list, n: int | None) -> list:
 def view(path: str | os.PathLike, size: int = 224, preprocess: str = "imagenet") -> np.ndarray:
     """Evaluation view of one photo: HxWx3 uint8, transparency filled with the preset's mean,
     shorter side ``size*256/224``, centre crop ``size``: the pixels ``onnxprune --preprocess
-    PRESET`` feeds (:func:`onnxprune.sources.view`), so the benchmark photos and the CLI cannot
+    PRESET`` feeds (:func:`onnxprune.sources.image_pixels`), so the benchmark photos and the CLI cannot
     drift apart."""
     from onnxprune import sources
 
     target = sources.ImageInput("input", "nchw", 3, (size, size))
     options = sources.Options(preset=preprocess)
-    return sources.view(str(path), target, options, options.normalisation(3)[0])
+    return sources.image_pixels(str(path), target, options, options.normalisation(3)[0])
 
 
 def load(paths_or_dir, n: int | None = None, size: int = 224,

@@ -220,7 +220,7 @@ def features(model: onnx.ModelProto, samples: Samples) -> np.ndarray:
     return np.concatenate(parts, axis=1) if parts else np.zeros((n, 1))
 
 
-def view(samples: Samples, rng: np.random.Generator) -> Samples | None:
+def augmented_view(samples: Samples, rng: np.random.Generator) -> Samples | None:
     """A near-duplicate of every sample, the way one photo yields several calibration crops:
     each image input ([N, C, H, W] float, H and W >= 8) cropped to a random 80-95% of its side
     at a random place, resized back (nearest) and flipped with probability one half; None
@@ -259,13 +259,13 @@ def near_duplicates(model: onnx.ModelProto, samples: Samples, seed: int = 0
     photo, one sentence twice) by the model's own :func:`features`. Two samples are linked
     when the cosine of their features reaches the threshold, and clusters are the connected
     components. The threshold is measured, not guessed: the 10th percentile of the cosine
-    between a sample and its own augmented :func:`view` (up to :data:`VIEWS` samples), i.e.
+    between a sample and its own :func:`augmented_view` (up to :data:`VIEWS` samples), i.e.
     "as alike as two crops of one photo are"; :data:`EXACT` without image inputs."""
     feats = features(model, samples)
     n = len(feats)
     threshold = EXACT
     picked = np.unique(np.linspace(0, n - 1, min(VIEWS, n)).astype(int))
-    views = view(take(samples, picked), np.random.default_rng(seed))
+    views = augmented_view(take(samples, picked), np.random.default_rng(seed))
     if views is not None and n > 1:
         own = row_cosine(feats[picked], features(model, views))
         threshold = float(np.clip(np.percentile(own, 10), 0.5, EXACT))

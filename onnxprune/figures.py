@@ -1,7 +1,7 @@
 """Figures (matplotlib, drawn on demand): the trade-off plot of a run and of a frontier, the
 sensitivity heatmap, the latency staircases of the profiled groups; saved as PNG or embedded.
 
-Every latency a figure shows comes from the report data through :func:`onnxprune.report.figures`
+Every latency a figure shows comes from the report data through :func:`onnxprune.report.latency_story`
 and :func:`onnxprune.report.point_ms` (the run's one baseline over interleaved speedups), so a
 plot cannot contradict the tables.
 """
@@ -24,8 +24,8 @@ from .report import (
     drop_meaning,
     fidelity_kept,
     fidelity_of,
-    figures,
     is_share,
+    latency_story,
     ms_text,
     point_ms,
     x_text,
@@ -144,7 +144,7 @@ def _speedup_ticks(baseline: float, lo: float, hi: float, spacing: float = 0.07)
 
 
 def _mark(data: dict, label: str) -> Mark | None:
-    fig, fid = figures(data), fidelity_of(data)
+    fig, fid = latency_story(data), fidelity_of(data)
     if fig.ms is None or not fid or fid.get("drop") is None:
         return None
     return Mark(fig.ms, 1.0 - fid["drop"], label)
@@ -153,7 +153,7 @@ def _mark(data: dict, label: str) -> Mark | None:
 def tradeoff_figure(data: dict):
     """One run: every judged candidate, the original, the target line, the chosen model at its
     final measurement (the same figures as the tables)."""
-    fig = figures(data)
+    fig = latency_story(data)
     plot = _figure(7.0, 4.4)
     ax = plot.subplots()
     targets = ([(fig.target_ms, f"target {fig.target_ms:.3f} ms ({fig.target_speedup:.2f}x)")]
@@ -170,12 +170,12 @@ def frontier_figure(datas: list[dict]):
     chosen model labelled with its target and measured speedup."""
     plot = _figure(7.0, 4.4)
     ax = plot.subplots()
-    base = figures(datas[0]).baseline_ms if datas else 1.0
+    base = latency_story(datas[0]).baseline_ms if datas else 1.0
     seen, points, marks, targets = set(), [], [], []
     chosen = {(p.get("ms"), p.get("drop")) for d in datas for p in d.get("tradeoff") or []
               if p.get("chosen")}
     for d in datas:
-        fig = figures(d)
+        fig = latency_story(d)
         if fig.target_ms is not None and fig.target_speedup:
             targets.append((fig.target_ms, f"{fig.target_speedup:.3g}x"))
         mark = _mark(d, f"{fig.target_speedup:.3g}x -> {x_text(fig.speedup)}")

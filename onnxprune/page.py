@@ -16,11 +16,11 @@ from .report import (
     drop_meaning,
     fidelity_grid,
     fidelity_of,
-    figures,
     frontier_grid,
     frozen_grid,
     groups_grid,
     html_table,
+    latency_story,
     loop_grid,
     ms_text,
     num_text,
@@ -68,7 +68,7 @@ def _img(fig, alt: str) -> str:
 
 
 def _cards(data: dict) -> str:
-    fig, q = figures(data), data.get("quality") or {}
+    fig, q = latency_story(data), data.get("quality") or {}
     cards = []
     if fig.speedup is not None:
         sub = f"target {fig.target_speedup:.3f}x" if fig.target_speedup else ""
@@ -101,7 +101,7 @@ def _cards(data: dict) -> str:
 
 def _verdict(data: dict) -> str:
     """One line per constraint asked: the latency target, ``--max-drop``."""
-    fig, fid = figures(data), fidelity_of(data) or {}
+    fig, fid = latency_story(data), fidelity_of(data) or {}
     out = []
     if fig.met is not None:
         word = "met" if fig.met else "missed"
@@ -124,7 +124,7 @@ def _run_sections(data: dict, plot: bool = True) -> str:
     """Everything one run's page says, below its headline."""
     q = data.get("quality") or {}
     out = [_tables(summary_grid(data, "before and after"))]
-    if plot and data.get("tradeoff") and figures(data).baseline_ms:
+    if plot and data.get("tradeoff") and latency_story(data).baseline_ms:
         out.append("<h2>Trade-off</h2>" + _img(tradeoff_figure(data), "latency vs fidelity")
                    + _tables(tradeoff_grid(data)))
     out.append("<h2>Fidelity</h2>" + (_tables(fidelity_grid(q), recovery_grid(q))
@@ -165,7 +165,7 @@ def frontier_html(datas: list[dict]) -> str:
         body.append('<h2>Targets</h2><p class="note">open a target for its widths, fidelity and '
                     "recovery steps</p>")
     for d in datas:
-        fig = figures(d)
+        fig = latency_story(d)
         label = f"target {fig.target_speedup:.3g}x" if fig.target_speedup else "target"
         result = f": measured {x_text(fig.speedup)}, {ms_text(fig.ms)} ms" if fig.speedup else ": already met"
         body.append(f"<details><summary>{html.escape(label + result)}</summary>{_cards(d)}"

@@ -24,6 +24,7 @@ Each step is kept only if held-out fidelity does not get worse (checked after th
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,45 +75,54 @@ class RecoveryReport:
     warnings: list[str] = field(default_factory=list)  # steps that failed, one line each
 
 
-def _refit_candidates(g: ChannelGraph, plan: PrunePlan) -> list[tuple[int, np.ndarray, str]]:
-    """``(node index, kept input mask, skip reason)`` for every node whose input channels the
-    plan cuts (each once, in graph order); the reason is '' when its spec can refit it."""
-    mask = channel_masks(g, plan)
-    found: dict[int, tuple[np.ndarray, str]] = {}
-    index_of = {n.name: k for k, n in enumerate(g.model.graph.node)}
-    for p in g.params:
-        if p.role != "in" or p.node not in index_of:
-            continue
-        keep = mask(p.tensor)
-        if keep.all():
-            continue
-        node = g.model.graph.node[index_of[p.node]]
-        spec = linear(node)
-        reason = f"no linear map for {node.op_type}" if spec is None else spec.refit_skip(
-            node, g.consts[node.input[1]].shape)
-        found.setdefault(index_of[p.node], (keep, reason))
-    return [(k, *found[k]) for k in sorted(found)]
+@dataclass(frozen=True)
+class Cut:
+    """What a plan cuts in a graph, computed once per recovery: ``mask(tensor)`` is the bool
+    mask of the channels ``plan`` keeps on that tensor, and ``candidates`` lists, in graph
+    order and each node once, ``(node index, kept input mask, skip reason)`` for every node
+    whose input channels the plan cuts (reason '' when its spec can refit it)."""
+
+    g: ChannelGraph
+    mask: Callable[[str], np.ndarray]
+    candidates: tuple[tuple[int, np.ndarray, str], ...]
+
+    @classmethod
+    def of(cls, g: ChannelGraph, plan: PrunePlan) -> Cut:
+        mask = channel_masks(g, plan)
+        found: dict[int, tuple[np.ndarray, str]] = {}
+        index_of = {n.name: k for k, n in enumerate(g.model.graph.node)}
+        for p in g.params:
+            if p.role != "in" or p.node not in index_of:
+                continue
+            keep = mask(p.tensor)
+            if keep.all():
+                continue
+            node = g.model.graph.node[index_of[p.node]]
+            spec = linear(node)
+            reason = f"no linear map for {node.op_type}" if spec is None else spec.refit_skip(
+                node, g.consts[node.input[1]].shape)
+            found.setdefault(index_of[p.node], (keep, reason))
+        return cls(g, mask, tuple((k, *found[k]) for k in sorted(found)))
 
 
-def consumers(g: ChannelGraph, plan: PrunePlan) -> list[Consumer]:
-    """The refittable nodes whose input channels ``plan`` cuts, in graph order."""
-    mask = channel_masks(g, plan)
-    out = []
-    for index, keep, reason in _refit_candidates(g, plan):
+def consumers(cut: Cut) -> list[Consumer]:
+    """The refittable nodes whose input channels the plan cuts, in graph order."""
+    g, out = cut.g, []
+    for index, keep, reason in cut.candidates:
         if reason:
             continue
         node = g.model.graph.node[index]
         y = node.output[0]
         lay = linear(node).layout(node, g.consts[node.input[1]].shape, len(g.shapes[y]))
-        keep_out = mask(y) if y in g.channels else np.ones(g.shapes[y][lay.y_axis], bool)
+        keep_out = cut.mask(y) if y in g.channels else np.ones(g.shapes[y][lay.y_axis], bool)
         out.append(Consumer(index, node.op_type, keep, keep_out, lay.x_axis))
     return out
 
 
-def skipped(g: ChannelGraph, plan: PrunePlan) -> list[dict]:
-    """The nodes whose input channels ``plan`` cuts but recovery leaves alone, with why."""
-    return [{"node": g.model.graph.node[index].name, "skipped": reason}
-            for index, _, reason in _refit_candidates(g, plan) if reason]
+def skipped(cut: Cut) -> list[dict]:
+    """The nodes whose input channels the plan cuts but recovery leaves alone, with why."""
+    return [{"node": cut.g.model.graph.node[index].name, "skipped": reason}
+            for index, _, reason in cut.candidates if reason]
 
 
 def _init(model: onnx.ModelProto, name: str) -> np.ndarray:
@@ -145,8 +155,7 @@ def _bias_name(model: onnx.ModelProto, index: int) -> str | None:
     return name
 
 
-def bias_compensation(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
-                      samples: calib.Samples, cons: list[Consumer]) -> onnx.ModelProto:
+def bias_compensation(g: ChannelGraph, pruned: onnx.ModelProto, samples: calib.Samples, cons: list[Consumer]) -> onnx.ModelProto:
     """Fold the removed input channels' mean contribution into each consumer's bias."""
     model = copy.deepcopy(pruned)
     nodes = g.model.graph.node
@@ -228,13 +237,12 @@ def _solve_layer(model: onnx.ModelProto, index: int, folds: list) -> dict:
     return {"node": node.name, "error_before": before, "error_after": after, "ridge": rel, "kept": kept}
 
 
-def bn_recalibration(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto,
-                     samples: calib.Samples, chunk: int = 6) -> onnx.ModelProto:
+def bn_recalibration(cut: Cut, pruned: onnx.ModelProto, samples: calib.Samples,
+                     chunk: int = 6) -> onnx.ModelProto:
     """Shift each BN's running statistics by the drift of its input (pruned vs original), in
     graph order, ``chunk`` BNs per pass, each pass measured on the model with the BNs of the
     earlier passes already corrected."""
-    model = copy.deepcopy(pruned)
-    mask = channel_masks(g, plan)
+    g, mask, model = cut.g, cut.mask, copy.deepcopy(pruned)
     opsets = ops.opset_versions(model)
     bns = [(n, stats) for n in model.graph.node
            if (spec := ops.spec_for(n, opsets)) is not None and (stats := spec.running_stats(n))]
@@ -281,19 +289,19 @@ def _score(f: Fidelity) -> float:
     return (first or 0.0) + min(f.cosine.values())
 
 
-def block_ends(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto) -> list[Match]:
+def block_ends(cut: Cut, pruned: onnx.ModelProto) -> list[Match]:
     """The intermediate tensors distillation matches (:class:`onnxprune.distill.Match`): the
-    outputs of the nodes whose input channels ``plan`` cuts (the ends of the pruned blocks,
+    outputs of the nodes whose input channels the cut removes (the ends of the pruned blocks,
     the tensors the least-squares refits aim at), each carried through a per-channel affine
     node that alone reads it (a BatchNormalization, see :func:`_channel_affine`: its output
     is the block's normalised end). Graph outputs (matched anyway), tensors without a
     tracked channel axis or whose channel axis a reshape split, and tensors the pruned model
-    lacks are left out. The student keeps the channels ``plan`` keeps."""
-    mask = channel_masks(g, plan)
+    lacks are left out. The student keeps the channels the cut keeps."""
+    g, mask = cut.g, cut.mask
     outputs = {o.name for o in g.model.graph.output}
     have = {o for n in pruned.graph.node for o in n.output}
     found: dict[str, Match] = {}
-    for index, _, _ in _refit_candidates(g, plan):
+    for index, _, _ in cut.candidates:
         y = g.model.graph.node[index].output[0]
         affine = g.affine_reader(y)
         if affine is not None:
@@ -306,20 +314,20 @@ def block_ends(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto) -> lis
     return list(found.values())
 
 
-def _step(step: str, g: ChannelGraph, plan: PrunePlan, current: onnx.ModelProto,
+def _step(step: str, cut: Cut, current: onnx.ModelProto,
           fit: calib.Samples, cons: list[Consumer],
           report: RecoveryReport, distill_seconds: float) -> tuple[onnx.ModelProto, dict]:
     """One recovery step on ``current``: ``(candidate model, report extras)``."""
     if step == "bias":
-        return bias_compensation(g, plan, current, fit, cons), {}
+        return bias_compensation(cut.g, current, fit, cons), {}
     if step == "lsq":
-        candidate, report.layers = lsq_refit(g, current, fit, cons)
+        candidate, report.layers = lsq_refit(cut.g, current, fit, cons)
         return candidate, {}
     if step == "bn":
-        return bn_recalibration(g, plan, current, fit), {}
+        return bn_recalibration(cut, current, fit), {}
     train, select = selection_split(fit)  # the held-out samples judge the result, once
-    candidate, extra = distill(g.model, current, train, select, distill_seconds,
-                               match=block_ends(g, plan, current))
+    candidate, extra = distill(cut.g.model, current, train, select, distill_seconds,
+                               match=block_ends(cut, current))
     return candidate, {"distill": extra}
 
 
@@ -330,7 +338,8 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
     """Apply the chosen recovery steps; each is kept only if held-out fidelity does not drop.
     ``distill`` (gradient-based, :mod:`onnxprune.distill`) runs last, for ``distill_seconds``."""
     report = RecoveryReport()
-    cons = consumers(g, plan)
+    cut = Cut.of(g, plan)
+    cons = consumers(cut)
     current = pruned
     best = fidelity(reference, current, held_out)
     report.steps.append({"step": "none", **best.as_dict(), "kept": True})
@@ -338,8 +347,7 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
         if step not in steps:
             continue
         try:
-            candidate, extra = _step(step, g, plan, current, fit, cons, report,
-                                     distill_seconds)
+            candidate, extra = _step(step, cut, current, fit, cons, report, distill_seconds)
         except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             report.steps.append({"step": step, **best.as_dict(), "kept": False, "failed": why})
@@ -354,5 +362,5 @@ def recover(g: ChannelGraph, plan: PrunePlan, pruned: onnx.ModelProto, fit: cali
         if kept:
             current, best = candidate, got
     report.final = best
-    report.skipped = skipped(g, plan)
+    report.skipped = skipped(cut)
     return current, report

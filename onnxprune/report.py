@@ -41,7 +41,7 @@ console = Console(stderr=False)
 # -- the numbers every view reads --------------------------------------------------------------
 
 @dataclass
-class Figures:
+class LatencyStory:
     """A run's latency story: one baseline, the target, the final model's interleaved speedup.
     ``ms`` values are ``baseline_ms / speedup``; None where the run has no such figure."""
 
@@ -61,7 +61,7 @@ class Figures:
         return self.speedup >= self.target_speedup
 
 
-def figures(data: dict) -> Figures:
+def latency_story(data: dict) -> LatencyStory:
     """The latency figures of one report (tolerant of older field names). A run whose
     ``run.goal`` names no latency target (``--max-drop`` alone, ``--ratio``) has none."""
     base = data.get("baseline_ms")
@@ -78,7 +78,7 @@ def figures(data: dict) -> Figures:
     ms = f.get("ms")
     if ms is None and sp and base:
         ms = base / sp
-    return Figures(base, tm, ts, sp, ms, f.get("ratio_p10"), f.get("ratio_p90"))
+    return LatencyStory(base, tm, ts, sp, ms, f.get("ratio_p10"), f.get("ratio_p90"))
 
 
 def point_ms(point: dict, baseline_ms: float | None) -> float | None:
@@ -285,7 +285,7 @@ def _measured_values(data: dict) -> bool:
 
 def summary_grid(data: dict, title: str | None = None) -> Grid:
     """Before/after: latency from the one baseline, speedup, sizes, zero-filter error."""
-    fig = figures(data)
+    fig = latency_story(data)
     f = data.get("final") or {}
     q = data.get("quality") or {}
     if title is None:
@@ -486,7 +486,7 @@ def frontier_grid(datas: list[dict]) -> Grid:
                 "calibration data)", ["target", "measured speedup", "ms", "target ms",
                                       "top-1 agreement", "top-5", "distortion"])
     for data in datas:
-        fig = figures(data)
+        fig = latency_story(data)
         fid = fidelity_of(data) or {}
         target = f"{fig.target_speedup:.3g}x" if fig.target_speedup else "-"
         if fig.speedup is None:
@@ -496,8 +496,8 @@ def frontier_grid(datas: list[dict]) -> Grid:
         grid.rows.append([target, x_text(fig.speedup), ms_text(fig.ms), ms_text(fig.target_ms),
                           share(fid.get("agreement")), share(fid.get("top5")),
                           num_text(fid.get("distortion"), ".3g")])
-    if datas and figures(datas[0]).baseline_ms:
-        grid.note = f"baseline {ms_text(figures(datas[0]).baseline_ms)} ms, measured once for all targets"
+    if datas and latency_story(datas[0]).baseline_ms:
+        grid.note = f"baseline {ms_text(latency_story(datas[0]).baseline_ms)} ms, measured once for all targets"
     return grid
 
 
@@ -507,7 +507,7 @@ def print_frontier(datas: list[dict]) -> None:
 
 def tradeoff_grid(data: dict) -> Grid:
     """Every judged candidate (built, recovered, measured), fastest first."""
-    base = figures(data).baseline_ms
+    base = latency_story(data).baseline_ms
     fid = fidelity_of(data)
     fmt = share if is_share(fid) else num_text
     grid = Grid("judged candidates (each built, recovered, timed against the original)",

@@ -257,13 +257,13 @@ def _images(files: list[str], spec: str, model: onnx.ModelProto, options: Option
         (len(files), h, w, target.channels)
     out = np.empty(shape, dtype=np.float32)
     for i, path in enumerate(files):
-        x = (view(path, target, options, mean, what).astype(np.float32) / 255.0 - mean) / std
+        x = (image_pixels(path, target, options, mean, what).astype(np.float32) / 255.0 - mean) / std
         out[i] = x.transpose(2, 0, 1) if target.layout == "nchw" else x
     return {target.name: out}, _applied(target, options, mean, std, len(files))
 
 
-def view(path: str, target: ImageInput, options: Options, mean: np.ndarray,
-         what: str = "--calib") -> np.ndarray:
+def image_pixels(path: str, target: ImageInput, options: Options, mean: np.ndarray,
+                 what: str = "--calib") -> np.ndarray:
     """One image as ``H x W x C`` uint8: EXIF orientation applied, transparency filled with
     the mean colour (zero after normalisation), resized (``options.resize``, or the shorter side
     to ``crop * 256/224``), centre-cropped to the target size, channels in the model's order."""

@@ -111,7 +111,7 @@ def pruned_residual():
 def test_distill_matches_block_ends_and_improves_held_out_fidelity(pruned_residual, monkeypatch):
     monkeypatch.setattr(distill_module, "LR", 3e-3)  # a small random net takes bigger steps
     g, plan, original, pruned, fit, held = pruned_residual
-    match = recover.block_ends(g, plan, pruned)
+    match = recover.block_ends(recover.Cut.of(g, plan), pruned)
     names = {n.output[0]: n.op_type for n in original.graph.node}
     assert match and all(names[m.teacher] == "BatchNormalization" for m in match)
     assert any(m.keep is not None and 0 < m.keep.sum() < len(m.keep) for m in match)  # sliced

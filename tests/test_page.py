@@ -53,7 +53,7 @@ class _Page(HTMLParser):
 def test_html_report_carries_the_json_numbers(report_run):
     data, page = report_run["json"], _Page()
     page.feed(report_run["html"])
-    fig = report.figures(data)
+    fig = report.latency_story(data)
     assert page.cards["speedup"] == data["final"].get("speedup", fig.speedup)
     assert page.cards["ms"] == pytest.approx(fig.baseline_ms / fig.speedup)
     assert page.cards["agreement_fidelity"] == data["quality"]["fidelity"]["agreement"]
@@ -86,7 +86,7 @@ def test_html_report_renders_in_headless_chromium(report_run, tmp_path):
                    capture_output=True, timeout=120, check=True)
     dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    fig = report.figures(report_run["json"])
+    fig = report.latency_story(report_run["json"])
     assert f"{fig.speedup:.3f}x" in dom and "judged candidates" in dom
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (1800, 1200)
@@ -121,7 +121,7 @@ def test_val_fidelity_and_frontier_pages(report_run):
     text = frontier_html([other, data])
     page = _Page()
     page.feed(text)
-    fig = report.figures(data)
+    fig = report.latency_story(data)
     assert [r[:3] for r in page.rows if r[0] in ("1.2x", "1.3x")] == [
         [f"{t}x", f"{fig.speedup:.3f}x", f"{fig.ms:.3f}"] for t in ("1.2", "1.3")]
     assert text.count("<details>") == 2 and "script" not in page.tags

@@ -13,7 +13,7 @@ from onnxprune import OnnxPruneError, calib, prune, runtime
 from onnxprune.fidelity import fidelity, outputs_on
 from onnxprune.pipeline import finish
 from onnxprune.preparation import prepare
-from onnxprune.recover import bias_compensation, consumers, lsq_refit
+from onnxprune.recover import Cut, bias_compensation, consumers, lsq_refit
 from onnxprune.rewrite import apply_plan, ratio_plan
 
 
@@ -43,7 +43,7 @@ def test_bias_compensation_is_exact_for_the_mean():
     prep = prepare(model)
     plan = ratio_plan(prep.graph, 0.5)
     pruned = apply_plan(prep.graph, plan)
-    fixed = bias_compensation(prep.graph, plan, pruned, samples, consumers(prep.graph, plan))
+    fixed = bias_compensation(prep.graph, pruned, samples, consumers(Cut.of(prep.graph, plan)))
     ref = outputs_on(prep.model, samples)["y"].mean((0, 2, 3))
     before = outputs_on(pruned, samples)["y"].mean((0, 2, 3))
     after = outputs_on(fixed, samples)["y"].mean((0, 2, 3))
@@ -59,7 +59,7 @@ def test_least_squares_refit_reduces_reconstruction_error():
     pruned = apply_plan(prep.graph, plan)
     split = calib.split(samples)
     fit, held = split.fit, split.held
-    refit, layers = lsq_refit(prep.graph, pruned, fit, consumers(prep.graph, plan))
+    refit, layers = lsq_refit(prep.graph, pruned, fit, consumers(Cut.of(prep.graph, plan)))
     assert layers and all(layer["error_after"] <= layer["error_before"] for layer in layers)
     assert any(layer["error_after"] < 0.7 * layer["error_before"] for layer in layers)
     reference = outputs_on(prep.model, held)

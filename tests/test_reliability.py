@@ -176,8 +176,8 @@ def test_recovery_that_breaks_the_model_is_dropped(monkeypatch):
     """Recovery writes an invalid attribute: the proven model goes on, with the reason."""
     original = recover.bias_compensation
 
-    def broken(g, plan, pruned, samples, cons):
-        model = original(g, plan, pruned, samples, cons)
+    def broken(g, pruned, samples, cons):
+        model = original(g, pruned, samples, cons)
         _conv(model).attribute.append(helper.make_attribute("strides", [1]))
         return model
     monkeypatch.setattr(recover, "bias_compensation", broken)

@@ -13,7 +13,7 @@ from onnxprune import figures, report
 
 def test_table_json_and_plot_tell_one_story(report_run):
     data, text = report_run["json"], report_run["stdout"]
-    fig = report.figures(data)
+    fig = report.latency_story(data)
     assert fig.ms == pytest.approx(fig.baseline_ms / fig.speedup)
     assert fig.target_ms == pytest.approx(fig.baseline_ms / 1.3)
     assert fig.met == (fig.ms <= fig.target_ms) and fig.met
