@@ -30,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprune import runtimes
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from onnxprune import recover, runtime
+from onnxprune import recover
 from onnxprune.fidelity import top_agreement
 from onnxprune.pipeline import finish
 from onnxprune.preparation import prepare
@@ -44,7 +46,7 @@ from onnxprune.search import plan_for
 
 def scores(model, x: np.ndarray, ref: np.ndarray | None, labels: np.ndarray | None):
     """(logits, top-1 agreement, top-5 agreement, accuracy) of ``model`` on ``x``."""
-    sess = runtime.session(model, runtime.RuntimeConfig(threads=os.cpu_count() or 1))
+    sess = runtimes.session(model, runtimes.RuntimeConfig(threads=os.cpu_count() or 1))
     name = sess.get_inputs()[0].name
     size = 1 if sess.get_inputs()[0].shape[0] == 1 else 32
     got = np.concatenate([sess.run(None, {name: x[i:i + size]})[0] for i in range(0, len(x), size)])

@@ -40,12 +40,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from onnxprune import runtimes
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from onnxprune import OnnxPruneError, backends, recover, runtime
+from onnxprune import OnnxPruneError, backends, recover
 from onnxprune.pipeline import frontier, prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
@@ -84,7 +86,7 @@ def data(setting: str, name: str, calib_n: int):
 
 
 def logits(model, x: np.ndarray) -> np.ndarray:
-    sess = runtime.session(model, runtime.RuntimeConfig(threads=2))
+    sess = runtimes.session(model, runtimes.RuntimeConfig(threads=2))
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x[i:i + 16]})[0] for i in range(0, len(x), 16)])
 
@@ -120,7 +122,7 @@ def ours(name: str, path: str, row: str, speedups: list[float], calib_x, test_x,
     steps = (*recover.STEPS, "distill") if row.endswith("+distill") else recover.STEPS
     settings = {"steps": steps, "distill_seconds": args.distill_seconds, "progress": False,
                 "cache_path": default_cache_path()}
-    config = runtime.RuntimeConfig()
+    config = runtimes.RuntimeConfig()
     input_name = onnx.load(path).graph.input[0].name
     start = time.perf_counter()
     prep = prepare(path, calib_data={input_name: calib_x})

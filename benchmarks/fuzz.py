@@ -48,6 +48,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from onnxprune.inputs import random_feeds
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("models/mnist_cnn.onnx", "models/vit_mnist.onnx", "models/zoo/resnet18.onnx")
 BAD = ("internal", "traceback", "timeout", "invalid-model", "stderr-noise", "partial-file",
@@ -310,7 +312,7 @@ def valid_output(case: Case) -> bool:
     """The written model passes the full checker, runs, and keeps the mutant's outputs."""
     import onnxruntime as ort
 
-    from onnxprune import load, runtime
+    from onnxprune import load
 
     if not os.path.exists(case.out):
         return False
@@ -320,7 +322,7 @@ def valid_output(case: Case) -> bool:
         mutant = onnx.load(case.path)
         shapes = load.parse_shape_overrides(case.args[case.args.index("--shape") + 1:][:1]) \
             if "--shape" in case.args else None
-        feeds = runtime.random_feeds(mutant, shapes)
+        feeds = random_feeds(mutant, shapes)
         if "--calib" in case.args:
             with np.load(case.args[case.args.index("--calib") + 1]) as data:
                 feeds = {k: data[k][:1] for k in data.files}

@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+from onnxprune import runtimes
+
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = (31, 32, 33, 63, 64, 65, 127, 128, 129, 184, 192, 248, 255)
 MODELS = (("resnet18", 1.5), ("resnet50", 1.5), ("mobilenet_v2", 1.3))
@@ -238,10 +240,9 @@ def staircase(args) -> None:
     """Step 1, in its own process: every width of the issue's table, both batches, one
     interleaved batch of isolated convs each (as the profiler times layers); one JSON line."""
     sys.path.insert(0, str(ROOT))
-    from onnxprune import runtime
     from onnxprune.backends import Local
 
-    config = runtime.RuntimeConfig(provider=args.provider, fp16=args.fp16)
+    config = runtimes.RuntimeConfig(provider=args.provider, fp16=args.fp16)
     source = Local(config)
     hw, widths = (14, WIDTHS[:6]) if args.smoke else (56, WIDTHS)
     result = {"config": config.key(), "widths": list(widths), "ms": {}, "build_seconds": {}}

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprune import runtimes
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from onnxprune import runtime
 from onnxprune.pipeline import finish, prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
@@ -32,7 +33,7 @@ SETTINGS = {"none": (), "bias": ("bias",), "lsq": ("lsq",), "bn": ("bn",), "all"
 
 
 def top1(model, x: np.ndarray) -> np.ndarray:
-    sess = runtime.session(model)
+    sess = runtimes.session(model)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x[i:i + 32]})[0].argmax(1) for i in range(0, len(x), 32)])
 
@@ -54,7 +55,7 @@ def main() -> None:
     x_test, y_test = mnist("test")
     cases.append(("mnist_cnn", str(ROOT / "models" / "mnist_cnn.onnx"), {"input": mnist("calib")[0]},
                   x_test, y_test))
-    config = runtime.RuntimeConfig()
+    config = runtimes.RuntimeConfig()
     print(f"importance: {args.importance}")
     print(f"{'model':13} {'target':>6} {'speedup':>8} {'recovery':9} {'held-out agree':>14} "
           f"{'test agree':>10} {'test acc':>9} {'min cos':>8}")

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from onnxprune import runtime
+from onnxprune import cachefile, runtimes
 from onnxprune.backends import Local
 from onnxprune.load import parse_shape_overrides
 from onnxprune.pipeline import prune_to_target
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=[str(ROOT / "models" / "mobilenet_v2.onnx"),
                                                       resnet18() + "@input:1x3x112x112"])
     args = ap.parse_args()
-    sources = {rt: Local(runtime.RuntimeConfig(threads=args.threads, runtime=rt)) for rt in RUNTIMES}
+    sources = {rt: Local(runtimes.RuntimeConfig(threads=args.threads, runtime=rt)) for rt in RUNTIMES}
     curves: dict[str, list[GroupProfile]] = {}
     for spec in args.models:
         path, _, shape = spec.partition("@")
@@ -79,7 +79,7 @@ def main() -> None:
 
 def resnet18() -> str:
     """Path of a full-width ResNet18 (widths 64..512, random weights), exported when missing."""
-    path = Path(runtime.cache_dir()) / "resnet18_full.onnx"
+    path = Path(cachefile.cache_dir()) / "resnet18_full.onnx"
     if not path.exists():
         sys.path.insert(0, str(ROOT / "models"))
         import zoo

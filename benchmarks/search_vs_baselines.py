@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from onnxprune import OnnxPruneError, runtime
+from onnxprune import OnnxPruneError, runtimes
 from onnxprune.backends import Local
 from onnxprune.load import parse_shape_overrides
 from onnxprune.pipeline import prune_to_target
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--speedups", type=float, nargs="+", default=[1.3, 1.6])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    source = Local(runtime.RuntimeConfig(threads=args.threads))
+    source = Local(runtimes.RuntimeConfig(threads=args.threads))
     rows = []
     for name, (path, shape_specs) in MODELS.items():
         prep = prepare(str(path), parse_shape_overrides(shape_specs))

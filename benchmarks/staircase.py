@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 
 import tiny
 
-from onnxprune import load_model, runtime
+from onnxprune import load_model, runtimes
 from onnxprune.backends import Local
+from onnxprune.inputs import random_feeds
 from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, LayerBench, group_layers, profile_model
 
@@ -32,11 +33,11 @@ ISSUE_WIDTHS = (8, 16, 17, 32, 33, 48, 49, 56, 64, 65, 96, 112, 128)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runtime", choices=runtime.RUNTIMES, default="ort")
+    ap.add_argument("--runtime", choices=runtimes.names(), default="ort")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--count", type=int, default=2, help="measurements per width (best kept)")
     args = ap.parse_args()
-    source = Local(runtime.RuntimeConfig(threads=args.threads, runtime=args.runtime), rounds=7)
+    source = Local(runtimes.RuntimeConfig(threads=args.threads, runtime=args.runtime), rounds=7)
 
     prep = prepare(tiny.single_conv())
     group = prep.graph.prunable_groups()[0]
@@ -65,7 +66,7 @@ def main() -> None:
         print(f"{w:>5} {lb_in.time(layer_in, w, count=args.count):7.4f}")
 
     model = load_model(str(Path(__file__).resolve().parents[1] / "models" / "mobilenet_v2.onnx"))
-    feeds = runtime.random_feeds(model)
+    feeds = random_feeds(model)
     data = model.SerializeToString()
     print("\nbench MobileNetV2 vs itself (interleaved, 5 repetitions of 30 rounds)")
     for _ in range(5):

@@ -46,11 +46,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from onnxprune import runtimes
+from onnxprune.inputs import random_feeds
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from onnxprune import backends, runtime
+from onnxprune import backends
 
 MODELS = ("mnist_cnn", "mobilenet_v2", "efficientnet_lite0")
 IMAGENET = ("mobilenet_v2", "efficientnet_lite0")
@@ -149,7 +152,7 @@ def _params(model) -> int:
 
 
 def _measure(orig: onnx.ModelProto, feeds: dict, path: str, rounds: int = 30) -> float:
-    source = backends.source_for(runtime.RuntimeConfig(threads=1))
+    source = backends.source_for(runtimes.RuntimeConfig(threads=1))
     cmp = source.compare(orig.SerializeToString(), onnx.load(path).SerializeToString(), feeds,
                          rounds=rounds)
     return cmp.speedup
@@ -165,7 +168,7 @@ def tp_prune(name: str, speedup: float, round_to: int = 16, verbose: bool = Fals
 
     torch.set_num_threads(1)
     orig = onnx.load(str(original(name)))
-    feeds = runtime.random_feeds(orig)
+    feeds = random_feeds(orig)
     tried: list[dict] = []
 
     def evaluate(ratio: float) -> dict:

@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprune import runtimes
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from onnxprune import OnnxPruneError, calib, fidelity, runtime
+from onnxprune import OnnxPruneError, calib, fidelity
 from onnxprune.pipeline import frontier
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
@@ -89,7 +91,7 @@ def main() -> None:
     ap.add_argument("--speedups", default="1.3,1.5")
     args = ap.parse_args()
     speedups = [float(s) for s in args.speedups.split(",")]
-    config = runtime.RuntimeConfig()
+    config = runtimes.RuntimeConfig()
     for name in args.models.split(","):
         path, cal, test, labels = material(name)
         start = time.perf_counter()

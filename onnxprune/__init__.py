@@ -19,7 +19,7 @@ from .load import load_model
 from .preparation import prepare
 from .results import Outcome, PruneResult, TargetResult
 from .rewrite import PrunePlan, apply_plan
-from .runtime import RuntimeConfig
+from .runtimes import RuntimeConfig
 
 __all__ = [
     "ChannelGraph",

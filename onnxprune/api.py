@@ -22,10 +22,11 @@ from typing import Any
 
 import onnx
 
-from . import backends, calib, fidelity, guard, load, profile, recover, runtime
+from . import backends, calib, fidelity, guard, load, profile, recover, runtimes
 from .bench import Comparison, Timing
 from .errors import OnnxPruneError
 from .graph import Group
+from .inputs import random_feeds
 from .output import check_output_dir, check_output_path
 from .pipeline import frontier as frontier_search
 from .pipeline import prune_ratio, prune_to_target, prune_within_drop, quick_latency
@@ -65,7 +66,7 @@ class PruneRequest:
     evaluate: Callable[[str], float] | None = None
     recovery: tuple[str, ...] | str = recover.STEPS
     importance: str = "auto"
-    config: runtime.RuntimeConfig | backends.LatencySource | None = None
+    config: runtimes.RuntimeConfig | backends.LatencySource | None = None
     connect: Callable[[], backends.LatencySource] | None = None
     shapes: dict[str, tuple[int, ...]] | tuple[str, ...] | None = None
     floor: float = 0.25
@@ -174,7 +175,7 @@ def prune(model: onnx.ModelProto | str, *, target_ms: float | None = None,
           calib: Any = None, evaluate: Callable[[str], float] | None = None,
           max_drop: float | None = None, recovery: tuple[str, ...] = recover.STEPS,
           importance: str = "auto",
-          config: runtime.RuntimeConfig | backends.LatencySource | None = None,
+          config: runtimes.RuntimeConfig | backends.LatencySource | None = None,
           shapes: dict[str, tuple[int, ...]] | None = None, floor: float = 0.25,
           method: str = "knapsack", exclude: list[str] | None = None,
           cache_path: str | None = None, value: str = "sensitivity",
@@ -318,7 +319,7 @@ def bench(req: BenchRequest) -> BenchRun:
     samples = _read(req.data, first, req, "--data")
     shapes = calib.shapes_from(first, samples, req.shapes)
     guard.check(first, shapes, samples, req.shapes)
-    feeds = runtime.random_feeds(first, shapes)
+    feeds = random_feeds(first, shapes)
     source = req.connect() if req.connect is not None else backends.source_for(None)
     if req.model_b is None:
         return BenchRun(timing=source.measure(first.SerializeToString(), feeds, req.rounds, req.warmup))

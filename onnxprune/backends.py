@@ -1,8 +1,8 @@
 """The measuring seam: every figure the tool quotes comes from a :class:`LatencySource`.
 
 A *runner* is a model built for one runtime configuration with its feeds bound, timed by
-:meth:`BaseRunner.time_once`; :func:`build` makes one from model bytes for onnxruntime (any execution
-provider, plugin EPs included) or OpenVINO's own runtime. A *latency source* turns model bytes
+:meth:`~onnxprune.runtimes.BaseRunner.time_once`; :func:`onnxprune.runtimes.runner` makes one
+from model bytes on the registered runtime family the configuration names. A *latency source* turns model bytes
 into timings: :class:`Local` measures on this machine; :class:`onnxprune.remote.RaySource` asks
 Ray actors on other machines; tests pass fakes. Layer profiles, ``bench``, the hardware loop and
 the quick latency check all call a source, so the optimiser never needs to know where, or on
@@ -17,146 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import platform
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-
-from . import bench, runtime
-from .errors import OnnxPruneError
-
-Feeds = dict[str, np.ndarray]
-
-
-class BaseRunner:
-    """A built model with its inputs bound; subclasses define one inference (:meth:`run_once`).
-
-    ``clock``: wall time, or the calling thread's CPU time where the whole inference runs on
-    that thread (onnxruntime's CPU provider with one thread): the same figure on a quiet
-    machine, but other processes taking the cores (a shared, busy machine) no longer add to
-    it (measured on a 2-core machine at load 15: a conv staircase's spread over repeats
-    1.04-1.12x instead of 1.2-3.5x of wall time)."""
-
-    clock = staticmethod(time.perf_counter)
-
-    def run_once(self) -> None:
-        raise NotImplementedError
-
-    def time_once(self, repeat: int = 1) -> float:
-        """Run ``repeat`` times; milliseconds per run."""
-        start = self.clock()
-        for _ in range(repeat):
-            self.run_once()
-        return (self.clock() - start) * 1e3 / repeat
-
-    def calibrate(self, budget_ms: float = 10.0) -> int:
-        """Runs per round so that one round lasts about ``budget_ms`` (at least 1)."""
-        self.time_once()
-        one = min(self.time_once() for _ in range(3))
-        return max(1, int(budget_ms / max(one, 1e-3)))
-
-
-class OrtRunner(BaseRunner):
-    """An onnxruntime session. On device providers (CUDA, TensorRT) inputs and outputs are bound
-    on the device with IO binding, so host<->device copies are not part of the figure."""
-
-    def __init__(self, model: onnx.ModelProto | bytes | str, feeds: Feeds,
-                 config: runtime.RuntimeConfig):
-        self.session = runtime.session(model, config)
-        self.feeds = feeds
-        if config.provider == "cpu" and config.threads == 1 and not config.ep_library:
-            self.clock = time.thread_time  # the inference runs on this thread alone
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.binding = None
-        if config.provider in runtime.GPU_PROVIDERS:
-            device_id = int(config.options().get("device_id", 0))
-            self.binding = self.session.io_binding()
-            self._keep = [ort.OrtValue.ortvalue_from_numpy(v, "cuda", device_id) for v in feeds.values()]
-            for name, value in zip(feeds, self._keep):
-                self.binding.bind_ortvalue_input(name, value)
-            for name in self.outputs:
-                self.binding.bind_output(name, "cuda", device_id)
-
-    def run_once(self) -> None:
-        if self.binding is None:
-            self.session.run(self.outputs, self.feeds)
-        else:
-            self.session.run_with_iobinding(self.binding)
-            self.binding.synchronize_outputs()
-
-
-class OpenVinoRunner(BaseRunner):
-    """OpenVINO's runtime: the ONNX model read from bytes, compiled for ``config.device`` with the
-    LATENCY performance hint and ``config.threads`` inference threads, inputs set once."""
-
-    def __init__(self, model: onnx.ModelProto | bytes | str, feeds: Feeds,
-                 config: runtime.RuntimeConfig):
-        ov = openvino()
-        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-        properties = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": config.threads,
-                      **config.options()}
-        if config.fp16:
-            properties["INFERENCE_PRECISION_HINT"] = "f16"
-        try:
-            core = ov.Core()
-            compiled = core.compile_model(core.read_model(data), config.device or "CPU", properties)
-        except Exception as exc:  # OpenVINO raises RuntimeError for every failure
-            raise OnnxPruneError(f"openvino cannot compile the model: {runtime.first_line(exc)}") from exc
-        self.request = compiled.create_infer_request()
-        for name, value in feeds.items():
-            self.request.set_tensor(name, ov.Tensor(value))
-
-    def run_once(self) -> None:
-        self.request.infer()
-
-
-def openvino():
-    """The ``openvino`` module, or one clear error when it is not installed."""
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise OnnxPruneError("--runtime openvino needs the openvino package "
-                             "(pip install 'onnxprune[openvino]')") from exc
-    return ov
-
-
-def build(model: onnx.ModelProto | bytes | str, feeds: Feeds,
-          config: runtime.RuntimeConfig | None = None) -> BaseRunner:
-    """A runner for ``model`` (proto, serialized bytes or path) on ``config``'s runtime."""
-    config = config or runtime.RuntimeConfig()
-    if config.runtime == "openvino":
-        return OpenVinoRunner(model, feeds, config)
-    if config.runtime != "ort":
-        raise OnnxPruneError(f"unknown runtime {config.runtime!r}; use one of {', '.join(runtime.RUNTIMES)}")
-    return OrtRunner(model, feeds, config)
-
-
-def device_name(config: runtime.RuntimeConfig) -> str:
-    """What the cache key calls the machine: CPU model, or the device for device providers."""
-    if config.runtime == "openvino" and (config.device or "CPU") != "CPU":
-        return f"openvino:{config.device}"
-    if config.runtime == "ort" and config.provider != "cpu":
-        return f"{config.provider}:{config.options().get('device_id', 0)}"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def runtime_version(config: runtime.RuntimeConfig) -> str:
-    """The runtime and its version, e.g. ``ort1.20.1`` or ``openvino2025.1.0``."""
-    if config.runtime == "openvino":
-        return f"openvino{openvino().__version__}"
-    return f"ort{ort.__version__}"
+from . import bench, runtimes
+from .runtimes import BaseRunner, Feeds, RuntimeConfig
 
 
 class LatencySource(Protocol):
@@ -182,14 +49,6 @@ class LatencySource(Protocol):
         """Interleaved A/B rounds of two models on the same device."""
 
 
-#: options a layer sweep uses on device providers when the user did not set them: the cheap
-#: algorithm search (the deployment setting confirms the chosen edges, see profile.LayerBench)
-SWEEP_OPTIONS = {
-    "cuda": {"cudnn_conv_algo_search": "HEURISTIC"},
-    "tensorrt": {"trt_builder_optimization_level": "1"},
-}
-
-
 class Local:
     """Measures on this machine with one runtime configuration. The last few models built are
     kept warm (keyed by content), so a baseline compared against many candidates is built once.
@@ -204,9 +63,9 @@ class Local:
     batch = 64  # sessions alive at once in a layer batch
     batch_bytes = 256 << 20  # and their inputs (outputs and workspaces come on top)
 
-    def __init__(self, config: runtime.RuntimeConfig | None = None, rounds: int = 5,
+    def __init__(self, config: RuntimeConfig | None = None, rounds: int = 5,
                  round_ms: float = 0.5):
-        self.config = config or runtime.RuntimeConfig()
+        self.config = config or RuntimeConfig()
         self.rounds, self.round_ms = rounds, round_ms
         self.builds = {"count": 0, "seconds": 0.0}
         self._runners: OrderedDict[str, BaseRunner] = OrderedDict()
@@ -216,12 +75,13 @@ class Local:
 
     def key(self) -> str:
         """Computed where the source runs (a pickled source names its new machine)."""
-        return f"{self.config.key()}|{device_name(self.config)}|{runtime_version(self.config)}"
+        return f"{self.config.key()}|{runtimes.device_name(self.config)}|{runtimes.version(self.config)}"
 
     def sweeper(self) -> Local:
-        """This source with the cheap algorithm search of :data:`SWEEP_OPTIONS` for layer
-        sweeps (a different cache key), or itself where there is none or the user chose one."""
-        cheap = SWEEP_OPTIONS.get(self.config.provider, {}) if self.config.runtime == "ort" else {}
+        """This source with its family's cheap setting for layer sweeps (a quick algorithm
+        search on device providers: a different cache key), or itself where there is none or
+        the user chose one."""
+        cheap = runtimes.family(self.config).sweep_options(self.config)
         if not cheap or set(cheap) & set(self.config.provider_options):
             return self
         config = dataclasses.replace(self.config,
@@ -234,7 +94,7 @@ class Local:
         """Runners for ``items``, built in parallel on the host's cores (counted in ``builds``)."""
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
-            runners = list(pool.map(lambda mf: build(mf[0], mf[1], self.config), items))
+            runners = list(pool.map(lambda mf: runtimes.runner(mf[0], mf[1], self.config), items))
         self.builds["count"] += len(items)
         self.builds["seconds"] += time.perf_counter() - start
         return runners
@@ -289,9 +149,9 @@ class Local:
                              warmup=warmup)
 
 
-def source_for(what: runtime.RuntimeConfig | LatencySource | None) -> LatencySource:
+def source_for(what: RuntimeConfig | LatencySource | None) -> LatencySource:
     """A latency source: ``what`` itself, or :class:`Local` for a runtime configuration."""
-    if what is None or isinstance(what, runtime.RuntimeConfig):
+    if what is None or isinstance(what, RuntimeConfig):
         return Local(what)
     return what
 

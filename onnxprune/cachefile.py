@@ -23,6 +23,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
+def cache_dir() -> str:
+    """Where measurements and engine caches live: ``$ONNXPRUNE_CACHE`` or ~/.cache/onnxprune."""
+    return os.environ.get("ONNXPRUNE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "onnxprune")
+
+
 def read(path: str | None) -> dict[str, Any]:
     """The cache at ``path`` (``{}`` when it is missing, unreadable or not a JSON object)."""
     if not path or not os.path.exists(path):

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from . import load, ops, runtime
+from . import load, ops, runtime, runtimes
 from .errors import OnnxPruneError
+from .inputs import NP_TYPES, graph_inputs, input_shapes, random_feeds
 
 Samples = dict[str, np.ndarray]  # input name -> [N, ...] array, N samples
 
@@ -42,9 +43,9 @@ def shapes_from(model: onnx.ModelProto, samples: Samples | None,
     """Concrete input shapes for tracing and timing: ``overrides`` (``--shape``) first; an input
     with a dynamic axis other than the batch takes one calibration sample's shape (batch 1), so
     a model with a dynamic sequence length or image size is profiled at the one it is
-    calibrated with. Other inputs keep :func:`onnxprune.runtime.input_shapes`' choice."""
+    calibrated with. Other inputs keep :func:`onnxprune.input_shapes`' choice."""
     shapes = dict(overrides or {})
-    for inp in runtime.graph_inputs(model) if samples is not None else []:
+    for inp in graph_inputs(model) if samples is not None else []:
         dims = inp.type.tensor_type.shape.dim
         dynamic = any(not (d.HasField("dim_value") and d.dim_value > 0) for d in list(dims)[1:])
         if inp.name not in shapes and dynamic and inp.name in samples:
@@ -72,7 +73,7 @@ def from_feeds(feeds: Iterable[dict[str, np.ndarray]], model: onnx.ModelProto,
 
 
 def from_arrays(arrays: dict[str, np.ndarray], model: onnx.ModelProto, where: str) -> Samples:
-    inputs = runtime.graph_inputs(model)
+    inputs = graph_inputs(model)
     names = [i.name for i in inputs]
     if len(inputs) == 1 and len(arrays) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
@@ -88,7 +89,7 @@ def from_arrays(arrays: dict[str, np.ndarray], model: onnx.ModelProto, where: st
         dims = inp.type.tensor_type.shape.dim
         if value.ndim != len(dims):
             raise OnnxPruneError(f"{where}: {inp.name!r} has rank {value.ndim}, the model expects {len(dims)}")
-        dtype = runtime.NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
+        dtype = NP_TYPES.get(inp.type.tensor_type.elem_type, np.float32)
         out[inp.name] = value.astype(dtype, copy=False)
     return out
 
@@ -294,7 +295,7 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def batch_size(model: onnx.ModelProto, wanted: int = 16) -> tuple[int, bool]:
     """(batch size, static?): ``wanted``, unless an input has a static batch dimension."""
-    for inp in runtime.graph_inputs(model):
+    for inp in graph_inputs(model):
         dims = inp.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
             return dims[0].dim_value, True
@@ -348,7 +349,7 @@ class Tap:
                 have.add(name)
         load.derived(probe)
         threads = threads or os.cpu_count() or 1  # computing activations, not timing: every core
-        self.session = runtime.session(probe, runtime.RuntimeConfig(threads=threads, opt_level="disable"))
+        self.session = runtimes.session(probe, runtimes.RuntimeConfig(threads=threads, opt_level="disable"))
         self.batch, self.static = batch_size(model)
 
     def run(self, samples: Samples) -> Iterator[dict[str, np.ndarray]]:
@@ -359,7 +360,7 @@ class Tap:
     def run_fed(self, samples: Samples) -> Iterator[tuple[Samples, dict[str, np.ndarray]]]:
         """Yield ``(batch inputs, {tensor: value})`` per batch."""
         for feed in batches(samples, self.batch, self.static):
-            yield feed, runtime.run(self.session, feed)
+            yield feed, runtime.run_outputs(self.session, feed)
 
     def collect(self, samples: Samples, names: list[str]) -> dict[str, np.ndarray]:
         """Tensors ``names`` over all batches (small tensors only: outputs): concatenated along
@@ -406,8 +407,8 @@ def synthetic(model: onnx.ModelProto, n: int, shapes: dict[str, tuple[int, ...]]
     normal; integer inputs zeros. Only a proxy: it ranks cuts, it says nothing of accuracy."""
     rng = np.random.default_rng(seed)
     out = {}
-    for name, shape in runtime.input_shapes(model, shapes).items():
-        dtype = np.asarray(runtime.random_feeds(model, shapes)[name]).dtype
+    for name, shape in input_shapes(model, shapes).items():
+        dtype = np.asarray(random_feeds(model, shapes)[name]).dtype
         full = (n, *shape[1:])
         if not np.issubdtype(dtype, np.floating):
             out[name] = np.zeros(full, dtype=dtype)

@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from . import api, guard, pipeline, preparation, profile, progress, runtime
-from .errors import OnnxPruneError
+from . import api, guard, pipeline, preparation, profile, progress
+from .errors import OnnxPruneError, first_line
 from .figures import frontier_figure, plot_heatmap, plot_profiles, save_figure, tradeoff_figure
 from .load import load_model, parse_shape_overrides
 from .options import (
@@ -113,7 +113,7 @@ def _optional(what: str, prep, fn) -> None:
     try:
         fn()
     except Exception as exc:  # noqa: BLE001
-        prep.warnings.append(f"{what} failed ({type(exc).__name__}: {runtime.first_line(exc)}); skipped")
+        prep.warnings.append(f"{what} failed ({type(exc).__name__}: {first_line(exc)}); skipped")
 
 
 @cli.command()

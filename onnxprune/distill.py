@@ -50,7 +50,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import cachefile, calib, runtime
+from . import cachefile, calib, runtime, runtimes
 from .errors import OnnxPruneError
 from .fidelity import classifier_like
 
@@ -233,7 +233,7 @@ class _Plan:
                                   MAX_EPOCHS, EVAL_BATCH]}
         h.update(json.dumps(settings, sort_keys=True).encode())
         self.key = h.hexdigest()[:32]
-        self.path = os.path.join(runtime.cache_dir(), "distill.json")
+        self.path = os.path.join(cachefile.cache_dir(), "distill.json")
         self.steps: int | None = cachefile.read(self.path).get(self.key, {}).get("steps")
         self.source = "measured" if self.steps is None else "cache"
 
@@ -317,10 +317,10 @@ class _Job:
         caches the teacher's held-out outputs and the matched tensors' channel variances."""
         n = self.static or min(8, calib.count(self.held))
         feeds = {k: v[:n] for k, v in self.held.items()}
-        cfg = runtime.RuntimeConfig(opt_level="disable")
+        cfg = runtimes.RuntimeConfig(opt_level="disable")
         inputs, ran = self._tensors(feeds), []
         for net, model in ((self.student, self.pruned), (self.teacher, self.original)):
-            ref = runtime.run(runtime.session(model, cfg), feeds)
+            ref = runtime.run_outputs(runtimes.session(model, cfg), feeds)
             try:
                 got = self._run(net, inputs, EVAL_BATCH, grad=False)
             except Exception as exc:  # noqa: BLE001 -- a torch rule that cannot handle these inputs

@@ -32,8 +32,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import ops, runtime
+from . import ops, runtime, runtimes
 from .errors import OnnxPruneError
+from .inputs import graph_inputs, random_feeds
 from .load import subgraph_names
 
 _SMALL_VALUE = 64  # traced integer tensors up to this size keep their values (shape tensors)
@@ -142,7 +143,7 @@ class ChannelGraph:
         self.node_index = 0
         self._consumers: dict[str, list[onnx.NodeProto]] | None = None
 
-        for inp in runtime.graph_inputs(model):
+        for inp in graph_inputs(model):
             shape = self.shapes.get(inp.name)
             if shape and len(shape) >= 2:
                 axis = 1 if len(shape) != 3 else 2
@@ -326,9 +327,9 @@ def trace(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]] | None =
             if name and name not in have:
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))
                 have.add(name)
-    feeds = runtime.random_feeds(model, overrides)
-    sess = runtime.session(probe, runtime.RuntimeConfig(opt_level="disable"))
-    values = runtime.run(sess, feeds)
+    feeds = random_feeds(model, overrides)
+    sess = runtimes.session(probe, runtimes.RuntimeConfig(opt_level="disable"))
+    values = runtime.run_outputs(sess, feeds)
     values.update(feeds)
     shapes = {k: tuple(int(d) for d in np.shape(v)) for k, v in values.items()}
     small = {

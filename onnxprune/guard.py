@@ -1,6 +1,6 @@
 """Cost guard: what one inference will cost at the shapes the tool uses, known before anything runs.
 
-From onnx shape inference at the concrete input shapes (:func:`onnxprune.runtime.input_shapes`
+From onnx shape inference at the concrete input shapes (:func:`onnxprune.input_shapes`
 with ``--shape`` and the calibration samples' shapes), :func:`estimate` adds up the weights,
 the inputs, every intermediate activation (the tool's trace exposes them all at once) and, with
 calibration data, the samples and a batch of activations per calibration run; :func:`check`
@@ -24,8 +24,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 
-from . import runtime, stats
+from . import stats
 from .errors import OnnxPruneError
+from .inputs import NP_TYPES, graph_inputs, input_shapes
 
 SHARE = 0.5  # of the available memory, the default budget
 CALIB_BATCH = 16  # calibration runs batch this many samples (calib.batch_size)
@@ -153,7 +154,7 @@ def _known(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:
 def estimate(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> Cost:
     """The cost of the runs at the input shapes the tool will use, without calibration data
     (:meth:`Cost.with_samples` adds it; see the module docstring)."""
-    concrete = runtime.input_shapes(model, shapes)
+    concrete = input_shapes(model, shapes)
     sized = _inferred_infos(model, concrete)
     elems, weights, inputs = _stored_sizes(model, concrete)
     traced, nbytes = _activation_sizes(model, concrete, sized, elems)
@@ -195,9 +196,9 @@ def _stored_sizes(model: onnx.ModelProto,
     for init in model.graph.initializer:
         n = int(np.prod([max(d, 0) for d in init.dims]))
         elems[init.name] = n
-        weights += n * _elem_bytes(init.data_type) if init.data_type in runtime.NP_TYPES else len(init.raw_data)
+        weights += n * _elem_bytes(init.data_type) if init.data_type in NP_TYPES else len(init.raw_data)
     inputs = 0
-    for inp in runtime.graph_inputs(model):
+    for inp in graph_inputs(model):
         n = int(np.prod(concrete[inp.name]))
         elems[inp.name] = n
         inputs += n * _elem_bytes(inp.type.tensor_type.elem_type)
@@ -277,7 +278,7 @@ def _refuse_over_budget(model: onnx.ModelProto, cost: Cost, samples: dict[str, n
 
 
 def _static(model: onnx.ModelProto, name: str, axis: int) -> bool:
-    inp = next(i for i in runtime.graph_inputs(model) if i.name == name)
+    inp = next(i for i in graph_inputs(model) if i.name == name)
     dims = inp.type.tensor_type.shape.dim
     return axis < len(dims) and dims[axis].HasField("dim_value") and dims[axis].dim_value > 0
 

@@ -24,8 +24,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import ops, runtime
-from .errors import OnnxPruneError
+from . import ops, runtime, runtimes
+from .errors import OnnxPruneError, first_line
+from .inputs import graph_inputs, random_feeds
 
 _FOLD_MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 stays under protobuf's 2 GiB; memory is guard.py's check
 _ATTRIBUTE_TYPES = set(onnx.AttributeProto.AttributeType.values()) - {onnx.AttributeProto.UNDEFINED}
@@ -55,7 +56,7 @@ def check_readable(path: str) -> None:
 
 def parse_shape_overrides(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
     """Parse ``--shape`` values, ``name:1x3x224x224`` strings, into ``{name: (1, 3, 224, 224)}``,
-    the overrides :func:`onnxprune.runtime.input_shapes` resolves a model's inputs with."""
+    the overrides :func:`onnxprune.input_shapes` resolves a model's inputs with."""
     out: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition(":")
@@ -83,7 +84,7 @@ def normalise(
     _refuse_quantized(model)
     check_initializers(model)
     if verify:
-        original = runtime.session(model, runtime.RuntimeConfig(opt_level="disable"))
+        original = runtimes.session(model, runtimes.RuntimeConfig(opt_level="disable"))
     out = _canonical_copy(model)
     if verify:
         _check_same_outputs(model, original, out, shapes)
@@ -106,7 +107,7 @@ def _canonical_copy(model: onnx.ModelProto) -> onnx.ModelProto:
     initializers unshared and implicit attributes written out, in that order."""
     out = copy.deepcopy(model)
     graph = out.graph
-    kept_inputs = runtime.graph_inputs(out)
+    kept_inputs = graph_inputs(out)
     del graph.input[:]
     graph.input.extend(kept_inputs)
     _fold_constants(out)
@@ -128,21 +129,21 @@ def _check_same_outputs(model: onnx.ModelProto, original, out: onnx.ModelProto,
     """Raise one line unless ``original`` (the session of ``model``) gives NaN-free, repeatable
     outputs on random inputs at ``shapes`` and ``out`` (its canonical form) gives the same ones
     (max relative error 1e-6)."""
-    feeds = runtime.random_feeds(model, shapes)
-    ref = runtime.run(original, feeds)
+    feeds = random_feeds(model, shapes)
+    ref = runtime.run_outputs(original, feeds)
     bad = next((k for k, v in ref.items() if np.issubdtype(v.dtype, np.floating)
                 and np.isnan(v).any()), None)
     if bad is not None:
         given = _feeds_text(feeds)
         raise OnnxPruneError(f"the model outputs NaN in {bad!r} on random inputs ({given}): "
                              "nothing pruned could be checked against it")
-    if runtime.max_rel_error(ref, runtime.run(original, feeds)) > 1e-6:
+    if runtime.max_rel_error(ref, runtime.run_outputs(original, feeds)) > 1e-6:
         given = _feeds_text(feeds)
         raise OnnxPruneError(
             f"the model gives different outputs on two runs of the same inputs ({given}): "
             "nothing pruned could be checked against it (an exporter bug? try --shape or "
             "the other torch exporter)")
-    got = runtime.run(runtime.session(out, runtime.RuntimeConfig(opt_level="disable")), feeds)
+    got = runtime.run_outputs(runtimes.session(out, runtimes.RuntimeConfig(opt_level="disable")), feeds)
     err = runtime.max_rel_error(ref, got)
     if err > 1e-6:
         raise OnnxPruneError(f"internal: normalisation changed the outputs (rel. error {err:.2e})")
@@ -158,7 +159,7 @@ def export_form(model: onnx.ModelProto) -> onnx.ModelProto:
     if model.ir_version >= INITIALIZERS_ARE_INPUTS_BEFORE_IR:
         return model
     graph = model.graph
-    real = runtime.graph_inputs(model)
+    real = graph_inputs(model)
     del graph.input[:]
     graph.input.extend(real)
     graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
@@ -339,7 +340,7 @@ def check_initializers(model: onnx.ModelProto) -> None:
             numpy_helper.to_array(init)
         except Exception as exc:  # noqa: BLE001 -- onnx raises several types for bad data
             raise OnnxPruneError(f"initializer {init.name!r}: its data does not fill its dims "
-                                 f"{list(init.dims)} ({runtime.first_line(exc)})") from None
+                                 f"{list(init.dims)} ({first_line(exc)})") from None
 
 
 def check_finite(consts: dict[str, np.ndarray]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import backends, calib, guard, progress, recover, runtime
+from . import backends, calib, guard, progress, recover, runtimes
 from .errors import OnnxPruneError
 from .importance import KINDS
 from .sources import PRESETS, load_samples
@@ -35,16 +35,17 @@ FLOOR_OPTION = click.option("--floor", type=float, default=0.25, show_default=Tr
 CACHE_OPTION = click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 
 _RUNTIME_OPTIONS = [
-    click.option("--runtime", "runtime_name", type=click.Choice(runtime.RUNTIMES), default="ort",
-                 show_default=True, help="onnxruntime, or OpenVINO's own runtime"),
+    click.option("--runtime", "runtime_name", type=click.Choice(runtimes.names()), default="ort",
+                 show_default=True,
+                 help=", or ".join(f.help for f in runtimes.families())),
     click.option("--provider", default="cpu", show_default=True,
-                 help=f"onnxruntime execution provider: {', '.join(sorted(runtime.PROVIDERS))} "
+                 help=f"onnxruntime execution provider: {', '.join(sorted(runtimes.PROVIDERS))} "
                       "or any EP's full name"),
     click.option("--ep-library", default="", metavar="PATH",
                  help="register --provider from this plugin EP library"),
     click.option("--device", default="", help="OpenVINO device (CPU, GPU) or CUDA device id"),
     click.option("--threads", type=int, default=1, show_default=True, help="intra-op threads"),
-    click.option("--opt-level", type=click.Choice(sorted(runtime.OPT_LEVELS)), default="all",
+    click.option("--opt-level", type=click.Choice(sorted(runtimes.OPT_LEVELS)), default="all",
                  show_default=True, help="graph optimisation level"),
     click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
                  help="provider (or OpenVINO) option, repeatable (e.g. device_id=0)"),
@@ -134,7 +135,7 @@ def announce(quiet: bool = False):
 class Deployment:
     """Where and how models are timed: a runtime configuration, measured here or in Ray actors."""
 
-    config: runtime.RuntimeConfig
+    config: runtimes.RuntimeConfig
     ray_address: str | None = None
     ray_resources: dict[str, float] | None = None
     ray_actors: int | None = None
@@ -147,22 +148,17 @@ class Deployment:
         """Validate the command line's runtime options (one clear error each)."""
         if threads < 1:
             raise OnnxPruneError("--threads must be at least 1")
-        if fp16 and not (runtime_name == "openvino" or provider == "tensorrt"):
-            raise OnnxPruneError("--fp16 needs --provider tensorrt or --runtime openvino")
-        if device and runtime_name == "ort" and provider not in runtime.GPU_PROVIDERS:
-            raise OnnxPruneError("--device is an OpenVINO device or a CUDA/TensorRT device id")
-        if runtime_name == "openvino" and ray_address is None:
-            backends.openvino()
+        config = runtimes.RuntimeConfig(provider, threads, opt_level,
+                                        _pairs(provider_options, "--provider-option"),
+                                        runtime_name, device, fp16, ep_library)
+        runtimes.check_request(config)
         resources = _amounts(ray_resources)
         if ray_address is None and (resources or ray_actors is not None):
             raise OnnxPruneError("--ray-resources and --ray-actors need --ray auto|ADDRESS")
         if (ray_actors is not None and ray_actors < 1) or ray_timeout <= 0:
             raise OnnxPruneError("--ray-actors must be at least 1 and --ray-timeout positive")
-        config = runtime.RuntimeConfig(provider, threads, opt_level,
-                                       _pairs(provider_options, "--provider-option"),
-                                       runtime_name, device, fp16, ep_library)
-        if ray_address is None:  # before any work: a missing provider is one line, nothing else
-            runtime.check_provider(config)
+        if ray_address is None:  # before any work: a missing runtime is one line, nothing else
+            runtimes.check_available(config)
         return cls(config, ray_address, resources or None, ray_actors, ray_timeout)
 
     def source(self) -> backends.LatencySource:

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import onnx
 
-from . import cachefile, load, progress, runtime
+from . import cachefile, load, progress, runtime, runtimes
 from .errors import OnnxPruneError
 
 EXTERNAL_DATA_BYTES = 1_900_000_000  # protobuf's 2 GiB limit, with headroom
@@ -47,7 +47,7 @@ def write_model(model: onnx.ModelProto, out: str, feeds: dict[str, np.ndarray],
             onnx.save(model, tmp, save_as_external_data=True, location=os.path.basename(out) + ".data")
         else:
             onnx.save(model, tmp)
-        runtime.run(runtime.session(tmp), feeds)
+        runtime.run_outputs(runtimes.session(tmp), feeds)
 
 
 @contextlib.contextmanager

@@ -31,12 +31,12 @@ from . import (
     load,
     profile,
     recover,
-    runtime,
+    runtimes,
     search,
     sensitivity,
     verify,
 )
-from .errors import OnnxPruneError
+from .errors import OnnxPruneError, first_line
 from .graph import trace
 from .preparation import Prepared, restage
 from .progress import line as progress_line
@@ -286,7 +286,7 @@ class Search:
         return [{**point, "chosen": point is mine} for point in self.points]
 
 
-def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource, floor: float = 0.25,
+def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource, floor: float = 0.25,
                  cache_path: str | None = None, progress: bool = True,
                  value: str = "sensitivity", baseline: tuple[bytes, float] | None = None,
                  **settings) -> Search:
@@ -315,7 +315,7 @@ def start_search(prep: Prepared, config: runtime.RuntimeConfig | backends.Latenc
             ctx.choices = search.with_values(choices, ctx.table.values)
         except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
             prep.warnings.append(f"the sensitivity table failed ({type(exc).__name__}: "
-                                 f"{runtime.first_line(exc)}); widths were chosen by channel "
+                                 f"{first_line(exc)}); widths were chosen by channel "
                                  "importance instead")
     if not ctx.choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
@@ -355,7 +355,7 @@ def _proven(prep: Prepared, choices: list[search.Choice]) -> list[search.Choice]
     return [ch for ch in choices if ch.group not in unproven]
 
 
-def prune_to_target(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
+def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
                     target_ms: float | None = None,
                     speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
                     cache_path: str | None = None,
@@ -400,7 +400,7 @@ def _conclude(ctx: Search, target: float, found: search.SearchResult,
     return _final(ctx, result, ctx.baseline_ms / target, found, widths)
 
 
-def prune_progressive(prep: Prepared, config: runtime.RuntimeConfig | backends.LatencySource,
+def prune_progressive(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
                       target_ms: float | None, speedup: float | None, stages: int,
                       max_drop: float | None = None, method: str = "knapsack",
                       **kwargs) -> TargetResult:
@@ -444,7 +444,7 @@ def _final(ctx: Search, result: PruneResult, target_ms: float, found: search.Sea
                         warnings=list(dict.fromkeys(ctx.prep.warnings)))
 
 
-def prune_within_drop(prep: Prepared, config: runtime.RuntimeConfig, max_drop: float,
+def prune_within_drop(prep: Prepared, config: runtimes.RuntimeConfig, max_drop: float,
                       rounds: int = 6, **kwargs) -> TargetResult:
     """The fastest measured model whose fidelity drop stays within ``max_drop``: bisection on
     the latency savings asked of the knapsack, each candidate built, recovered and judged on
@@ -521,7 +521,7 @@ def _frontier_text(ctx: Search) -> str:
         if p["drop"] is not None) + f" (baseline {ctx.baseline_ms:.2f} ms)"
 
 
-def frontier(prep: Prepared, config: runtime.RuntimeConfig, speedups: list[float],
+def frontier(prep: Prepared, config: runtimes.RuntimeConfig, speedups: list[float],
              **kwargs) -> list[TargetResult]:
     """Several operating points in one run, sharing the baseline, the profiles and the
     sensitivity table. Every target's loop runs first, so each target then chooses among all
@@ -560,7 +560,7 @@ def _drop(tr: TargetResult) -> float:
 
 
 def quick_latency(prep: Prepared, pruned: onnx.ModelProto,
-                  config: runtime.RuntimeConfig | backends.LatencySource | None = None,
+                  config: runtimes.RuntimeConfig | backends.LatencySource | None = None,
                   rounds: int = 20) -> bench.Comparison:
     """Interleaved A/B timing of the original and the pruned model on ``config`` (default: ORT
     CPU, 1 thread) or a latency source."""

@@ -16,6 +16,7 @@ from . import calib, fidelity, guard, load, runtime, sensitivity
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches
 from .importance import KINDS, activation_importance, weight_importance
+from .inputs import random_feeds
 from .progress import timed
 from .sources import load_samples
 
@@ -54,7 +55,7 @@ class Prepared:
     def reference(self) -> dict[str, np.ndarray]:
         """The unpruned model's outputs on ``feeds`` (computed once)."""
         if self.reference_outputs is None:
-            self.reference_outputs = runtime.run(self.teacher, self.feeds)
+            self.reference_outputs = runtime.run_outputs(self.teacher, self.feeds)
         return self.reference_outputs
 
     def held_reference(self) -> dict[str, np.ndarray]:
@@ -117,7 +118,7 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     normalised = load.normalise(original, shapes)
     split = _split(normalised, samples, val)
     prep = Prepared(original, normalised, build_graph(normalised, shapes),
-                    runtime.random_feeds(normalised, shapes), shapes or {}, split,
+                    random_feeds(normalised, shapes), shapes or {}, split,
                     importance=importance, exclude=list(exclude or []),
                     warnings=_held_out_warning(split) if split is not None else [])
     _score_channels(prep)

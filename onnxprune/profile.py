@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import backends, cachefile, ops, runtime
+from . import backends, cachefile, ops, runtimes
 from .graph import ChannelGraph, Group
 from .progress import short as progress_short
 from .progress import stage as progress_stage
@@ -154,7 +154,7 @@ class Cache:
 
 
 def default_cache_path() -> str:
-    return os.path.join(runtime.cache_dir(), "profiles.json")
+    return os.path.join(cachefile.cache_dir(), "profiles.json")
 
 
 def sweeper(source: backends.LatencySource) -> backends.LatencySource:
@@ -579,7 +579,7 @@ class ProfileRun:
     build_seconds: float = 0.0
 
 
-def profile_model(g: ChannelGraph, source: backends.LatencySource | runtime.RuntimeConfig,
+def profile_model(g: ChannelGraph, source: backends.LatencySource | runtimes.RuntimeConfig,
                   cache: Cache, groups: list[Group] | None = None, min_fraction: float = 0.0,
                   rel_tol: float = 0.05, progress: bool = True) -> ProfileRun:
     """Profile every prunable group (or ``groups``) on a latency source (or a runtime

@@ -27,9 +27,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import backends, runtime, search
+from . import runtimes, search
 from .distill import summary as distill_summary
 from .graph import ChannelGraph
+from .inputs import graph_inputs
 from .profile import GroupProfile
 
 if TYPE_CHECKING:
@@ -362,7 +363,7 @@ def print_target(data: dict) -> None:
 
 def input_shapes(g: ChannelGraph) -> dict[str, list[int]]:
     """The graph inputs' concrete shapes every latency was measured at."""
-    names = [i.name for i in runtime.graph_inputs(g.model)]
+    names = [i.name for i in graph_inputs(g.model)]
     return {n: list(g.shapes[n]) for n in names if n in g.shapes}
 
 
@@ -536,7 +537,7 @@ def run_info(g: ChannelGraph, argv: list[str], source_key: str | None = None,
             return "-"
 
     return {"command": shlex.join(["onnxprune", *argv]), "goal": goal or {}, "source": source_key,
-            "machine": f"{backends.device_name(runtime.RuntimeConfig())}, {os.cpu_count()} cores, "
+            "machine": f"{runtimes.device_name(runtimes.RuntimeConfig())}, {os.cpu_count()} cores, "
                        f"{platform.platform()}",
             "input_shapes": input_shapes(g), "onnxprune": version("onnxprune"),
             "onnxruntime": version("onnxruntime"), "python": platform.python_version(),

@@ -43,7 +43,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import cachefile, calib, load, progress, runtime
+from . import cachefile, calib, load, progress, runtime, runtimes
 from .fidelity import distortion, outputs_on
 from .graph import ChannelGraph, Group
 from .linear import _rows_to_weight, _weight_rows, design_rows, linear, ridge_solve, ridge_strength
@@ -311,7 +311,7 @@ class GroupProbe:
             model.graph.input.append(onnx.helper.make_tensor_value_info(
                 name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
         load.derived(model)
-        self.session = runtime.session(model, runtime.RuntimeConfig(threads=os.cpu_count() or 1))
+        self.session = runtimes.session(model, runtimes.RuntimeConfig(threads=os.cpu_count() or 1))
         self.batch, self.static = calib.batch_size(g.model)
 
     def _cut(self, model: onnx.ModelProto, fed: set[str], samples: calib.Samples) -> calib.Samples:
@@ -389,7 +389,7 @@ class GroupProbe:
         names = [o.name for o in self.session.get_outputs()]
         parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for feed in calib.batches(self.inputs, self.batch, self.static):
-            got = runtime.run(self.session, {**feed, **weights})
+            got = runtime.run_outputs(self.session, {**feed, **weights})
             for n in names:
                 parts[n].append(got[n])
         return {n: np.concatenate(v) for n, v in parts.items()}

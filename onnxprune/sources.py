@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from . import calib, guard, runtime
+from . import calib, guard
 from .errors import OnnxPruneError
+from .inputs import graph_inputs, input_shapes
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -218,7 +219,7 @@ def image_input(model: onnx.ModelProto, options: Options,
                 shapes: dict[str, tuple[int, ...]], what: str) -> ImageInput:
     """The model's one image input: rank 4, layout from ``options`` or from where its static
     channel axis (1 or 3) is, size from ``shapes``, its static dims, or ``options.crop``."""
-    inputs = runtime.graph_inputs(model)
+    inputs = graph_inputs(model)
     if len(inputs) != 1:
         raise OnnxPruneError(f"{what}: images feed one input, the model has "
                              f"{[i.name for i in inputs]}; give a .npz keyed by input name")
@@ -230,7 +231,7 @@ def image_input(model: onnx.ModelProto, options: Options,
                              f"{len(dims)}")
     layout = options.layout or ("nhwc" if dims[3] in (1, 3) and dims[1] not in (1, 3) else "nchw")
     axes = (2, 3, 1) if layout == "nchw" else (1, 2, 3)
-    concrete = runtime.input_shapes(model, {inp.name: shapes[inp.name]} if inp.name in shapes
+    concrete = input_shapes(model, {inp.name: shapes[inp.name]} if inp.name in shapes
                                     else None)[inp.name]
     channels = dims[axes[2]] or 3
     if channels not in (1, 3):
@@ -335,7 +336,7 @@ def _sentences(path: str, model: onnx.ModelProto, options: Options,
     except Exception as exc:
         raise OnnxPruneError(f"--tokenizer {options.tokenizer}: not a tokenizers "
                              f"tokenizer.json ({type(exc).__name__})") from exc
-    inputs = runtime.graph_inputs(model)
+    inputs = graph_inputs(model)
     unknown = [i.name for i in inputs if i.name not in TEXT_INPUTS]
     if unknown or not any(i.name == "input_ids" for i in inputs):
         raise OnnxPruneError(f"{what} {path}: sentences feed {', '.join(TEXT_INPUTS)}; the model "
@@ -368,10 +369,10 @@ def sequence_length(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
                     tok) -> int | None:
     """Tokens per sequence: ``--shape`` of a text input, the static axis 1 of one, the
     tokenizer's truncation length, or None (the longest sentence)."""
-    for inp in runtime.graph_inputs(model):
+    for inp in graph_inputs(model):
         if inp.name in shapes and len(shapes[inp.name]) >= 2:
             return shapes[inp.name][1]
-    for inp in runtime.graph_inputs(model):
+    for inp in graph_inputs(model):
         dims = inp.type.tensor_type.shape.dim
         if len(dims) >= 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 0:
             return dims[1].dim_value

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import runtime
+from . import runtime, runtimes
 from .errors import OnnxPruneError
 from .graph import ChannelGraph
 from .rewrite import PrunePlan, apply_plan, channel_masks
@@ -38,7 +38,7 @@ def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
     """Full onnx check, load and run in onnxruntime; outputs keep the names and shapes of the
     ``reference`` outputs (the unpruned model's on the same feeds). Returns the outputs."""
     check_structure(model)
-    out = runtime.run(runtime.session(model), feeds)
+    out = runtime.run_outputs(runtimes.session(model), feeds)
     if reference is not None:
         for name, value in reference.items():
             if name not in out or out[name].shape != value.shape:
@@ -72,9 +72,9 @@ def zero_filter_error(g: ChannelGraph, plan: PrunePlan, feeds: dict[str, np.ndar
                       pruned: onnx.ModelProto | None = None) -> float:
     """Max relative output error between the zeroed and the pruned model (should be ~1e-7);
     ``pruned`` is ``apply_plan(g, plan)`` when the caller already has it."""
-    cfg = runtime.RuntimeConfig(opt_level="disable")
-    ref = runtime.run(runtime.session(zeroed_model(g, plan), cfg), feeds)
-    got = runtime.run(runtime.session(pruned or apply_plan(g, plan), cfg), feeds)
+    cfg = runtimes.RuntimeConfig(opt_level="disable")
+    ref = runtime.run_outputs(runtimes.session(zeroed_model(g, plan), cfg), feeds)
+    got = runtime.run_outputs(runtimes.session(pruned or apply_plan(g, plan), cfg), feeds)
     return runtime.max_rel_error(ref, got)
 
 

@@ -14,10 +14,10 @@ def prove(model: onnx.ModelProto, ratio: float = 0.3, min_removed: int = 1) -> P
     """Pruning nothing is exact; pruning ``ratio`` of every group passes the checker, runs,
     keeps output shapes, shrinks the model, and matches the zero-filter model to 1e-5."""
     prep = prepare(model)
-    ref = runtime.run(prep.original, prep.feeds)
+    ref = runtime.run_outputs(prep.original, prep.feeds)
     normalised = prep.reference()
     assert runtime.max_rel_error(ref, normalised) < 1e-6
-    untouched = runtime.run(apply_plan(prep.graph, PrunePlan()), prep.feeds)
+    untouched = runtime.run_outputs(apply_plan(prep.graph, PrunePlan()), prep.feeds)
     assert runtime.max_rel_error(normalised, untouched) == 0.0
     plan = ratio_plan(prep.graph, ratio)
     removed = sum(len(v) for v in plan.removed(prep.graph).values())

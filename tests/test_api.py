@@ -47,7 +47,7 @@ def test_outputs_are_checked_before_any_work(tmp_path):
 
 def test_pruning_nothing_reproduces_the_outputs():
     done = run(PruneRequest(tiny.conv_chain(), ratio=0.0, recovery=()))
-    out, ref = runtime.run(done.model, done.prep.feeds), done.prep.reference()
+    out, ref = runtime.run_outputs(done.model, done.prep.feeds), done.prep.reference()
     assert out.keys() == ref.keys()
     for name, value in ref.items():
         np.testing.assert_allclose(out[name], value, rtol=1e-5, atol=1e-6)
@@ -60,7 +60,7 @@ def test_ratio_request_gives_a_proven_recovered_model():
     result = done.result
     assert result.channels_removed > 0 and result.zero_filter_error < 1e-5
     assert done.model is result.model and result.params_after < result.params_before
-    out, ref = runtime.run(done.model, done.prep.feeds), done.prep.reference()
+    out, ref = runtime.run_outputs(done.model, done.prep.feeds), done.prep.reference()
     assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
     steps = {s["step"] for s in result.quality.recovery.steps}
     assert steps - {"none"} == {"bias"}  # the --recover text, parsed

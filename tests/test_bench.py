@@ -10,8 +10,9 @@ import onnx
 import pytest
 import tiny
 
-from onnxprune import backends, bench, cli, runtime
+from onnxprune import backends, bench, cli, runtimes
 from onnxprune.bench import Timing
+from onnxprune.inputs import random_feeds
 
 
 def _needs(package: str) -> pytest.MarkDecorator:
@@ -35,9 +36,9 @@ def test_timing_statistics():
 @pytest.mark.parametrize("name", RUNTIMES)
 def test_model_against_itself_is_about_one(name):
     model = tiny.residual()
-    feeds = runtime.random_feeds(model)
-    config = runtime.RuntimeConfig(runtime=name)
-    cmp = bench.compare(backends.build(model, feeds, config), backends.build(model, feeds, config),
+    feeds = random_feeds(model)
+    config = runtimes.RuntimeConfig(runtime=name)
+    cmp = bench.compare(runtimes.runner(model, feeds, config), runtimes.runner(model, feeds, config),
                         rounds=15)
     assert 0.85 < cmp.speedup < 1.15
     assert cmp.ratio_p10 <= cmp.speedup <= cmp.ratio_p90
@@ -46,9 +47,9 @@ def test_model_against_itself_is_about_one(name):
 @pytest.mark.parametrize("name", RUNTIMES)
 def test_wider_layer_is_slower_on_every_runtime(name):
     """Coarse: 4x the output channels of a 3x3 conv costs clearly more on both runtimes."""
-    source = backends.Local(runtime.RuntimeConfig(runtime=name))
+    source = backends.Local(runtimes.RuntimeConfig(runtime=name))
     narrow, wide = tiny.single_conv(cout=32, head=8), tiny.single_conv(cout=128, head=8)
-    feeds = runtime.random_feeds(narrow)
+    feeds = random_feeds(narrow)
     cmp = source.compare(wide.SerializeToString(), narrow.SerializeToString(), feeds, rounds=9)
     assert cmp.speedup > 1.5
     assert source.key().startswith(f"{name}:") and f"|{name}" in source.key()

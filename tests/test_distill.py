@@ -19,6 +19,7 @@ from onnxprune.rewrite import ratio_plan
 torch = pytest.importorskip("torch")
 from onnxprune import distill as distill_module
 from onnxprune.distill import distill
+from onnxprune.inputs import random_feeds
 from onnxprune.torchexec import Executor, trainable_names
 
 
@@ -32,7 +33,7 @@ def _executor_error(model: onnx.ModelProto, feeds: dict[str, np.ndarray], **kwar
     net = Executor(model, trainable_names(model), **kwargs)
     with torch.no_grad():
         got = net({k: torch.from_numpy(v) for k, v in feeds.items()})
-    return runtime.max_rel_error(runtime.run(model, feeds), {k: v.numpy() for k, v in got.items()})
+    return runtime.max_rel_error(runtime.run_outputs(model, feeds), {k: v.numpy() for k, v in got.items()})
 
 
 def _decoder() -> onnx.ModelProto:
@@ -71,7 +72,7 @@ def test_executor_matches_onnxruntime_on_real_models(path):
     model = onnx.load(path)
     convs = sum(n.op_type == "Conv" for n in model.graph.node)
     for seed, layout in ((0, False), (1, True)):
-        feeds = runtime.random_feeds(model, seed=seed)
+        feeds = random_feeds(model, seed=seed)
         feeds = {k: np.concatenate([v, 2 * v]) for k, v in feeds.items()}  # batch 2
         assert _executor_error(model, feeds, channels_last=layout) < 1e-4
     assert Executor(model).fused == convs  # every Conv + BatchNormalization runs as one op
@@ -126,8 +127,8 @@ def test_distill_matches_block_ends_and_improves_held_out_fidelity(pruned_residu
     assert {(i.name, i.data_type, tuple(i.dims)) for i in model.graph.initializer} == \
         {(i.name, i.data_type, tuple(i.dims)) for i in pruned.graph.initializer}
     test = calib.synthetic(original, 64, {"x": (1, 3, 16, 16)}, seed=11)  # unseen inputs
-    want = runtime.run(original, test)
-    assert distortion(want, runtime.run(model, test)) < 0.5 * distortion(want, runtime.run(pruned, test))
+    want = runtime.run_outputs(original, test)
+    assert distortion(want, runtime.run_outputs(model, test)) < 0.5 * distortion(want, runtime.run_outputs(pruned, test))
 
 
 def test_distill_recovers_agreement_on_unseen_real_digits():
@@ -145,9 +146,9 @@ def test_distill_recovers_agreement_on_unseen_real_digits():
     model, report = distill(original, pruned, split.fit, split.held, steps=300, seed=0)
     assert report["kept"] and report["kl_after"] < 0.5 * report["kl_before"]
     test = {"input": mnist("test")[0]}
-    want = runtime.run(original, test)["logits"].argmax(1)
-    before = (runtime.run(pruned, test)["logits"].argmax(1) == want).mean()
-    after = (runtime.run(model, test)["logits"].argmax(1) == want).mean()
+    want = runtime.run_outputs(original, test)["logits"].argmax(1)
+    before = (runtime.run_outputs(pruned, test)["logits"].argmax(1) == want).mean()
+    after = (runtime.run_outputs(model, test)["logits"].argmax(1) == want).mean()
     assert after > before + 0.05  # measured 8.9% -> 20.4% (KL 13.2 -> 3.1)
 
 
@@ -172,7 +173,7 @@ def test_an_internal_error_skips_the_step_with_a_warning(pruned_residual, monkey
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(distill_module._Job, "train", broken)
-    reference = runtime.run(original, held)
+    reference = runtime.run_outputs(original, held)
     model, report = recover.recover(g, plan, pruned, fit, held, reference, ("bias", "distill"))
     entry = report.steps[-1]
     assert entry["step"] == "distill" and not entry["kept"] and entry["failed"] == "RuntimeError: boom"

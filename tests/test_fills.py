@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune import runtime
+from onnxprune import runtime, runtimes
 from onnxprune.cli import main
+from onnxprune.inputs import random_feeds
 from onnxprune.load import normalise, source_form
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
@@ -57,8 +58,8 @@ def test_uniform_tensors_become_fills_again_and_compute_the_same():
     onnx.checker.check_model(got, full_check=True)
     assert got.ByteSize() < dense.ByteSize()
     feeds = {"x": np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)}
-    ref = runtime.run(runtime.session(_sliced(dense)), feeds)
-    out = runtime.run(runtime.session(_sliced(got)), feeds)
+    ref = runtime.run_outputs(runtimes.session(_sliced(dense)), feeds)
+    out = runtime.run_outputs(runtimes.session(_sliced(got)), feeds)
     np.testing.assert_allclose(out["y"], ref["y"], rtol=1e-6, atol=1e-6)
 
 
@@ -98,9 +99,9 @@ def test_a_light_model_pruned_is_written_smaller_than_its_source(tmp_path):
     assert sum(n.op_type == "ConstantOfShape" for n in written.graph.node) > 20
     assert not written.graph.value_info  # the source carries none
     assert os.path.getsize(out) < os.path.getsize(path)
-    feeds = runtime.random_feeds(written)
-    y = runtime.run(runtime.session(written), feeds)
-    ref = runtime.run(runtime.session(onnx.load(path)), feeds)
+    feeds = random_feeds(written)
+    y = runtime.run_outputs(runtimes.session(written), feeds)
+    ref = runtime.run_outputs(runtimes.session(onnx.load(path)), feeds)
     assert [v.shape for v in y.values()] == [v.shape for v in ref.values()]
 
 

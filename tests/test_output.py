@@ -10,7 +10,7 @@ import pytest
 import tiny
 from onnx import numpy_helper
 
-from onnxprune import OnnxPruneError, output, runtime
+from onnxprune import OnnxPruneError, output, runtime, runtimes
 from onnxprune.output import check_output_path, write_model, write_text
 
 FEEDS = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)}
@@ -29,8 +29,8 @@ def test_written_model_loads_and_runs_like_the_original(tmp_path):
     out = tmp_path / "out.onnx"
     write_model(model, str(out), FEEDS)
     assert os.listdir(tmp_path) == ["out.onnx"]  # no temp file left
-    again = runtime.run(runtime.session(str(out)), FEEDS)
-    ref = runtime.run(runtime.session(model), FEEDS)
+    again = runtime.run_outputs(runtimes.session(str(out)), FEEDS)
+    ref = runtime.run_outputs(runtimes.session(model), FEEDS)
     np.testing.assert_array_equal(again["y"], ref["y"])
     assert onnx.load(str(out)) == model
 
@@ -81,5 +81,5 @@ def test_external_data_is_written_with_the_model_or_not_at_all(tmp_path, monkeyp
     assert os.listdir(tmp_path) == []
     write_model(tiny.conv_chain(), str(out), FEEDS)
     assert sorted(os.listdir(tmp_path)) == ["out.onnx", "out.onnx.data"]
-    again = runtime.run(runtime.session(str(out)), FEEDS)
-    np.testing.assert_array_equal(again["y"], runtime.run(runtime.session(tiny.conv_chain()), FEEDS)["y"])
+    again = runtime.run_outputs(runtimes.session(str(out)), FEEDS)
+    np.testing.assert_array_equal(again["y"], runtime.run_outputs(runtimes.session(tiny.conv_chain()), FEEDS)["y"])

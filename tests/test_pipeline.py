@@ -17,7 +17,7 @@ def test_ratio_zero_reproduces_the_outputs_and_removes_nothing():
     prep = prepare(tiny.conv_chain())
     result = prune_ratio(prep, 0.0, steps=())
     assert result.channels_removed == 0
-    out, ref = runtime.run(result.model, prep.feeds), prep.reference()
+    out, ref = runtime.run_outputs(result.model, prep.feeds), prep.reference()
     for name, value in ref.items():
         np.testing.assert_allclose(out[name], value, rtol=1e-5, atol=1e-6)
 
@@ -28,7 +28,7 @@ def test_more_ratio_removes_more_and_keeps_every_output_shape():
     assert 0 < small.channels_removed < large.channels_removed
     ref = prep.reference()
     for result in (small, large):
-        out = runtime.run(result.model, prep.feeds)
+        out = runtime.run_outputs(result.model, prep.feeds)
         assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
         assert result.zero_filter_error < 1e-5
 

@@ -19,7 +19,7 @@ import pytest
 import tiny
 from onnx import numpy_helper
 
-from onnxprune import OnnxPruneError, backends, bench, cachefile, runtime
+from onnxprune import OnnxPruneError, backends, bench, cachefile, runtimes
 from onnxprune.backends import Local
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
@@ -68,7 +68,7 @@ def test_coarse_grid_is_aligned():
 
 def _single_conv_profile(path):
     prep = prepare(tiny.single_conv())
-    config = runtime.RuntimeConfig(threads=1)
+    config = runtimes.RuntimeConfig(threads=1)
     return prep, config, profile_model(prep.graph, config, Cache(path, Local(config).key()), progress=False)
 
 
@@ -97,12 +97,12 @@ def test_single_conv_staircase_has_edges_at_multiples_of_16(tmp_path):
 
 
 def test_cache_key_separates_threads_and_runtimes():
-    configs = [runtime.RuntimeConfig(threads=1), runtime.RuntimeConfig(threads=2),
-               runtime.RuntimeConfig(runtime="openvino"), runtime.RuntimeConfig(provider="cuda")]
+    configs = [runtimes.RuntimeConfig(threads=1), runtimes.RuntimeConfig(threads=2),
+               runtimes.RuntimeConfig(runtime="openvino"), runtimes.RuntimeConfig(provider="cuda")]
     keys = [config.key() for config in configs]
     assert len(set(keys)) == 4 and keys[0] == "ort:cpu[]/t1/all"
     assert "cudnn_conv_algo_search=EXHAUSTIVE" in keys[3]  # the chosen search is recorded
-    trt = runtime.RuntimeConfig(provider="tensorrt", fp16=True, device="1").options()
+    trt = runtimes.RuntimeConfig(provider="tensorrt", fp16=True, device="1").options()
     assert trt["trt_fp16_enable"] == "True" and trt["device_id"] == "1"
     assert trt["trt_engine_cache_enable"] == trt["trt_timing_cache_enable"] == "True"
     assert Local(configs[0]).key().endswith(f"|ort{ort.__version__}")
@@ -110,7 +110,7 @@ def test_cache_key_separates_threads_and_runtimes():
     sweep = cuda.sweeper()  # device providers sweep on the cheap algorithm search
     assert "cudnn_conv_algo_search=HEURISTIC" in sweep.key() and sweep.builds is cuda.builds
     assert cpu.sweeper() is cpu
-    chosen = Local(runtime.RuntimeConfig(provider="cuda", provider_options={"cudnn_conv_algo_search": "DEFAULT"}))
+    chosen = Local(runtimes.RuntimeConfig(provider="cuda", provider_options={"cudnn_conv_algo_search": "DEFAULT"}))
     assert chosen.sweeper() is chosen  # the user's choice is kept for sweeps too
 
 
@@ -213,7 +213,7 @@ class Device(backends.Local):
     build_s = 0.002
 
     def __init__(self, cheap: bool = False, log: list | None = None):
-        super().__init__(runtime.RuntimeConfig(provider="cpu"))
+        super().__init__(runtimes.RuntimeConfig(provider="cpu"))
         self.cheap, self.log = cheap, log if log is not None else []
 
     def key(self) -> str:
@@ -281,7 +281,7 @@ def test_missing_tensorrt_or_cuda_is_one_line(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(tiny.conv_chain(), path)
     for provider, needs in (("tensorrt", "TensorRT"), ("cuda", "onnxruntime-gpu")):
-        if runtime.PROVIDERS[provider] in ort.get_available_providers():
+        if runtimes.PROVIDERS[provider] in ort.get_available_providers():
             continue
         proc = subprocess.run([sys.executable, "-m", "onnxprune", "profile", str(path), "--provider", provider],
                               capture_output=True, text=True, check=False,
@@ -294,9 +294,9 @@ def test_provider_that_falls_back_silently_is_refused(monkeypatch):
     """onnxruntime lists a provider whose libraries are missing, then runs on the CPU: refused."""
     real = ort.get_available_providers()
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", *real])
-    config = runtime.RuntimeConfig(provider="tensorrt")
+    config = runtimes.RuntimeConfig(provider="tensorrt")
     with pytest.warns(UserWarning), pytest.raises(OnnxPruneError, match="could not start.*TensorRT"):
-        runtime.session(tiny.conv_chain(), config)
+        runtimes.session(tiny.conv_chain(), config)
 
 
 def test_isolated_layers_reuse_one_draw_of_random_weights():

@@ -12,7 +12,8 @@ import pytest
 import tiny
 from test_sensitivity import _group, _samples, _two_paths
 
-from onnxprune import progress, runtime, sensitivity
+from onnxprune import progress, sensitivity
+from onnxprune.inputs import input_shapes
 from onnxprune.output import write_model
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
@@ -43,7 +44,7 @@ def test_profile_prints_one_plain_line_per_stage_and_group(tmp_path):
 
 def test_every_stage_of_a_target_run_reports(tmp_path, capsys):
     model = tiny.residual()
-    (name, shape), = runtime.input_shapes(model).items()
+    (name, shape), = input_shapes(model).items()
     calib = {name: np.random.default_rng(0).standard_normal((24, *shape[1:])).astype(np.float32)}
     progress.configure(True)
     try:

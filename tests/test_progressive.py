@@ -25,6 +25,6 @@ def test_two_stages_reach_the_target_against_the_unpruned_model(tmp_path):
     assert r.params_before == param_count(prep.model) > r.params_after
     # fidelity is measured against the unpruned model on the held-out samples
     held = prep.split.held
-    ref = runtime.run(prep.model, held)["logits"]
-    got = runtime.run(r.model, held)["logits"]
+    ref = runtime.run_outputs(prep.model, held)["logits"]
+    got = runtime.run_outputs(r.model, held)["logits"]
     assert abs(r.quality.fidelity.agreement - np.mean(ref.argmax(1) == got.argmax(1))) < 1e-9

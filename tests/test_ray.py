@@ -17,6 +17,7 @@ import fakes
 
 import onnxprune
 from onnxprune import OnnxPruneError, runtime
+from onnxprune.inputs import random_feeds
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, profile_model
@@ -92,7 +93,7 @@ def test_cli_ray_auto_writes_a_verified_model(tmp_path):
     assert "speedup (interleaved)" in proc.stdout
     model = onnx.load(str(out))
     onnx.checker.check_model(model)
-    feeds = runtime.random_feeds(model)
-    got, ref = runtime.run(model, feeds), runtime.run(tiny.conv_chain(), feeds)
+    feeds = random_feeds(model)
+    got, ref = runtime.run_outputs(model, feeds), runtime.run_outputs(tiny.conv_chain(), feeds)
     assert {k: v.shape for k, v in ref.items()} == {k: v.shape for k, v in got.items()}
     assert param_count(model) < param_count(tiny.conv_chain())

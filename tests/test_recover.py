@@ -9,8 +9,9 @@ import pytest
 import tiny
 from onnx import helper, numpy_helper
 
-from onnxprune import OnnxPruneError, calib, prune, runtime
+from onnxprune import OnnxPruneError, calib, prune
 from onnxprune.fidelity import fidelity, outputs_on
+from onnxprune.inputs import graph_inputs, input_shapes
 from onnxprune.pipeline import finish
 from onnxprune.preparation import prepare
 from onnxprune.recover import Cut, bias_compensation, consumers, lsq_refit
@@ -19,8 +20,8 @@ from onnxprune.rewrite import apply_plan, ratio_plan
 
 def _samples(model, n=48, seed=0):
     rng = np.random.default_rng(seed)
-    inp = runtime.graph_inputs(model)[0]
-    shape = runtime.input_shapes(model)[inp.name]
+    inp = graph_inputs(model)[0]
+    shape = input_shapes(model)[inp.name]
     return {inp.name: (rng.standard_normal((n, *shape[1:])) + 0.5).astype(np.float32)}
 
 

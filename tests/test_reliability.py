@@ -16,6 +16,7 @@ from test_guard import refusal
 
 from onnxprune import OnnxPruneError, pipeline, preparation, prune, recover, runtime
 from onnxprune.cli import main
+from onnxprune.inputs import random_feeds
 from onnxprune.load import normalise
 from onnxprune.ops.conv import Conv
 
@@ -101,7 +102,7 @@ def test_an_infinite_attention_mask_is_accepted():
         out = prune(model, ratio=0.5)
     assert out.report["channels_removed"] > 0 and out.report["zero_filter_error"] < 1e-5
     onnx.checker.check_model(out.model, full_check=True)
-    y = runtime.run(out.model, runtime.random_feeds(model))["y"]
+    y = runtime.run_outputs(out.model, random_feeds(model))["y"]
     assert y.shape == (1, 6, 16) and np.isfinite(y).all()
 
 
@@ -130,8 +131,8 @@ def test_no_numpy_warning_reaches_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [line for line in proc.stderr.splitlines() if not line.startswith("onnxprune: ")] == []
     assert "Warning" not in proc.stderr
-    assert np.isneginf(runtime.run(onnx.load(tmp_path / "o.onnx"),
-                                   runtime.random_feeds(model))["log_y"]).any()
+    assert np.isneginf(runtime.run_outputs(onnx.load(tmp_path / "o.onnx"),
+                                   random_feeds(model))["log_y"]).any()
 
 
 def _strides_edit(monkeypatch):

@@ -32,6 +32,6 @@ def test_refit_recovers_embeddings(bert):
     assert steps["lsq"]["embedding_cosine"] > steps["none"]["embedding_cosine"]
     assert steps["lsq"]["neighbours"] >= steps["none"]["neighbours"]
     assert result.quality.fidelity.agreement is None  # not a classifier
-    out = runtime.run(result.model, prep.feeds)
+    out = runtime.run_outputs(result.model, prep.feeds)
     ref = prep.reference()
     assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}

@@ -48,8 +48,8 @@ def test_zoo_speedup(name, tmp_path):
     r = tr.result
     assert r.zero_filter_error < 1e-5
     assert param_count(r.model) < param_count(prep.model)
-    ref = runtime.run(prep.model, prep.feeds)
-    got = runtime.run(r.model, prep.feeds)
+    ref = runtime.run_outputs(prep.model, prep.feeds)
+    got = runtime.run_outputs(r.model, prep.feeds)
     assert {k: v.shape for k, v in ref.items()} == {k: v.shape for k, v in got.items()}
 
 

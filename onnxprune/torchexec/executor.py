@@ -11,7 +11,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from .. import runtime
+from ..inputs import graph_inputs
 from ..ops import LinearSpec, opset_versions, spec_for
 from .conv import conv_bn
 from .registry import TorchRule, UnsupportedOp, rule_for
@@ -57,7 +57,7 @@ class Executor(torch.nn.Module):
     def __init__(self, model: onnx.ModelProto, trainable: Sequence[str] = (),
                  taps: Sequence[str] = (), channels_last: bool = False):
         super().__init__()
-        self.inputs = [i.name for i in runtime.graph_inputs(model)]
+        self.inputs = [i.name for i in graph_inputs(model)]
         self.outputs = [o.name for o in model.graph.output]
         self.taps = [t for t in dict.fromkeys(taps) if t not in self.outputs]
         self.channels_last = channels_last

@@ -3,6 +3,8 @@
 import tiny
 from prunecheck import group_of, prove
 
+from onnxprune.inputs import graph_inputs, input_shapes
+
 
 def test_convtranspose_both_sides():
     prep = prove(tiny.convtranspose())
@@ -17,11 +19,11 @@ def test_recovery_skips_convtranspose_with_a_reason():
     output is a stride-dependent scatter, not a conv window map)."""
     import numpy as np
 
-    from onnxprune import prune, runtime
+    from onnxprune import prune
 
     model = tiny.convtranspose()
-    inp = runtime.graph_inputs(model)[0]
-    shape = runtime.input_shapes(model)[inp.name]
+    inp = graph_inputs(model)[0]
+    shape = input_shapes(model)[inp.name]
     rng = np.random.default_rng(0)
     calib = [{inp.name: rng.standard_normal((8, *shape[1:])).astype(np.float32)} for _ in range(4)]
     report = prune(model, ratio=0.3, calib=calib).report["recovery"]

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from prunecheck import group_of, prove
 
-from onnxprune import ops, profile, runtime
+from onnxprune import ops, profile, runtime, runtimes
 from onnxprune.preparation import prepare
 from onnxprune.rewrite import apply_plan, ratio_plan
 
@@ -138,7 +138,7 @@ def test_heads_are_candidates_when_their_positions_align():
     """Alignment counts a layer's swept positions: whole heads of D = 4 values are aligned at
     any head count (channels would need multiples of 4)."""
     prep = prepare(bert_layer("BiasGelu"))
-    run = profile.profile_model(prep.graph, fakes.Staircase(runtime.RuntimeConfig()),
+    run = profile.profile_model(prep.graph, fakes.Staircase(runtimes.RuntimeConfig()),
                                 profile.Cache(None, "staircase"), [group_of(prep, "attn")],
                                 progress=False)
     assert run.groups[0].candidates == [1, 2, 3, 4]
@@ -173,5 +173,5 @@ def test_attention_profiles_over_heads():
     isolated = model.graph.node[0]
     assert ops.attr(isolated, "num_heads") == 3
     assert ops.attr(isolated, "qkv_hidden_sizes") == [3 * D, 3 * D, 3 * (D + 2)]
-    out = runtime.run(runtime.session(model), feeds)
+    out = runtime.run_outputs(runtimes.session(model), feeds)
     assert out["ctx"].shape == (1, S, 3 * (D + 2))
