@@ -116,7 +116,7 @@ def run_prune(job: Job) -> PruneRun:
     prep = _prepare(job, job.goal.importance, list(job.goal.exclude) or None, val=True)
     source = _source(job)
     if job.target.ratio is not None:
-        return PruneRun(job, prep, source, prune_ratio(prep, job.target.ratio, job))
+        return PruneRun(job, prep, source, prune_ratio(prep, job))
     job = _cached(job)
     if not job.target.latency:
         return PruneRun(job, prep, source, prune_within_drop(prep, source, job))
