@@ -7,7 +7,7 @@ command goes through here.
   holds every check of what was asked, one line each, before any work is done; then
   preparation (:mod:`onnxprune.preparation`) and the search drivers (:mod:`onnxprune.pipeline`).
 * :func:`run_frontier` (several operating points in one run), :func:`analyze` (the channel
-  groups), :func:`run_profile` (the groups' latency staircases), :class:`BenchRequest` ->
+  groups), :func:`profile` (the groups' latency staircases), :class:`BenchRequest` ->
   :func:`bench` (one model's timing, or an interleaved A/B comparison and fidelity).
 * :func:`read_data`: the one door through which calibration, validation and bench data are read.
 
@@ -23,7 +23,8 @@ from typing import Any
 
 import onnx
 
-from . import backends, calib, fidelity, guard, load, profile, runtime, sensitivity
+from . import backends, calib, fidelity, guard, load, runtime, sensitivity
+from . import profile as profiling
 from .bench import Comparison, Timing
 from .errors import OnnxPruneError
 from .graph import Group
@@ -106,7 +107,7 @@ def _source(job: Job) -> backends.LatencySource | None:
 def _cached(job: Job) -> Job:
     """The job with its profile cache path filled in (the default one)."""
     return replace(job, search=replace(job.search,
-                                       cache_path=job.search.cache_path or profile.default_cache_path()))
+                                       cache_path=job.search.cache_path or profiling.default_cache_path()))
 
 
 def run_prune(job: Job) -> PruneRun:
@@ -194,23 +195,23 @@ def analyze(job: Job) -> AnalyzeRun:
 
 @dataclass
 class ProfileRun:
-    """What :func:`run_profile` measured: the preparation, the latency source, the curves."""
+    """What :func:`profile` measured: the preparation, the latency source, the curves."""
 
     prep: Prepared
     source: backends.LatencySource
-    run: profile.ProfileRun
+    run: profiling.ProfileRun
 
 
-def run_profile(job: Job, group_ids: tuple[int, ...] = (), no_cache: bool = False,
+def profile(job: Job, group_ids: tuple[int, ...] = (), no_cache: bool = False,
                 rel_tol: float = 0.05) -> ProfileRun:
     """Each prunable group's latency staircase (all groups, or ``group_ids``) on the job's
     deployment; ``no_cache``: measure everything again, store nothing."""
     prep = prepare(job.model, parse_shapes(job.data.shapes))
     groups = profile_groups(prep, group_ids)
     source = job.deployment.source()
-    cache = profile.Cache(None if no_cache else (job.search.cache_path or profile.default_cache_path()),
+    cache = profiling.Cache(None if no_cache else (job.search.cache_path or profiling.default_cache_path()),
                           source.key())
-    run = profile.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
+    run = profiling.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
                                 progress=job.search.progress)
     return ProfileRun(prep, source, run)
 

@@ -2,7 +2,7 @@
 
 Each command parses its options (:mod:`onnxprune.options`) into one job
 (:class:`onnxprune.job.Job`; bench: a request), calls the API (:mod:`onnxprune.api`:
-run_prune, run_frontier, analyze, run_profile, bench) and hands the result to :mod:`onnxprune.report`, :mod:`onnxprune.figures`
+run_prune, run_frontier, analyze, profile, bench) and hands the result to :mod:`onnxprune.report`, :mod:`onnxprune.figures`
 and :mod:`onnxprune.page`. Every failure the user can cause ends as one
 line on stderr and exit status 2; no traceback, no partial output file (set ONNXPRUNE_DEBUG=1 to
 see tracebacks).
@@ -190,7 +190,7 @@ def profile_cmd(model, as_json, plot_dir, plot_groups, cache_path, no_cache, gro
         raise OnnxPruneError("--plot-groups needs --plot DIR")
     job = Job.of(model, shapes=shape_specs, deployment=deploy, cache_path=cache_path,
                  progress=not as_json)
-    done = api.run_profile(job, group_ids, no_cache, rel_tol)
+    done = api.profile(job, group_ids, no_cache, rel_tol)
     run, source = done.run, done.source
     if plot_dir:
         plot_profiles(run.groups, plot_dir, per_group=plot_groups)
