@@ -98,7 +98,8 @@ def test_frontier_request_is_checked_before_the_model_is_read(speedups, message)
 
 
 def test_frontier_request_sorts_and_parses():
-    job = Job.of(tiny.conv_chain(), speedups="1.5, 1.1,1.3", recovery="bias,lsq").validate_frontier()
+    job = Job.of(tiny.conv_chain(), speedups="1.5, 1.1,1.3",
+                 recovery="bias,lsq").validate_frontier()
     assert job.goal.speedups == (1.1, 1.3, 1.5) and job.recovery.steps == ("bias", "lsq")
 
 

@@ -25,7 +25,8 @@ def test_ratio_zero_reproduces_the_outputs_and_removes_nothing():
 
 def test_more_ratio_removes_more_and_keeps_every_output_shape():
     prep = prepare(tiny.conv_chain(), calib_data=SAMPLES)
-    small, large = prune_ratio(prep, Job.of(prep.original, ratio=0.25, recovery=())), prune_ratio(prep, Job.of(prep.original, ratio=0.5, recovery=()))
+    small = prune_ratio(prep, Job.of(prep.original, ratio=0.25, recovery=()))
+    large = prune_ratio(prep, Job.of(prep.original, ratio=0.5, recovery=()))
     assert 0 < small.channels_removed < large.channels_removed
     ref = prep.reference()
     for result in (small, large):
@@ -37,8 +38,11 @@ def test_more_ratio_removes_more_and_keeps_every_output_shape():
 def test_target_and_frontier_on_a_fake_source(tmp_path):
     prep = prepare(tiny.conv_chain(), calib_data=SAMPLES)
     cache = str(tmp_path / "p.json")
-    tr = prune_to_target(prep, Analytic(), Job.of(prep.original, speedup=1.2, cache_path=cache, progress=False, recovery=()))
+    tr = prune_to_target(prep, Analytic(), Job.of(prep.original, speedup=1.2, cache_path=cache,
+                                                  progress=False, recovery=()))
     assert tr.final.speedup >= 1.2 * 0.97 and tr.result.zero_filter_error < 1e-5
-    points = search_frontier(prep, Analytic(), Job.of(prep.original, speedups=[1.1, 1.3], cache_path=cache, progress=False, recovery=()))
+    points = search_frontier(prep, Analytic(), Job.of(prep.original, speedups=[1.1, 1.3],
+                                                      cache_path=cache, progress=False,
+                                                      recovery=()))
     assert [p.target_speedup for p in points] == pytest.approx([1.1, 1.3])
     assert all(p.final.speedup >= p.target_speedup * 0.97 for p in points)

@@ -49,7 +49,9 @@ def test_every_stage_of_a_target_run_reports(tmp_path, capsys):
     progress.configure(True)
     try:
         prep = prepare(model, importance="l1", calib_data=calib)
-        tr = prune_to_target(prep, fakes.Analytic(), Job.of(prep.original, speedup=1.3, cache_path=str(tmp_path / "p.json"), recovery=("bias",), progress=True))
+        tr = prune_to_target(prep, fakes.Analytic(), Job.of(prep.original, speedup=1.3,
+                                                            cache_path=str(tmp_path / "p.json"),
+                                                            recovery=("bias",), progress=True))
         write_model(tr.result.model, str(tmp_path / "out.onnx"), prep.feeds)
     finally:
         progress.configure(False)

@@ -55,7 +55,8 @@ def test_ray_profile_and_loop_match_local(local_ray, tmp_path):
     assert [p.candidates for p in there.groups] == [p.candidates for p in here.groups]
     assert [p.curve for p in there.groups] == [p.curve for p in here.groups]
     assert there.measured == here.measured > 0 and Cache(cache.path, source.key()).data
-    tr_here = prune_to_target(prep, fakes.Analytic(), Job.of(prep.original, speedup=1.3, progress=False))
+    tr_here = prune_to_target(prep, fakes.Analytic(), Job.of(prep.original, speedup=1.3,
+                                                             progress=False))
     assert tr_there.widths == tr_here.widths and tr_here.final.speedup >= 1.3 * 0.93
     assert tr_there.result.model.SerializeToString() == tr_here.result.model.SerializeToString()
 

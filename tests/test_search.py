@@ -154,7 +154,9 @@ def test_real_loop_on_a_small_model(tmp_path):
     from onnxprune.preparation import prepare
 
     prep = prepare(tiny.single_conv(cin=64, cout=128, hw=28))
-    tr = prune_to_target(prep, runtime.RuntimeConfig(), Job.of(prep.original, speedup=1.5, cache_path=str(tmp_path / "c.json"), progress=False))
+    tr = prune_to_target(prep, runtime.RuntimeConfig(), Job.of(prep.original, speedup=1.5,
+                                                               cache_path=str(tmp_path / "c.json"),
+                                                               progress=False))
     widths = list(tr.widths.values())
     assert tr.final.speedup > 1.3
     assert all(w % 8 == 0 for w in widths), widths  # step edges, not arbitrary widths
