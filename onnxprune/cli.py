@@ -141,7 +141,8 @@ def analyze(model, as_json, plot_dir, **asked) -> None:
 @frontier_options
 def frontier(model, output_dir, plot_path, report_paths, **asked) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
-    run = api.run_frontier(_job(model, asked, output_dir=output_dir, outputs=report_paths))
+    run = api.run_frontier(_job(model, asked, output_dir=output_dir, outputs=report_paths,
+                                progress=True))
     prep, speedups = run.prep, list(run.job.goal.speedups)
     details = run_details(prep.graph, _argv(), run.source.key(), speedups=speedups)
     datas = [{**tr.to_dict(prep.graph), **details} for tr in run.results]  # one run: its details once
