@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT / "models"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from onnxprune import OnnxPruneError, backends, recover
-from onnxprune.pipeline import frontier, prune_to_target
+from onnxprune.job import Job
+from onnxprune.pipeline import prune_to_target, search_frontier
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 
@@ -120,8 +121,8 @@ def ours(name: str, path: str, row: str, speedups: list[float], calib_x, test_x,
          args) -> list[dict]:
     """One row of the table: every target, pruned by the tool and judged on the test data."""
     steps = (*recover.STEPS, "distill") if row.endswith("+distill") else recover.STEPS
-    settings = {"steps": steps, "distill_seconds": args.distill_seconds, "progress": False,
-                "cache_path": default_cache_path()}
+    settings = {"recovery": steps, "distill_seconds": args.distill_seconds, "progress": False,
+                "cache_path": default_cache_path()}  # Job.of keywords
     config = runtimes.RuntimeConfig()
     input_name = onnx.load(path).graph.input[0].name
     start = time.perf_counter()
@@ -130,10 +131,12 @@ def ours(name: str, path: str, row: str, speedups: list[float], calib_x, test_x,
     if row.startswith("progressive"):
         results = []
         for s in speedups:
-            results.append(prune_to_target(prep, config, speedup=s, stages=args.stages, **settings))
+            results.append(prune_to_target(prep, config, Job.of(prep.original, speedup=s,
+                                                                stages=args.stages, **settings)))
         seconds = [(time.perf_counter() - start) / len(speedups)] * len(speedups)
     else:
-        results = frontier(prep, config, speedups, **settings)
+        results = search_frontier(prep, config, Job.of(prep.original, speedups=speedups,
+                                                       **settings))
         seconds = [(time.perf_counter() - start) / len(speedups)] * len(speedups)
     source = backends.Local(config)
     out = []

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
+from onnxprune.job import Job
 from onnxprune.pipeline import finish, prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
@@ -65,8 +66,9 @@ def main() -> None:
         base_acc = f"{np.mean(ref == test_y):.1%}" if test_y is not None else "-"
         print(f"{name:13} {'-':>6} {'1.000x':>8} {'unpruned':9} {'100.0%':>14} {'100.0%':>10} {base_acc:>9}")
         for sp in (1.3, 1.6):
-            tr = prune_to_target(prep, config, speedup=sp, cache_path=default_cache_path(),
-                                 progress=False, steps=())
+            tr = prune_to_target(prep, config, Job.of(prep.original, speedup=sp,
+                                                      cache_path=default_cache_path(),
+                                                      progress=False, recovery=()))
             plan = plan_for(prep.graph, tr.widths)
             for label, steps in SETTINGS.items():
                 result = finish(prep, plan, steps)

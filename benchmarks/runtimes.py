@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from onnxprune import cachefile, runtimes
 from onnxprune.backends import Local
+from onnxprune.job import Job
 from onnxprune.load import parse_shape_overrides
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
@@ -52,8 +53,9 @@ def main() -> None:
         base = prep.model.SerializeToString()
         pruned = {}
         for rt, source in sources.items():
-            tr = prune_to_target(prep, source, speedup=args.speedup, cache_path=default_cache_path(),
-                                 progress=False)
+            tr = prune_to_target(prep, source, Job.of(prep.original, speedup=args.speedup,
+                                                      cache_path=default_cache_path(),
+                                                      progress=False))
             pruned[rt] = tr.result.model.SerializeToString()
             print(f"{Path(path).stem}: pruned for {NAMES[rt]} in {tr.profile_seconds:.0f} s of "
                   f"profiling; loop measured {tr.final.speedup:.2f}x", flush=True)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from onnxprune import OnnxPruneError, runtimes
 from onnxprune.backends import Local
+from onnxprune.job import Job
 from onnxprune.load import parse_shape_overrides
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
@@ -111,8 +112,9 @@ def main() -> None:
 
         for sp in args.speedups:
             try:
-                tr = prune_to_target(prep, source, speedup=sp, cache_path=default_cache_path(),
-                                     progress=False)
+                tr = prune_to_target(prep, source, Job.of(prep.original, speedup=sp,
+                                                          cache_path=default_cache_path(),
+                                                          progress=False))
             except OnnxPruneError as exc:
                 print(f"{name} x{sp}: {exc}")
                 continue

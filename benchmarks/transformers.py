@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
 from onnxprune import OnnxPruneError, calib, fidelity
-from onnxprune.pipeline import frontier
+from onnxprune.job import Job
+from onnxprune.pipeline import search_frontier
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 
@@ -98,7 +99,9 @@ def main() -> None:
         prep = prepare(path, calib_data=cal)
         print(f"{name}: unpruned  {scores(prep, prep.original, test, labels)}", flush=True)
         try:
-            results = frontier(prep, config, speedups, cache_path=default_cache_path(), progress=False)
+            results = search_frontier(prep, config, Job.of(prep.original, speedups=speedups,
+                                                           cache_path=default_cache_path(),
+                                                           progress=False))
         except OnnxPruneError as exc:
             print(f"{name}: failed: {exc}")
             continue

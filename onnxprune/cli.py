@@ -1,8 +1,8 @@
 """Command line: ``onnxprune IN -o OUT --ratio R``, ``onnxprune analyze IN``, and friends.
 
-Each command parses its options (:mod:`onnxprune.options`), calls the API -- one request of
-:mod:`onnxprune.api` for prune, frontier and bench; the preparation and the profiler for
-analyze and profile -- and hands the result to :mod:`onnxprune.report`, :mod:`onnxprune.figures`
+Each command parses its options (:mod:`onnxprune.options`) into one job
+(:class:`onnxprune.job.Job`; bench: a request), calls the API (:mod:`onnxprune.api`:
+run_prune, run_frontier, analyze, profile, bench) and hands the result to :mod:`onnxprune.report`, :mod:`onnxprune.figures`
 and :mod:`onnxprune.page`. Every failure the user can cause ends as one
 line on stderr and exit status 2; no traceback, no partial output file (set ONNXPRUNE_DEBUG=1 to
 see tracebacks).
@@ -15,17 +15,15 @@ import sys
 
 import click
 
-from . import api, guard, pipeline, preparation, profile, progress
+from . import api, guard, progress
 from .errors import OnnxPruneError, first_line
 from .figures import frontier_figure, plot_heatmap, plot_profiles, save_figure, tradeoff_figure
-from .load import load_model, parse_shape_overrides
+from .job import Deployment, Job
 from .options import (
-    Deployment,
     analyze_options,
     announce,
     bench_options,
     frontier_options,
-    load_data,
     profile_options,
     prune_options,
 )
@@ -80,16 +78,11 @@ def _argv() -> list[str]:
 
 @cli.command()
 @prune_options
-def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths, cache_path,
-          importance, value, calib_path, val_path, stages, recover_steps, distill_seconds,
-          max_drop, plot_path, exclude, no_latency, deploy, shape_specs, data) -> None:
+def prune(model, output, report_paths, plot_path, no_latency, **asked) -> None:
     """Prune MODEL to a latency target (or by a ratio) and write OUTPUT."""
-    run = api.run(api.PruneRequest(
-        model, target_ms, speedup, ratio, max_drop, calib_path, val_path, recovery=recover_steps,
-        importance=importance, connect=deploy.source, shapes=shape_specs, floor=floor,
-        method=method, exclude=list(exclude), cache_path=cache_path, value=value,
-        distill_seconds=distill_seconds, stages=stages, data_options=data,
-        outputs=(output, *report_paths), latency=not no_latency, progress=True, announce=announce()))
+    run = api.run_prune(_job(model, asked, outputs=(output, *report_paths), latency=not no_latency,
+                             progress=True))
+    ratio, value = run.job.target.ratio, run.job.goal.value
     write_model(run.model, output, run.prep.feeds, None if run.already_met else run.prep.original)
     run.time()  # --ratio: the quick interleaved timing, once the model is written
     out = prune_data(run, _argv())
@@ -98,8 +91,22 @@ def prune(model, output, target_ms, speedup, ratio, floor, method, report_paths,
         _optional("the trade-off plot", run.prep, lambda: save_figure(tradeoff_figure(out), plot_path))
     write_reports(out, report_paths)
     print_warnings(run.prep.warnings)
-    if calib_path is None:
+    if run.job.data.calib is None:
         print_unchecked(value if ratio is None else "importance")
+
+
+# The commands' option names that are not Job.of's keywords.
+_RENAMED = {"target_speedup": "speedup", "calib_path": "calib", "val_path": "val",
+            "recover_steps": "recovery", "deploy": "deployment", "shape_specs": "shapes",
+            "data": "data_options"}
+
+
+def _job(model, asked: dict, **kw) -> Job:
+    """The job of a command's options (``asked``, by their click names) and ``kw``, its data
+    reads announced on stdout."""
+    quiet = asked.pop("as_json", False)
+    named = {_RENAMED.get(k, k): v for k, v in asked.items()}
+    return Job.of(model, **named, announce=announce(quiet), **kw)
 
 
 def write_reports(data: dict | list[dict], paths: tuple[str, ...]) -> None:
@@ -118,14 +125,13 @@ def _optional(what: str, prep, fn) -> None:
 
 @cli.command()
 @analyze_options
-def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data) -> None:
+def analyze(model, as_json, plot_dir, **asked) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
-    shapes, loaded = parse_shape_overrides(shape_specs), load_model(model)
-    prep = preparation.prepare(loaded, shapes, importance,
-                               calib_data=load_data(calib_path, loaded, data, shapes, quiet=as_json))
+    run = api.analyze(_job(model, {**asked, "as_json": as_json}))
+    prep = run.prep
     print_analysis(prep.graph, as_json)
     if plot_dir:
-        table, synthetic = pipeline.sensitivity_grid(prep)
+        table, synthetic = run.grid()
         path = plot_heatmap(prep.graph, table, plot_dir, synthetic)
         if not as_json:
             console.print(f"sensitivity heatmap: {path} ({table.seconds:.1f} s)")
@@ -133,19 +139,17 @@ def analyze(model, as_json, importance, calib_path, plot_dir, shape_specs, data)
 
 @cli.command()
 @frontier_options
-def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot_path, report_paths,
-             cache_path, deploy, shape_specs, data) -> None:
+def frontier(model, output_dir, plot_path, report_paths, **asked) -> None:
     """Several operating points in one run: measured latency and fidelity per target speedup."""
-    run = api.frontier(api.FrontierRequest(
-        model, speedups, calib_path, recover_steps, floor, output_dir, report_paths, cache_path,
-        deploy.source, shape_specs, data, announce()))
-    prep = run.prep
-    details = run_details(prep.graph, _argv(), run.source.key(), speedups=run.request.speedups)
+    run = api.run_frontier(_job(model, asked, output_dir=output_dir, outputs=report_paths,
+                                progress=True))
+    prep, speedups = run.prep, list(run.job.goal.speedups)
+    details = run_details(prep.graph, _argv(), run.source.key(), speedups=speedups)
     datas = [{**tr.to_dict(prep.graph), **details} for tr in run.results]  # one run: its details once
     print_frontier(datas)
     if output_dir:
         stem = os.path.splitext(os.path.basename(model))[0]
-        for s, tr in zip(run.request.speedups, run.results):
+        for s, tr in zip(speedups, run.results):
             if tr.result is not None:
                 path = os.path.join(make_dir(output_dir), f"{stem}.{s:g}x.onnx")
                 write_model(tr.result.model, path, prep.feeds, prep.original)
@@ -153,7 +157,7 @@ def frontier(model, speedups, calib_path, recover_steps, floor, output_dir, plot
         _optional("the frontier plot", prep, lambda: save_figure(frontier_figure(datas), plot_path))
     write_reports(datas, report_paths)
     print_warnings(prep.warnings)
-    if calib_path is None:
+    if run.job.data.calib is None:
         print_unchecked("sensitivity")
 
 
@@ -185,13 +189,10 @@ def profile_cmd(model, as_json, plot_dir, plot_groups, cache_path, no_cache, gro
     """Measure each prunable group's latency staircase and its candidate widths."""
     if plot_groups and not plot_dir:
         raise OnnxPruneError("--plot-groups needs --plot DIR")
-    prep = preparation.prepare(model, parse_shape_overrides(shape_specs))
-    groups = api.profile_groups(prep, group_ids)
-    source = deploy.source()
-    cache = profile.Cache(None if no_cache else (cache_path or profile.default_cache_path()),
-                          source.key())
-    run = profile.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
-                                progress=not as_json)
+    job = Job.of(model, shapes=shape_specs, deployment=deploy, cache_path=cache_path,
+                 progress=not as_json)
+    done = api.profile(job, group_ids, no_cache, rel_tol)
+    run, source = done.run, done.source
     if plot_dir:
         plot_profiles(run.groups, plot_dir, per_group=plot_groups)
     if as_json:

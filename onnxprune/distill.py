@@ -263,9 +263,11 @@ class _Plan:
 class _Job:
     """One distillation run: student and teacher executors, views, held-out values, training."""
 
-    def __init__(self, torch, dev, student, teacher, original: onnx.ModelProto,
+    def __init__(self, torch, dev, executors: tuple, original: onnx.ModelProto,
                  pruned: onnx.ModelProto, fit: dict, held: dict, match: list[Match],
                  static: int | None, seed: int):
+        """``executors``: the (student, teacher) torch executors."""
+        student, teacher = executors
         self.torch, self.dev, self.student, self.teacher = torch, dev, student, teacher
         self.original, self.pruned, self.fit, self.held = original, pruned, fit, held
         self.match, self.static, self.seed = match, static, seed
@@ -306,7 +308,7 @@ class _Job:
         fit, held = _whole_batches(fit, unit), _whole_batches(held, unit)
         if fit is None or held is None:
             return "too few calibration samples for the model's batch size"
-        job = cls(torch, dev, student, teacher, original, pruned, fit, held, match,
+        job = cls(torch, dev, (student, teacher), original, pruned, fit, held, match,
                   size if static else None, seed)
         return job.check() or job
 

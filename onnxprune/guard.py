@@ -313,7 +313,7 @@ def check_npz(path: str) -> None:
 
 def memory_error_line(exc: MemoryError) -> str:
     """The one line a MemoryError (numpy's, or onnxruntime's failed allocation, see
-    :func:`onnxprune.runtime.run`) becomes: how much one allocation asked for, when it says."""
+    :func:`onnxprune.runtime.run_outputs`) becomes: how much one allocation asked for, when it says."""
     asked = re.search(r"allocate ([0-9.]+ [KMGT]i?B)", str(exc))
     need = f"needs about {asked.group(1)} for one array alone" if asked else "ran out of memory"
     return (f"out of memory: the run {need} (available {gb(available_memory())}); "

@@ -1,18 +1,18 @@
 """The command line's shared option groups: the deployment session (``runtime_options``, given
 to a command as one :class:`Deployment`), how data files become inputs (``data_options``), the
-memory budget; and the one-line validation of each."""
+memory budget. The deployment's validation is :meth:`onnxprune.job.Deployment.of`."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import fields
 
 import click
 
-from . import backends, calib, guard, progress, recover, runtimes
-from .errors import OnnxPruneError
+from . import guard, progress, recover, runtimes
 from .importance import KINDS
-from .sources import PRESETS, load_samples
+from .job import Deployment, Target
+from .sources import PRESETS
 from .sources import Options as DataOptions
 
 
@@ -36,8 +36,7 @@ CACHE_OPTION = click.option("--cache", "cache_path", type=str, default=None, hel
 
 _RUNTIME_OPTIONS = [
     click.option("--runtime", "runtime_name", type=click.Choice(runtimes.names()), default="ort",
-                 show_default=True,
-                 help=", or ".join(f.help for f in runtimes.families())),
+                 show_default=True, help=", or ".join(f.help for f in runtimes.families())),
     click.option("--provider", default="cpu", show_default=True,
                  help=f"onnxruntime execution provider: {', '.join(sorted(runtimes.PROVIDERS))} "
                       "or any EP's full name"),
@@ -116,94 +115,25 @@ def data_options(fn):
     return _apply(wrapper, options)
 
 
-def load_data(spec: str | None, model, data: DataOptions, shapes, what: str = "--calib",
-              quiet: bool = False) -> calib.Samples | None:
-    """Samples from ``spec`` for ``model`` (None without one), announcing in one stdout line
-    what was applied (not with ``quiet``: a --json command's stdout is its JSON)."""
-    if spec is None:
-        return None
-    return load_samples(spec, model, data, shapes, what, report=announce(quiet))
-
-
 def announce(quiet: bool = False):
     """What says, in one stdout line, how data files became inputs (None with ``quiet``)."""
     return None if quiet else lambda line: click.echo(f"data: {line}")
 # --- end of data options ------------------------------------------------------------------
 
 
-@dataclass
-class Deployment:
-    """Where and how models are timed: a runtime configuration, measured here or in Ray actors."""
-
-    config: runtimes.RuntimeConfig
-    ray_address: str | None = None
-    ray_resources: dict[str, float] | None = None
-    ray_actors: int | None = None
-    ray_timeout: float = 600.0
-
-    @classmethod
-    def of(cls, runtime_name: str, provider: str, ep_library: str, device: str, threads: int,
-           opt_level: str, provider_options, fp16: bool, ray_address: str | None, ray_resources,
-           ray_actors: int | None, ray_timeout: float) -> Deployment:
-        """Validate the command line's runtime options (one clear error each)."""
-        if threads < 1:
-            raise OnnxPruneError("--threads must be at least 1")
-        config = runtimes.RuntimeConfig(provider, threads, opt_level,
-                                        _pairs(provider_options, "--provider-option"),
-                                        runtime_name, device, fp16, ep_library)
-        runtimes.check_request(config)
-        resources = _amounts(ray_resources)
-        if ray_address is None and (resources or ray_actors is not None):
-            raise OnnxPruneError("--ray-resources and --ray-actors need --ray auto|ADDRESS")
-        if (ray_actors is not None and ray_actors < 1) or ray_timeout <= 0:
-            raise OnnxPruneError("--ray-actors must be at least 1 and --ray-timeout positive")
-        if ray_address is None:  # before any work: a missing runtime is one line, nothing else
-            runtimes.check_available(config)
-        return cls(config, ray_address, resources or None, ray_actors, ray_timeout)
-
-    def source(self) -> backends.LatencySource:
-        """The latency source; Ray actors are stopped when the command ends."""
-        local = backends.Local(self.config)
-        if self.ray_address is None:
-            return local
-        from .remote import RaySource
-
-        src = RaySource(local, self.ray_address, self.ray_resources, self.ray_actors,
-                        self.ray_timeout)
-        click.get_current_context().call_on_close(src.close)
-        return src
-
-
-def _pairs(items, option: str) -> dict[str, str]:
-    """``KEY=VALUE`` strings as a dict."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise OnnxPruneError(f"bad {option} {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
-def _amounts(items) -> dict[str, float]:
-    """``--ray-resources KEY=N`` as positive numbers."""
-    out = {}
-    for key, value in _pairs(items, "--ray-resources").items():
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = 0.0
-        if out[key] <= 0:
-            raise OnnxPruneError(f"bad --ray-resources {key}={value}: expected a positive number")
-    return out
+def job_option(cls, name: str, **kw):
+    """The click option of the job field ``cls.name``: its flag and help from the field's
+    metadata (declared once, in :mod:`onnxprune.job`), its destination the field's name."""
+    meta = next(f for f in fields(cls) if f.name == name).metadata
+    return click.option(meta["flag"], name, help=meta["help"], **kw)
 
 
 _PRUNE_OPTIONS = [
     MODEL_ARGUMENT,
     click.option("-o", "--output", required=True, help="where to write the pruned model"),
-    click.option("--target-ms", type=float, default=None, help="latency target in milliseconds"),
-    click.option("--speedup", type=float, default=None, help="target = measured baseline / SPEEDUP"),
-    click.option("--ratio", type=float, default=None, help="remove this share of every group (baseline mode)"),
+    job_option(Target, "target_ms", type=float, default=None),
+    job_option(Target, "target_speedup", type=float, default=None),
+    job_option(Target, "ratio", type=float, default=None),
     FLOOR_OPTION,
     click.option("--search", "method", type=click.Choice(["knapsack", "evolve"]), default="knapsack",
                  show_default=True, help="knapsack + hardware loop, optionally refined by evolution"),

@@ -1,9 +1,10 @@
 """The search drivers: from a preparation (:mod:`onnxprune.preparation`) to a pruned, recovered
 and verified model -- by ratio (:func:`prune_ratio`), to a latency target (:func:`prune_to_target`,
 progressive with ``stages``), to the fastest model within a fidelity drop
-(:func:`prune_within_drop`) or at several targets (:func:`frontier`): plan -> rewrite -> recover ->
-verify. Requests (every check of what was asked) and the public :func:`onnxprune.prune` are
-in :mod:`onnxprune.api`.
+(:func:`prune_within_drop`) or at several targets (:func:`search_frontier`): plan -> rewrite -> recover ->
+verify. Each driver takes the preparation, the latency source and the run's
+:class:`onnxprune.job.Job` (checked by :meth:`~onnxprune.job.Job.validate`, in
+:mod:`onnxprune.api` with the public :func:`onnxprune.prune`).
 
 Latency story (one baseline per run): every figure derives from ``Search.baseline_ms``, the
 unpruned model measured once at the start, and from interleaved A/B *ratios* against it, taken
@@ -38,6 +39,7 @@ from . import (
 )
 from .errors import OnnxPruneError, first_line
 from .graph import trace
+from .job import Job, Recovery, Target
 from .preparation import Prepared, restage
 from .progress import line as progress_line
 from .progress import timed
@@ -119,12 +121,13 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
     return pruned, quality
 
 
-def prune_ratio(prep: Prepared, ratio: float, steps: tuple[str, ...] = recover.STEPS,
-                evaluate: Callable[[str], float] | None = None,
-                max_drop: float | None = None, distill_seconds: float = recover.DISTILL_SECONDS) -> PruneResult:
-    """Remove the ``ratio`` (in [0, 1), checked by :class:`onnxprune.api.PruneRequest`)
-    first-to-go channels of every prunable group."""
-    result = finish(prep, ratio_plan(prep.graph, ratio), steps, evaluate, distill_seconds)
+def prune_ratio(prep: Prepared, job: Job) -> PruneResult:
+    """Remove the ``job.target.ratio`` (in [0, 1), checked by :meth:`onnxprune.job.Job.validate`)
+    first-to-go channels of every prunable group; recovered as ``job.recovery`` says, the drop
+    bounded by ``job.goal.max_drop``."""
+    ratio, max_drop = job.target.ratio, job.goal.max_drop
+    result = finish(prep, ratio_plan(prep.graph, ratio), job.recovery.steps, job.data.evaluate,
+                    job.recovery.distill_seconds)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
         raise OnnxPruneError(f"fidelity drop {result.quality.drop:.4f} exceeds --max-drop {max_drop}")
     return result
@@ -173,9 +176,8 @@ class Search:
     table: sensitivity.Table | None
     synthetic: bool
     profile_seconds: float
-    steps: tuple[str, ...] = recover.STEPS
+    recovery: Recovery = field(default_factory=Recovery)
     evaluate: Callable[[str], float] | None = None
-    distill_seconds: float = recover.DISTILL_SECONDS
     cache_path: str | None = None
     points: list[dict] = field(default_factory=list)
     candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
@@ -260,8 +262,8 @@ class Search:
         key = json.dumps(sorted(widths.items()))
         if key in self.finished:
             return self.finished[key]
-        result = finish(self.prep, search.plan_for(self.prep.graph, widths), self.steps,
-                        self.evaluate, self.distill_seconds)
+        result = finish(self.prep, search.plan_for(self.prep.graph, widths), self.recovery.steps,
+                        self.evaluate, self.recovery.distill_seconds)
         self.finished[key] = result
         cand = self._candidate(widths)
         speedup = cand.speedup if cand is not None else self.speedup_of(widths)
@@ -286,26 +288,26 @@ class Search:
         return [{**point, "chosen": point is mine} for point in self.points]
 
 
-def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource, floor: float = 0.25,
-                 cache_path: str | None = None, progress: bool = True,
-                 value: str = "sensitivity", baseline: tuple[bytes, float] | None = None,
-                 **settings) -> Search:
+def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource, job: Job,
+                 baseline: tuple[bytes, float] | None = None) -> Search:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
     with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
     ``config``: the runtime configuration measured here, or any latency source (Ray actors on
     the deployment machines, a fake in tests); every timing goes through it. ``baseline``:
     ``(model bytes, ms)`` to compare against instead of ``prep.model`` measured now (the
-    unpruned model, for the later stages of progressive pruning). ``settings``: ``steps``,
-    ``evaluate``, ``distill_seconds`` for every finished candidate."""
+    unpruned model, for the later stages of progressive pruning). ``job``: the floor, the
+    value, the cache and progress lines (``goal``, ``search``), and the recovery and metric of
+    every finished candidate."""
+    floor, cache_path, value = job.goal.floor, job.search.cache_path, job.goal.value
     source = backends.source_for(config)
     if baseline is None:
         base = prep.model.SerializeToString()
         baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
-                                min_fraction=floor, progress=progress)
+                                min_fraction=floor, progress=job.search.progress)
     choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
     ctx = Search(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
-                 cache_path=cache_path, **settings)
+                 job.recovery, job.data.evaluate, cache_path)
     notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
     if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
         raise OnnxPruneError(notice)
@@ -322,15 +324,9 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     return ctx
 
 
-def _target_speedup(baseline_ms: float, speedup: float | None, target_ms: float | None) -> float:
-    """The target as a speedup over the baseline (one of the two given, positive: checked by
-    :class:`onnxprune.api.PruneRequest`)."""
-    return speedup if speedup is not None else baseline_ms / target_ms
-
-
-def _loop(ctx: Search, target_speedup: float, method: str) -> search.SearchResult:
+def _loop(ctx: Search, target: Target, method: str) -> search.SearchResult:
     """The hardware loop for one target (measured candidates join ``ctx``)."""
-    target_ms = ctx.baseline_ms / target_speedup
+    target_ms, target_speedup = target.ms(ctx.baseline_ms), target.speedup(ctx.baseline_ms)
     try:
         found = search.hilp(ctx.choices, ctx.baseline_ms, target_ms, ctx.measure)
     except ValueError as exc:
@@ -356,78 +352,68 @@ def _proven(prep: Prepared, choices: list[search.Choice]) -> list[search.Choice]
 
 
 def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
-                    target_ms: float | None = None,
-                    speedup: float | None = None, floor: float = 0.25, method: str = "knapsack",
-                    cache_path: str | None = None,
-                    progress: bool = True, steps: tuple[str, ...] = recover.STEPS,
-                    evaluate: Callable[[str], float] | None = None,
-                    max_drop: float | None = None,
-                    value: str = "sensitivity", distill_seconds: float = recover.DISTILL_SECONDS,
-                    shared: Search | None = None, stages: int = 1) -> TargetResult:
+                    job: Job, shared: Search | None = None) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`), then
-    fidelity in the loop. The target is a speedup over the baseline (``speedup``, or
-    ``baseline / target_ms``), judged by interleaved ratios; among the measured candidates
-    that meet it, the most faithful wins (a faster one only when it is also more faithful).
-    With ``max_drop``: the most faithful measured candidate within the target whose drop is
-    within ``max_drop``, else an error that shows the measured frontier.
+    fidelity in the loop. The target (``job.target``) is a speedup over the baseline (the
+    speedup asked, or ``baseline / target_ms``), judged by interleaved ratios; among the measured
+    candidates that meet it, the most faithful wins (a faster one only when it is also more
+    faithful). With ``job.goal.max_drop``: the most faithful measured candidate within the target
+    whose drop is within it, else an error that shows the measured frontier.
 
-    ``value``: what the knapsack keeps: ``sensitivity`` (least measured output distortion; on
-    synthetic images without calibration data) or ``importance`` (summed channel importance).
-    ``shared``: a :class:`Search` from :func:`start_search` to reuse (several targets).
-    ``stages``: progressive pruning (:func:`prune_progressive`) when above 1.
+    ``job.goal.value``: what the knapsack keeps: ``sensitivity`` (least measured output
+    distortion; on synthetic images without calibration data) or ``importance`` (summed channel
+    importance). ``shared``: a :class:`Search` from :func:`start_search` to reuse (several
+    targets). ``job.search.stages``: progressive pruning (:func:`prune_progressive`) when above 1.
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
-    settings = {"steps": steps, "evaluate": evaluate, "distill_seconds": distill_seconds}
-    if stages > 1:
-        return prune_progressive(prep, config, target_ms, speedup, stages, floor=floor,
-                                 cache_path=cache_path, progress=progress, value=value,
-                                 method=method, max_drop=max_drop, **settings)
-    ctx = shared or start_search(prep, config, floor, cache_path, progress, value, **settings)
-    target = _target_speedup(ctx.baseline_ms, speedup, target_ms)
-    if target <= 1.0:
-        return TargetResult(None, ctx.baseline_ms, ctx.baseline_ms / target, None, None,
+    if job.search.stages > 1:
+        return prune_progressive(prep, config, job)
+    ctx = shared or start_search(prep, config, job)
+    target = job.target
+    if target.met_by(ctx.baseline_ms):
+        return TargetResult(None, ctx.baseline_ms, target.ms(ctx.baseline_ms), None, None,
                             already_met=True)
-    found = _loop(ctx, target, method)
-    return _conclude(ctx, target, found, max_drop)
+    found = _loop(ctx, target, job.search.method)
+    return _conclude(ctx, target, found, job.goal.max_drop)
 
 
-def _conclude(ctx: Search, target: float, found: search.SearchResult,
+def _conclude(ctx: Search, target: Target, found: search.SearchResult,
               max_drop: float | None) -> TargetResult:
     """Choose among the measured candidates for ``target``, build, recover and judge it."""
-    widths = ctx.pick(target) or found.widths
+    speedup = target.speedup(ctx.baseline_ms)
+    widths = ctx.pick(speedup) or found.widths
     result = ctx.finish(widths)
     if max_drop is not None and result.quality.drop is not None and result.quality.drop > max_drop:
-        widths, result = _within_drop(ctx, target, max_drop, widths)
-    return _final(ctx, result, ctx.baseline_ms / target, found, widths)
+        widths, result = _within_drop(ctx, speedup, max_drop, widths)
+    return _final(ctx, result, target, found, widths)
 
 
 def prune_progressive(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
-                      target_ms: float | None, speedup: float | None, stages: int,
-                      max_drop: float | None = None, method: str = "knapsack",
-                      **kwargs) -> TargetResult:
-    """Progressive pruning (HILP): reach the target speedup ``T`` in ``stages`` steps of
-    ``T ** (k / stages)``, each pruned, recovered and written as a model, whose channel graph,
-    consumer statistics and sensitivity table are measured again for the next step. Every
-    stage's speedup is an interleaved ratio against the *unpruned* model, and every fidelity
-    figure compares with it. ``kwargs`` go to :func:`start_search`."""
-    first = start_search(prep, config, **kwargs)
+                      job: Job) -> TargetResult:
+    """Progressive pruning (HILP): reach the target speedup ``T`` in ``job.search.stages``
+    steps of ``T ** (k / stages)``, each pruned, recovered and written as a model, whose channel
+    graph, consumer statistics and sensitivity table are measured again for the next step.
+    Every stage's speedup is an interleaved ratio against the *unpruned* model, and every
+    fidelity figure compares with it."""
+    stages, method = job.search.stages, job.search.method
+    first = start_search(prep, config, job)
     baseline = (first.base, first.baseline_ms)
-    target = _target_speedup(first.baseline_ms, speedup, target_ms)
-    if target <= 1.0:
-        return TargetResult(None, first.baseline_ms, first.baseline_ms / target, None, None,
+    target = job.target
+    if target.met_by(first.baseline_ms):
+        return TargetResult(None, first.baseline_ms, target.ms(first.baseline_ms), None, None,
                             already_met=True)
     current, ctx, done = prep, first, None
     for k in range(1, stages + 1):
         if k > 1:
             current = restage(current, done.result.model)
-            ctx = start_search(current, config, baseline=baseline, **kwargs)
-        stage_target = target ** (k / stages)
+            ctx = start_search(current, config, job, baseline=baseline)
+        stage_target = target.power(first.baseline_ms, k / stages)
         done = _conclude(ctx, stage_target, _loop(ctx, stage_target, method),
-                         max_drop if k == stages else None)
+                         job.goal.max_drop if k == stages else None)
     done.stages = stages
     return done
 
 
-def _final(ctx: Search, result: PruneResult, target_ms: float, found: search.SearchResult | None,
+def _final(ctx: Search, result: PruneResult, target: Target, found: search.SearchResult | None,
            widths: dict[int, int]) -> TargetResult:
     """Time the chosen model once more (interleaved with the baseline) and pool it with the
     loop's comparisons of the same model; mark it among the measured points."""
@@ -437,19 +423,20 @@ def _final(ctx: Search, result: PruneResult, target_ms: float, found: search.Sea
     if cand is not None:  # the recovered model times like the built one (same shapes)
         runs = [*cand.runs[:cand.used], (final.speedup, final.ratio_p10, final.ratio_p90, final.rounds)]
         pooled = Candidate(widths, cand.value, runs).pooled(len(runs))[0]
-    return TargetResult(result, ctx.baseline_ms, target_ms, final, found,
+    return TargetResult(result, ctx.baseline_ms, target.ms(ctx.baseline_ms), final, found,
                         found.evolved if found is not None else [], widths,
                         profile_seconds=ctx.profile_seconds, table=ctx.table,
                         synthetic=ctx.synthetic, points=ctx.points_choosing(result), speedup=pooled,
                         warnings=list(dict.fromkeys(ctx.prep.warnings)))
 
 
-def prune_within_drop(prep: Prepared, config: runtimes.RuntimeConfig, max_drop: float,
-                      rounds: int = 6, **kwargs) -> TargetResult:
-    """The fastest measured model whose fidelity drop stays within ``max_drop``: bisection on
-    the latency savings asked of the knapsack, each candidate built, recovered and judged on
-    held-out calibration data and timed on the runtime. ``kwargs`` go to :func:`start_search`."""
-    ctx = start_search(prep, config, **kwargs)
+def prune_within_drop(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
+                      job: Job, rounds: int = 6) -> TargetResult:
+    """The fastest measured model whose fidelity drop stays within ``job.goal.max_drop``:
+    bisection on the latency savings asked of the knapsack, each candidate built, recovered and
+    judged on held-out calibration data and timed on the runtime."""
+    max_drop = job.goal.max_drop
+    ctx = start_search(prep, config, job)
     hi = search.predicted_savings(ctx.choices, {ch.group: ch.widths[0] for ch in ctx.choices})
     lo, best = 0.0, None
     for _ in range(rounds):
@@ -469,7 +456,7 @@ def prune_within_drop(prep: Prepared, config: runtimes.RuntimeConfig, max_drop: 
         raise OnnxPruneError(f"no measured candidate keeps the fidelity drop within {max_drop}: "
                              f"{_frontier_text(ctx)}")
     widths, speedup, result = best
-    return _final(ctx, result, ctx.baseline_ms / speedup, None, widths)
+    return _final(ctx, result, Target(target_speedup=speedup), None, widths)
 
 
 def sensitivity_table(prep: Prepared, choices: list[search.Choice],
@@ -521,22 +508,22 @@ def _frontier_text(ctx: Search) -> str:
         if p["drop"] is not None) + f" (baseline {ctx.baseline_ms:.2f} ms)"
 
 
-def frontier(prep: Prepared, config: runtimes.RuntimeConfig, speedups: list[float],
-             **kwargs) -> list[TargetResult]:
+def search_frontier(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
+                    job: Job) -> list[TargetResult]:
     """Several operating points in one run, sharing the baseline, the profiles and the
     sensitivity table. Every target's loop runs first, so each target then chooses among all
     measured candidates; the frontier is monotone beyond the noise of the held-out figure:
     when a higher target's model is more faithful than a lower target's (:func:`_more_faithful`),
-    it is the lower target's model too (it meets that target as well). ``kwargs`` go to
-    :func:`start_search`."""
-    ctx = start_search(prep, config, **kwargs)
-    targets = sorted(speedups)
-    found = [_loop(ctx, s, "knapsack") for s in targets]
-    results = [_conclude(ctx, s, f, None) for s, f in zip(targets, found)]
+    it is the lower target's model too (it meets that target as well). The targets:
+    ``job.goal.speedups``."""
+    ctx = start_search(prep, config, job)
+    targets = [Target(target_speedup=s) for s in sorted(job.goal.speedups)]
+    found = [_loop(ctx, t, "knapsack") for t in targets]
+    results = [_conclude(ctx, t, f, None) for t, f in zip(targets, found)]
     for k in range(len(results) - 2, -1, -1):  # from the top down: carry better models down
         better = results[k + 1]
         if _more_faithful(better, results[k]):
-            results[k] = TargetResult(**{**better.__dict__, "target_ms": ctx.baseline_ms / targets[k]})
+            results[k] = TargetResult(**{**better.__dict__, "target_ms": targets[k].ms(ctx.baseline_ms)})
     return results
 
 

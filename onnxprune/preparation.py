@@ -18,7 +18,6 @@ from .graph import ChannelGraph, build_graph, matches
 from .importance import KINDS, activation_importance, weight_importance
 from .inputs import random_feeds
 from .progress import timed
-from .sources import load_samples
 
 MIN_HELD_CLUSTERS = 20  # fewer distinct held-out clusters than this: the held-out figure is rough
 
@@ -83,22 +82,17 @@ class Prepared:
         return self.metrics[id(evaluate)]
 
 
-def _samples(data: calib.Samples | str | None, model: onnx.ModelProto,
-             what: str) -> calib.Samples | None:
-    """Samples from a path (anything :func:`onnxprune.sources.load_samples` reads), or as given."""
-    return load_samples(data, model, what=what) if isinstance(data, str) else data
-
-
 @timed("prepare")
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
             importance: str = "auto", exclude: list[str] | None = None,
-            calib_data: calib.Samples | str | None = None,
-            val_data: calib.Samples | str | None = None) -> Prepared:
+            calib_data: calib.Samples | None = None,
+            val_data: calib.Samples | None = None) -> Prepared:
     """Load (from a path) and normalise a model, build its channel graph, split the
     calibration data and choose which channels go first (``importance``: l1 / l2 weight
     norms; activation; reconstruction, the least-squares refit cost on calibration data;
     auto = reconstruction with calibration data, else l1). Groups whose name or member nodes
-    match an ``exclude`` pattern are frozen.
+    match an ``exclude`` pattern are frozen. ``calib_data`` / ``val_data``: samples (files are
+    read by :func:`onnxprune.api.read_data`).
 
     The calibration samples are split once (:func:`onnxprune.calib.split`): whole clusters of
     near-duplicates (:func:`onnxprune.calib.near_duplicates`) are held out, or, with
@@ -108,8 +102,7 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
-    samples = _samples(calib_data, original, "--calib")
-    val = _samples(val_data, original, "--val")
+    samples, val = calib_data, val_data  # read by onnxprune.api.read_data, the one door
     if val is not None and samples is None:
         raise OnnxPruneError("--val needs calibration data to fit on (--calib)")
     user_shapes, shapes = shapes, calib.shapes_from(original, samples, shapes) or None

@@ -564,18 +564,19 @@ def run_details(g: ChannelGraph, argv: list[str], source_key: str | None, **goal
 def prune_data(run: PruneRun, argv: list[str]) -> dict:
     """The report of ``onnxprune prune``: the target run's figures, or the ratio run's quality
     and quick interleaved timing; then :func:`run_details`."""
-    req, g = run.request, run.prep.graph
+    target, max_drop, g = run.job.target, run.job.goal.max_drop, run.prep.graph
     key = run.source.key() if run.source else None
-    if req.ratio is None:
-        return {**run.result.to_dict(g), **run_details(g, argv, key, target_ms=req.target_ms,
-                                                       speedup=req.speedup, max_drop=req.max_drop)}
-    data = {"ratio": req.ratio, "quality": run.result.to_dict()}
+    if target.ratio is None:
+        return {**run.result.to_dict(g), **run_details(g, argv, key, target_ms=target.target_ms,
+                                                       speedup=target.target_speedup,
+                                                       max_drop=max_drop)}
+    data = {"ratio": target.ratio, "quality": run.result.to_dict()}
     cmp = run.latency
     if cmp is not None:
         data["baseline_ms"] = cmp.a.median_ms
         data["final"] = {"speedup": cmp.speedup, "ms": cmp.a.median_ms / cmp.speedup,
                          "ratio_p10": cmp.ratio_p10, "ratio_p90": cmp.ratio_p90}
-    return {**data, **run_details(g, argv, key, ratio=req.ratio, max_drop=req.max_drop)}
+    return {**data, **run_details(g, argv, key, ratio=target.ratio, max_drop=max_drop)}
 
 
 def print_prune(data: dict, title: str, output: str) -> None:

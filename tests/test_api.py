@@ -1,6 +1,6 @@
-"""The front door (onnxprune.api): one request per job, checked in one place before any work. A
-:class:`PruneRequest` runs into a :class:`PruneRun` (preparation, latency source, result) by ratio
-and to a speedup measured on a deterministic fake source; a frontier request's checks; bench's
+"""The front door (onnxprune.api): one typed job, checked in one place before any work. A
+:class:`onnxprune.job.Job` runs into a :class:`PruneRun` (preparation, latency source, result) by ratio
+and to a speedup measured on a deterministic fake source; a frontier job's checks; bench's
 timing, comparison and fidelity; profile's group selection."""
 
 import numpy as np
@@ -11,13 +11,12 @@ from fakes import Analytic
 from onnxprune import OnnxPruneError, runtime
 from onnxprune.api import (
     BenchRequest,
-    FrontierRequest,
-    PruneRequest,
     PruneRun,
     bench,
     profile_groups,
-    run,
+    run_prune,
 )
+from onnxprune.job import Job
 from onnxprune.preparation import prepare
 from onnxprune.results import PruneResult, TargetResult
 
@@ -37,16 +36,16 @@ SAMPLES = {"x": np.random.default_rng(0).standard_normal((24, 3, 16, 16)).astype
 ])
 def test_what_was_asked_is_refused_before_the_model_is_read(asked, message):
     with pytest.raises(OnnxPruneError, match=message):
-        run(PruneRequest("no/such/model.onnx", **asked))
+        run_prune(Job.of("no/such/model.onnx", **asked))
 
 
 def test_outputs_are_checked_before_any_work(tmp_path):
     with pytest.raises(OnnxPruneError, match="does not exist"):
-        run(PruneRequest(tiny.conv_chain(), ratio=0.3, outputs=(str(tmp_path / "no" / "o.onnx"),)))
+        run_prune(Job.of(tiny.conv_chain(), ratio=0.3, outputs=(str(tmp_path / "no" / "o.onnx"),)))
 
 
 def test_pruning_nothing_reproduces_the_outputs():
-    done = run(PruneRequest(tiny.conv_chain(), ratio=0.0, recovery=()))
+    done = run_prune(Job.of(tiny.conv_chain(), ratio=0.0, recovery=()))
     out, ref = runtime.run_outputs(done.model, done.prep.feeds), done.prep.reference()
     assert out.keys() == ref.keys()
     for name, value in ref.items():
@@ -54,7 +53,7 @@ def test_pruning_nothing_reproduces_the_outputs():
 
 
 def test_ratio_request_gives_a_proven_recovered_model():
-    done = run(PruneRequest(tiny.conv_chain(), ratio=0.5, calib_data=SAMPLES, recovery="bias"))
+    done = run_prune(Job.of(tiny.conv_chain(), ratio=0.5, calib=SAMPLES, recovery="bias"))
     assert isinstance(done, PruneRun) and isinstance(done.result, PruneResult)
     assert done.source is None and done.latency is None  # ratio mode times nothing unless asked
     result = done.result
@@ -70,16 +69,16 @@ def test_ratio_request_gives_a_proven_recovered_model():
 
 
 def test_ratio_request_with_latency_times_against_the_original():
-    done = run(PruneRequest(tiny.conv_chain(), ratio=0.5, recovery=(), latency=True,
-                            connect=Analytic))
+    done = run_prune(Job.of(tiny.conv_chain(), ratio=0.5, recovery=(), latency=True,
+                              config=Analytic()))
     assert isinstance(done.source, Analytic) and done.latency is None
     done.time()
     assert done.latency is not None and done.latency.speedup > 1.0
 
 
 def test_speedup_request_meets_its_target_on_a_fake_source(tmp_path):
-    done = run(PruneRequest(tiny.conv_chain(), speedup=1.2, calib_data=SAMPLES, recovery=("bias",),
-                            connect=Analytic, cache_path=str(tmp_path / "p.json")))
+    done = run_prune(Job.of(tiny.conv_chain(), speedup=1.2, calib=SAMPLES, recovery=("bias",),
+                              config=Analytic(), cache_path=str(tmp_path / "p.json")))
     tr = done.result
     assert isinstance(tr, TargetResult) and not done.already_met
     assert done.model is tr.result.model and tr.final.speedup >= 1.2 * 0.97
@@ -95,18 +94,19 @@ def test_speedup_request_meets_its_target_on_a_fake_source(tmp_path):
 ])
 def test_frontier_request_is_checked_before_the_model_is_read(speedups, message):
     with pytest.raises(OnnxPruneError, match=message):
-        FrontierRequest("no/such/model.onnx", speedups).validate()
+        Job.of("no/such/model.onnx", speedups=speedups).validate_frontier()
 
 
 def test_frontier_request_sorts_and_parses():
-    req = FrontierRequest(tiny.conv_chain(), "1.5, 1.1,1.3", recovery="bias,lsq").validate()
-    assert req.speedups == [1.1, 1.3, 1.5] and req.recovery == ("bias", "lsq")
+    job = Job.of(tiny.conv_chain(), speedups="1.5, 1.1,1.3",
+                 recovery="bias,lsq").validate_frontier()
+    assert job.goal.speedups == (1.1, 1.3, 1.5) and job.recovery.steps == ("bias", "lsq")
 
 
 def test_bench_times_one_model_or_compares_two(tmp_path):
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     a.write_bytes(tiny.conv_chain().SerializeToString())
-    pruned = run(PruneRequest(tiny.conv_chain(), ratio=0.5, recovery=())).model
+    pruned = run_prune(Job.of(tiny.conv_chain(), ratio=0.5, recovery=())).model
     b.write_bytes(pruned.SerializeToString())
     with pytest.raises(OnnxPruneError, match="--rounds must be at least 3"):
         bench(BenchRequest(str(a), rounds=2))
@@ -127,6 +127,6 @@ def test_profile_groups_refuses_unknown_ids():
 
 def test_floor_is_checked_before_the_model_is_read():
     with pytest.raises(OnnxPruneError, match=r"--floor must be in \(0, 1\], got 2.0"):
-        run(PruneRequest("no/such/model.onnx", speedup=1.3, floor=2.0))
+        run_prune(Job.of("no/such/model.onnx", speedup=1.3, floor=2.0))
     with pytest.raises(OnnxPruneError, match=r"--floor must be in \(0, 1\], got 0.0"):
-        FrontierRequest("no/such/model.onnx", "1.2", floor=0.0).validate()
+        Job.of("no/such/model.onnx", speedups="1.2", floor=0.0).validate_frontier()

@@ -9,6 +9,7 @@ from fakes import Analytic
 from onnx import helper, numpy_helper
 
 from onnxprune import calib, load, sensitivity
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 
@@ -79,8 +80,9 @@ def test_probe_recomputes_a_scalar_that_crosses_the_cut():
 
 def _speedup(model, tmp_path):
     prep = prepare(model, calib_data=_samples())
-    tr = prune_to_target(prep, Analytic(), speedup=1.3, cache_path=str(tmp_path / "p.json"),
-                         progress=False)
+    tr = prune_to_target(prep, Analytic(), Job.of(prep.original, speedup=1.3,
+                                                  cache_path=str(tmp_path / "p.json"),
+                                                  progress=False))
     assert tr.result is not None and tr.final.speedup >= 1.3
     assert tr.table is not None and len(tr.table.values) >= 2
     return prep, tr

@@ -8,6 +8,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from onnxprune import calib, load
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_ratio
 from onnxprune.preparation import prepare
 
@@ -81,7 +82,7 @@ def test_few_clusters_warn_and_the_report_has_the_interval():
     samples, _ = _crops(photos=6, per_photo=8)
     prep = prepare(_classifier(), calib_data=samples)
     assert any("distinct cluster" in w for w in prep.warnings)
-    fid = prune_ratio(prep, 0.3).quality.fidelity
+    fid = prune_ratio(prep, Job.of(prep.original, ratio=0.3)).quality.fidelity
     assert fid.clusters == prep.split.held_clusters and fid.clusters <= 3
     lo, hi = fid.interval
     assert lo <= fid.agreement <= hi
@@ -93,7 +94,7 @@ def test_val_replaces_the_held_out_part():
     prep = prepare(_classifier(), calib_data=samples, val_data=val)
     assert prep.split.source == "val"
     assert calib.count(prep.split.fit) == calib.count(samples)  # every calibration sample fits
-    fid = prune_ratio(prep, 0.3).quality.fidelity
+    fid = prune_ratio(prep, Job.of(prep.original, ratio=0.3)).quality.fidelity
     assert fid.samples == calib.count(val)
     with pytest.raises(Exception, match="--val needs calibration"):
         prepare(_classifier(), val_data=val)

@@ -7,6 +7,7 @@ from fakes import Analytic
 from test_holdout import _classifier, _crops
 
 from onnxprune import cli, recover, sensitivity
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 
@@ -18,8 +19,8 @@ def _boom(*args, **kwargs):
 def test_a_failing_sensitivity_table_falls_back_to_importance(tmp_path, monkeypatch):
     monkeypatch.setattr(sensitivity, "sensitivity_table", _boom)
     prep = prepare(_classifier(), calib_data=_crops(16, 3)[0])
-    tr = prune_to_target(prep, Analytic(), speedup=1.2, progress=False,
-                         cache_path=str(tmp_path / "c.json"))
+    tr = prune_to_target(prep, Analytic(), Job.of(prep.original, speedup=1.2, progress=False,
+                                                  cache_path=str(tmp_path / "c.json")))
     assert tr.result is not None and tr.table is None
     assert any("sensitivity table failed" in w and "injected failure" in w for w in tr.warnings)
     onnx.checker.check_model(tr.result.model, full_check=True)
@@ -28,8 +29,8 @@ def test_a_failing_sensitivity_table_falls_back_to_importance(tmp_path, monkeypa
 def test_a_failing_recovery_step_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(recover, "lsq_refit", _boom)
     prep = prepare(_classifier(), calib_data=_crops(16, 3)[0])
-    tr = prune_to_target(prep, Analytic(), speedup=1.2, progress=False,
-                         cache_path=str(tmp_path / "c.json"))
+    tr = prune_to_target(prep, Analytic(), Job.of(prep.original, speedup=1.2, progress=False,
+                                                  cache_path=str(tmp_path / "c.json")))
     steps = {s["step"]: s for s in tr.result.quality.recovery.steps}
     assert "failed" in steps["lsq"] and not steps["lsq"]["kept"] and steps["bias"]["kept"] is not None
     assert any("recovery step 'lsq' failed" in w for w in tr.warnings)

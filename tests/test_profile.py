@@ -21,6 +21,7 @@ from onnx import numpy_helper
 
 from onnxprune import OnnxPruneError, backends, bench, cachefile, runtimes
 from onnxprune.backends import Local
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, coarse_grid, find_steps, profile_model, steps_and_candidates
@@ -260,7 +261,8 @@ def test_device_source_sweeps_cheaply_and_confirms_on_the_deployment_setting():
 def test_launch_bound_model_says_pruning_cannot_help(tmp_path):
     prep = prepare(tiny.residual())
     with pytest.raises(OnnxPruneError, match=r"cannot help.*measures 1\.000 ms against 1\.000 ms") as err:
-        prune_to_target(prep, Device(), speedup=1.3, cache_path=str(tmp_path / "p.json"), progress=False)
+        prune_to_target(prep, Device(), Job.of(prep.original, speedup=1.3,
+                                               cache_path=str(tmp_path / "p.json"), progress=False))
     assert "\n" not in str(err.value) and "launch-bound" in str(err.value)
 
 

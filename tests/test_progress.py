@@ -14,6 +14,7 @@ from test_sensitivity import _group, _samples, _two_paths
 
 from onnxprune import progress, sensitivity
 from onnxprune.inputs import input_shapes
+from onnxprune.job import Job
 from onnxprune.output import write_model
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
@@ -49,8 +50,9 @@ def test_every_stage_of_a_target_run_reports(tmp_path, capsys):
     progress.configure(True)
     try:
         prep = prepare(model, importance="l1", calib_data=calib)
-        tr = prune_to_target(prep, fakes.Analytic(), speedup=1.3, cache_path=str(tmp_path / "p.json"),
-                             steps=("bias",))
+        tr = prune_to_target(prep, fakes.Analytic(), Job.of(prep.original, speedup=1.3,
+                                                            cache_path=str(tmp_path / "p.json"),
+                                                            recovery=("bias",), progress=True))
         write_model(tr.result.model, str(tmp_path / "out.onnx"), prep.feeds)
     finally:
         progress.configure(False)

@@ -7,6 +7,7 @@ from fakes import Analytic
 from test_holdout import _classifier, _crops
 
 from onnxprune import runtime, search
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.stats import param_count
@@ -15,8 +16,8 @@ from onnxprune.stats import param_count
 def test_two_stages_reach_the_target_against_the_unpruned_model(tmp_path):
     samples = _crops(24, 3)[0]
     prep = prepare(_classifier(), calib_data=samples)
-    tr = prune_to_target(prep, Analytic(), speedup=1.5, progress=False, stages=2,
-                         cache_path=str(tmp_path / "c.json"))
+    tr = prune_to_target(prep, Analytic(), Job.of(prep.original, speedup=1.5, progress=False,
+                                                  stages=2, cache_path=str(tmp_path / "c.json")))
     assert tr.stages == 2 and tr.result is not None
     exact = Analytic().compare(prep.model.SerializeToString(), tr.result.model.SerializeToString(), {})
     assert exact.speedup >= 1.5 * search.BAND[0] * 0.99

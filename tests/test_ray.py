@@ -18,6 +18,7 @@ import fakes
 import onnxprune
 from onnxprune import OnnxPruneError, runtime
 from onnxprune.inputs import random_feeds
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, profile_model
@@ -48,14 +49,15 @@ def test_ray_profile_and_loop_match_local(local_ray, tmp_path):
         assert source.workers == 2 and source.key().startswith("staircase|ort:cpu")
         cache = Cache(str(tmp_path / "c.json"), source.key())
         there = profile_model(prep.graph, source, cache, progress=False)
-        tr_there = prune_to_target(prep, source, speedup=1.3, progress=False)
+        tr_there = prune_to_target(prep, source, Job.of(prep.original, speedup=1.3, progress=False))
     finally:
         source.close()
     here = profile_model(prep.graph, fakes.Analytic(), Cache(None, "here"), progress=False)
     assert [p.candidates for p in there.groups] == [p.candidates for p in here.groups]
     assert [p.curve for p in there.groups] == [p.curve for p in here.groups]
     assert there.measured == here.measured > 0 and Cache(cache.path, source.key()).data
-    tr_here = prune_to_target(prep, fakes.Analytic(), speedup=1.3, progress=False)
+    tr_here = prune_to_target(prep, fakes.Analytic(), Job.of(prep.original, speedup=1.3,
+                                                             progress=False))
     assert tr_there.widths == tr_here.widths and tr_here.final.speedup >= 1.3 * 0.93
     assert tr_there.result.model.SerializeToString() == tr_here.result.model.SerializeToString()
 

@@ -17,6 +17,7 @@ from test_guard import refusal
 from onnxprune import OnnxPruneError, pipeline, preparation, prune, recover, runtime
 from onnxprune.cli import main
 from onnxprune.inputs import random_feeds
+from onnxprune.job import Job
 from onnxprune.load import normalise
 from onnxprune.ops.conv import Conv
 
@@ -184,7 +185,7 @@ def test_recovery_that_breaks_the_model_is_dropped(monkeypatch):
     monkeypatch.setattr(recover, "bias_compensation", broken)
     samples = {"x": np.random.default_rng(0).standard_normal((24, 3, 16, 16)).astype(np.float32)}
     prep = preparation.prepare(tiny.conv_chain(), calib_data=samples)
-    result = pipeline.prune_ratio(prep, 0.3)
+    result = pipeline.prune_ratio(prep, Job.of(prep.original, ratio=0.3))
     onnx.checker.check_model(result.model, full_check=True)
     step = result.quality.recovery.steps[0]
     assert step["kept"] is False and "strides" in step["why"]

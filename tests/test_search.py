@@ -149,12 +149,14 @@ def test_two_modes_at_once_is_refused(tmp_path):
 
 def test_real_loop_on_a_small_model(tmp_path):
     """End to end on ORT CPU: the staircase conv model reaches a 1.5x target (coarse check)."""
+    from onnxprune.job import Job
     from onnxprune.pipeline import prune_to_target
     from onnxprune.preparation import prepare
 
     prep = prepare(tiny.single_conv(cin=64, cout=128, hw=28))
-    tr = prune_to_target(prep, runtimes.RuntimeConfig(), speedup=1.5,
-                         cache_path=str(tmp_path / "c.json"), progress=False)
+    tr = prune_to_target(prep, runtimes.RuntimeConfig(), Job.of(prep.original, speedup=1.5,
+                                                               cache_path=str(tmp_path / "c.json"),
+                                                               progress=False))
     widths = list(tr.widths.values())
     assert tr.final.speedup > 1.3
     assert all(w % 8 == 0 for w in widths), widths  # step edges, not arbitrary widths

@@ -13,7 +13,8 @@ from fakes import Analytic
 
 from onnxprune import bench, search
 from onnxprune.cli import main
-from onnxprune.pipeline import frontier, prune_to_target
+from onnxprune.job import Job
+from onnxprune.pipeline import prune_to_target, search_frontier
 from onnxprune.preparation import prepare
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
@@ -47,8 +48,10 @@ class Drifting(Analytic):
 
 def _run(tmp_path, seed=0, target=1.3, cache="c.json"):
     prep = prepare(MODEL)
-    return prep, prune_to_target(prep, Drifting(seed), speedup=target, progress=False,
-                                 cache_path=str(tmp_path / cache), floor=0.1)
+    return prep, prune_to_target(prep, Drifting(seed), Job.of(prep.original, speedup=target,
+                                                              progress=False,
+                                                              cache_path=str(tmp_path / cache),
+                                                              floor=0.1))
 
 
 def test_speedup_lands_in_the_band_on_a_drifting_noisy_machine(tmp_path):
@@ -94,8 +97,10 @@ def test_one_baseline_one_story(tmp_path):
 def test_frontier_is_monotone(tmp_path):
     prep = prepare(MODEL, calib_data={"input": np.random.default_rng(0).standard_normal(
         (48, 3, 64, 64)).astype(np.float32)}, shapes={"input": (1, 3, 64, 64)})
-    results = frontier(prep, Drifting(4), [1.2, 1.4, 1.6], progress=False,
-                       cache_path=str(tmp_path / "c.json"), floor=0.1)
+    results = search_frontier(prep, Drifting(4), Job.of(prep.original, speedups=[1.2, 1.4, 1.6],
+                                                        progress=False,
+                                                        cache_path=str(tmp_path / "c.json"),
+                                                        floor=0.1))
     for lower, higher in itertools.pairwise(results):  # monotone beyond the held-out noise
         low, high = lower.result.quality.fidelity, higher.result.quality.fidelity
         assert (lower.result.quality.drop <= higher.result.quality.drop + 1e-12

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from onnxprune import runtime
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_ratio
 from onnxprune.preparation import prepare
 
@@ -26,7 +27,7 @@ def bert(tmp_path_factory):
 
 def test_refit_recovers_embeddings(bert):
     prep = prepare(bert, calib_data=sentences(64, 0))
-    result = prune_ratio(prep, 0.5)
+    result = prune_ratio(prep, Job.of(prep.original, ratio=0.5))
     steps = {s["step"]: s for s in result.quality.recovery.steps}
     assert steps["lsq"]["kept"]
     assert steps["lsq"]["embedding_cosine"] > steps["none"]["embedding_cosine"]

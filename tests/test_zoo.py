@@ -14,6 +14,7 @@ from fakes import Staircase
 from prunecheck import prove
 
 from onnxprune import OnnxPruneError, load_model, runtime
+from onnxprune.job import Job
 from onnxprune.pipeline import prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.stats import param_count
@@ -40,8 +41,8 @@ def test_zoo_ratio_and_analyze(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_zoo_speedup(name, tmp_path):
     prep = prepare(str(ZOO / f"{name}.onnx"))
-    tr = prune_to_target(prep, Staircase(), speedup=1.3, progress=False,
-                         cache_path=str(tmp_path / "c.json"), floor=0.1)
+    tr = prune_to_target(prep, Staircase(), Job.of(prep.original, speedup=1.3, progress=False,
+                                                   cache_path=str(tmp_path / "c.json"), floor=0.1))
     assert tr.already_met or tr.result is not None
     if tr.result is None:
         return
