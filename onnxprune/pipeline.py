@@ -6,7 +6,7 @@ verify. Each driver takes the preparation, the latency source and the run's
 :class:`onnxprune.job.Job` (checked by :meth:`~onnxprune.job.Job.validate`, in
 :mod:`onnxprune.api` with the public :func:`onnxprune.prune`).
 
-Latency story (one baseline per run): every figure derives from ``Search.baseline_ms``, the
+Latency story (one baseline per run): every figure derives from ``CandidateStore.baseline_ms``, the
 unpruned model measured once at the start, and from interleaved A/B *ratios* against it, taken
 in the same process: a candidate's latency is ``baseline_ms / speedup``, the target latency is
 ``baseline_ms / target speedup``, so a printed target, after-latency and speedup can never
@@ -15,19 +15,15 @@ contradict each other, and a machine whose speed drifts during the run moves no 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import onnx
 
 from . import (
     backends,
     bench,
-    cachefile,
     fidelity,
     load,
     profile,
@@ -39,12 +35,12 @@ from . import (
 )
 from .errors import OnnxPruneError, first_line
 from .graph import trace
-from .job import Job, Recovery, Target
+from .job import Job, Target
 from .preparation import Prepared, restage
-from .progress import line as progress_line
 from .progress import timed
 from .results import PruneResult, Quality, TargetResult
-from .rewrite import PrunePlan, apply_plan, ratio_plan
+from .rewrite import PrunePlan, ratio_plan
+from .search.store import Candidate, CandidateStore
 from .stats import macs, param_count
 
 
@@ -133,163 +129,8 @@ def prune_ratio(prep: Prepared, job: Job) -> PruneResult:
     return result
 
 
-MAX_COMPARISONS = 4  # interleaved comparisons pooled for one decision about one candidate
-PRECISION = 0.005  # relative standard error of a pooled speedup that needs no more rounds
-
-
-@dataclass
-class Candidate:
-    """One measured model: its widths, predicted value, and the interleaved A/B comparisons
-    against the baseline, ``(median ratio, p10, p90, rounds)`` each, pooled into one speedup."""
-
-    widths: dict[int, int]
-    value: float
-    runs: list[tuple[float, float, float, int]] = field(default_factory=list)
-    used: int = 0  # comparisons the decisions of this run have pooled so far
-
-    def pooled(self, k: int) -> tuple[float, float]:
-        """(speedup, relative standard error) of the first ``k`` comparisons: rounds-weighted
-        medians; the error from the p10..p90 spread (a normal spread of 2.56 sigma) and the
-        standard error of a median."""
-        runs = self.runs[:k]
-        n = sum(r[3] for r in runs)
-        speedup = sum(r[0] * r[3] for r in runs) / n
-        sigma = sum((r[2] - r[1]) / 2.563 * r[3] for r in runs) / n
-        return speedup, 1.2533 * sigma / math.sqrt(n) / speedup
-
-    @property
-    def speedup(self) -> float:
-        return self.pooled(max(self.used, 1))[0]
-
-
-@dataclass
-class Search:
-    """What every latency-targeted run shares: the one baseline, the measured options, every
-    measured candidate (pooled interleaved ratios, remembered on disk so that the same run
-    again makes the same decisions), and how to build and judge a candidate."""
-
-    prep: Prepared
-    source: backends.LatencySource
-    base: bytes  # the unpruned model, serialised once: every ratio is taken against it
-    baseline_ms: float
-    choices: list[search.Choice]
-    table: sensitivity.Table | None
-    synthetic: bool
-    profile_seconds: float
-    recovery: Recovery = field(default_factory=Recovery)
-    evaluate: Callable[[str], float] | None = None
-    cache_path: str | None = None
-    points: list[dict] = field(default_factory=list)
-    candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
-    finished: dict[str, PruneResult] = field(default_factory=dict, repr=False)
-    last_built: tuple[str, str, bytes] | None = field(default=None, repr=False)
-    _point_of: dict[int, dict] = field(default_factory=dict, repr=False)
-    _base_digest: bytes = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._base_digest = hashlib.sha256(self.base).digest()  # hashed once, not per candidate
-
-    def speedup_of(self, widths: dict[int, int]) -> float:
-        """Measured speedup of the pruned model over the baseline: interleaved comparisons,
-        one more per call for the same model (a confirmation pools), and more while the pooled
-        figure is imprecise (a busy machine), up to :data:`MAX_COMPARISONS` per decision.
-        Comparisons are remembered (``comparisons.json`` beside the profile cache), so a run
-        with the same cache replays them and decides the same way."""
-        key, model = self._built(widths)
-        cand = self.candidates.setdefault(key, Candidate(dict(widths), search.total_value(self.choices, widths)))
-        if not cand.runs:
-            cand.runs = [tuple(r) for r in self._stored().get(key, [])]
-        k = cand.used + 1
-        while True:
-            while len(cand.runs) < k:
-                cmp = self.source.compare(self.base, model, self.prep.feeds, rounds=30)
-                cand.runs.append((cmp.speedup, cmp.ratio_p10, cmp.ratio_p90, cmp.rounds))
-                self._store(key, cand.runs)
-            speedup, error = cand.pooled(k)
-            progress_line(f"search: candidate measured {self.baseline_ms / speedup:.3f} ms "
-                          f"({speedup:.2f}x, {k} comparison{'s' if k > 1 else ''})")
-            if error <= PRECISION or k >= cand.used + MAX_COMPARISONS:
-                break
-            k += 1
-        cand.used = k
-        return cand.pooled(k)[0]
-
-    def measure(self, widths: dict[int, int]) -> float:
-        """Measured latency (ms) of the pruned model: ``baseline_ms / speedup``."""
-        return self.baseline_ms / self.speedup_of(widths)
-
-    def _built(self, widths: dict[int, int]) -> tuple[str, bytes]:
-        """(comparison key, serialised model) of ``widths``; the last one is kept, so a
-        confirmation of the same widths does not rebuild and re-serialise the model."""
-        wanted = json.dumps(sorted(widths.items()))
-        if self.last_built is None or self.last_built[0] != wanted:
-            model = apply_plan(self.prep.graph, search.plan_for(self.prep.graph, widths)).SerializeToString()
-            self.last_built = (wanted, self._key(model), model)
-        return self.last_built[1], self.last_built[2]
-
-    def _key(self, model: bytes) -> str:
-        h = hashlib.sha256(self.source.key().encode())
-        h.update(self._base_digest)
-        h.update(hashlib.sha256(model).digest())
-        return h.hexdigest()[:32]
-
-    def _file(self) -> str | None:
-        if not self.cache_path:
-            return None
-        return os.path.join(os.path.dirname(os.path.abspath(self.cache_path)), "comparisons.json")
-
-    def _stored(self) -> dict[str, list]:
-        return cachefile.read(self._file())
-
-    def _store(self, key: str, runs: list) -> None:
-        path = self._file()
-        if path is not None:
-            cachefile.update(path, {key: [list(r) for r in runs]})
-
-    def pick(self, target_speedup: float) -> dict[int, int] | None:
-        """The most faithful measured candidate whose speedup meets the target with room for
-        the noise of a later measurement (``search.WINDOW[0]`` x target): a faster one only
-        when it is also more faithful; None when no candidate meets it."""
-        meets = [c for c in self.candidates.values()
-                 if c.used and c.speedup >= search.WINDOW[0] * target_speedup]
-        if not meets:
-            return None
-        return max(meets, key=lambda c: (c.value, -c.speedup)).widths
-
-    def finish(self, widths: dict[int, int]) -> PruneResult:
-        """Build, recover and judge a candidate (once per widths); it joins the measured
-        trade-off ``points``."""
-        key = json.dumps(sorted(widths.items()))
-        if key in self.finished:
-            return self.finished[key]
-        result = finish(self.prep, search.plan_for(self.prep.graph, widths), self.recovery.steps,
-                        self.evaluate, self.recovery.distill_seconds)
-        self.finished[key] = result
-        cand = self._candidate(widths)
-        speedup = cand.speedup if cand is not None else self.speedup_of(widths)
-        fid = result.quality.fidelity
-        point = {
-            "ms": self.baseline_ms / speedup, "speedup": speedup, "drop": result.quality.drop,
-            "agreement": fid.agreement if fid else None, "top5": fid.top5 if fid else None,
-            "distortion": fid.distortion if fid else None,
-            "predicted_distortion": -search.total_value(self.choices, widths) if self.table else None,
-            "chosen": False}
-        self.points.append(point)
-        self._point_of[id(result)] = point
-        return result
-
-    def _candidate(self, widths: dict[int, int]) -> Candidate | None:
-        return next((c for c in self.candidates.values() if c.widths == widths and c.used), None)
-
-    def points_choosing(self, result: PruneResult) -> list[dict]:
-        """Copies of the measured points, ``result``'s marked as the chosen one (and no
-        other)."""
-        mine = self._point_of.get(id(result))
-        return [{**point, "chosen": point is mine} for point in self.points]
-
-
 def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource, job: Job,
-                 baseline: tuple[bytes, float] | None = None) -> Search:
+                 baseline: tuple[bytes, float] | None = None) -> CandidateStore:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
     with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
     ``config``: the runtime configuration measured here, or any latency source (Ray actors on
@@ -306,8 +147,11 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
                                 min_fraction=floor, progress=job.search.progress)
     choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
-    ctx = Search(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
-                 job.recovery, job.data.evaluate, cache_path)
+    def judge(plan: PrunePlan) -> PruneResult:
+        return finish(prep, plan, job.recovery.steps, job.data.evaluate, job.recovery.distill_seconds)
+
+    ctx = CandidateStore(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
+                         judge, cache_path)
     notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
     if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
         raise OnnxPruneError(notice)
@@ -324,7 +168,7 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     return ctx
 
 
-def _loop(ctx: Search, target: Target, method: str) -> search.SearchResult:
+def _loop(ctx: CandidateStore, target: Target, method: str) -> search.SearchResult:
     """The hardware loop for one target (measured candidates join ``ctx``)."""
     target_ms, target_speedup = target.ms(ctx.baseline_ms), target.speedup(ctx.baseline_ms)
     try:
@@ -352,7 +196,7 @@ def _proven(prep: Prepared, choices: list[search.Choice]) -> list[search.Choice]
 
 
 def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
-                    job: Job, shared: Search | None = None) -> TargetResult:
+                    job: Job, shared: CandidateStore | None = None) -> TargetResult:
     """Latency-targeted pruning with the runtime in the loop (see :mod:`onnxprune.search`), then
     fidelity in the loop. The target (``job.target``) is a speedup over the baseline (the
     speedup asked, or ``baseline / target_ms``), judged by interleaved ratios; among the measured
@@ -362,7 +206,7 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
 
     ``job.goal.value``: what the knapsack keeps: ``sensitivity`` (least measured output
     distortion; on synthetic images without calibration data) or ``importance`` (summed channel
-    importance). ``shared``: a :class:`Search` from :func:`start_search` to reuse (several
+    importance). ``shared``: a :class:`~onnxprune.search.CandidateStore` from :func:`start_search` to reuse (several
     targets). ``job.search.stages``: progressive pruning (:func:`prune_progressive`) when above 1.
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
     if job.search.stages > 1:
@@ -376,7 +220,7 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
     return _conclude(ctx, target, found, job.goal.max_drop)
 
 
-def _conclude(ctx: Search, target: Target, found: search.SearchResult,
+def _conclude(ctx: CandidateStore, target: Target, found: search.SearchResult,
               max_drop: float | None) -> TargetResult:
     """Choose among the measured candidates for ``target``, build, recover and judge it."""
     speedup = target.speedup(ctx.baseline_ms)
@@ -413,7 +257,7 @@ def prune_progressive(prep: Prepared, config: runtimes.RuntimeConfig | backends.
     return done
 
 
-def _final(ctx: Search, result: PruneResult, target: Target, found: search.SearchResult | None,
+def _final(ctx: CandidateStore, result: PruneResult, target: Target, found: search.SearchResult | None,
            widths: dict[int, int]) -> TargetResult:
     """Time the chosen model once more (interleaved with the baseline) and pool it with the
     loop's comparisons of the same model; mark it among the measured points."""
@@ -484,7 +328,7 @@ def sensitivity_grid(prep: Prepared, shares: tuple[float, ...] = (0.25, 0.5, 0.7
     return sensitivity.sensitivity_table(prep.graph, widths, samples, stats), synthetic
 
 
-def _within_drop(ctx: Search, target: float, max_drop: float, tried: dict[int, int]):
+def _within_drop(ctx: CandidateStore, target: float, max_drop: float, tried: dict[int, int]):
     """Fidelity in the loop with a target: the other measured candidates that meet the target,
     most faithful predicted first, each built, recovered and judged; the first within
     ``max_drop`` wins. Otherwise fail and show the measured frontier."""
@@ -500,7 +344,7 @@ def _within_drop(ctx: Search, target: float, max_drop: float, tried: dict[int, i
         f"--max-drop {max_drop}: {_frontier_text(ctx)}")
 
 
-def _frontier_text(ctx: Search) -> str:
+def _frontier_text(ctx: CandidateStore) -> str:
     """The measured points as one line: latency and fidelity drop of each."""
     pts = sorted(ctx.points, key=lambda p: p["ms"])
     return "measured frontier " + ", ".join(

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from . import bench, recover, search
+from . import bench, recover
 from .fidelity import Fidelity
 from .graph import ChannelGraph
 from .rewrite import PrunePlan
+from .search.algorithm import SearchResult, kept_importance
 from .sensitivity import Table
 
 
@@ -75,7 +76,7 @@ class TargetResult:
     baseline_ms: float
     target_ms: float
     final: bench.Comparison | None
-    loop: search.SearchResult | None
+    loop: SearchResult | None
     evolve_steps: list = field(default_factory=list)
     widths: dict[int, int] = field(default_factory=dict)
     already_met: bool = False
@@ -119,7 +120,7 @@ class TargetResult:
             total = max(float(group.importance.sum()), 1e-12)
             groups.append({"group": gid, "name": group.name, "width_before": group.width,
                            "width_after": w,
-                           "importance_kept": search.kept_importance(group, w) / total,
+                           "importance_kept": kept_importance(group, w) / total,
                            "distortion": (self.table.values.get(gid, {}).get(w)
                                           if self.table is not None else None)})
         out["groups"] = groups

@@ -1,4 +1,4 @@
-"""Search: per-group widths that keep the most importance under a measured latency target.
+"""The search algorithm: per-group widths that keep the most importance under a measured latency target.
 
 * Candidate widths per group are the right edges of its measured latency steps (LACP), at or
   above the floor (default: a quarter of the group).
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import ChannelGraph, Group
-from .profile import GroupProfile
-from .rewrite import PrunePlan
+from ..graph import ChannelGraph, Group
+from ..profile import GroupProfile
+from ..rewrite import PrunePlan
 
 
 @dataclass
