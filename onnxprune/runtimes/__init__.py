@@ -33,8 +33,6 @@ __all__ = [
     "families",
     "family",
     "names",
-    "openvino",
-    "ort",
     "register",
     "runner",
     "session",

@@ -82,6 +82,9 @@ class Family:
 
     name = ""
     help = ""  # how ``--runtime`` describes it
+    device_help = ""  # what ``--device`` names on this family ("" = it takes none)
+    fp16_help = ""  # the option that gives this family half precision ("" = none does)
+    options_help = ""  # whose options ``--provider-option`` sets on this family
 
     def check(self, config: RuntimeConfig) -> None:
         """Refuse, in one line, a configuration this family cannot take (--fp16, --device)."""

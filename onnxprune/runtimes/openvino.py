@@ -46,6 +46,9 @@ class OpenVinoRunner(BaseRunner):
 class OpenVino(Family):
     name = "openvino"
     help = "OpenVINO's own runtime"
+    device_help = "an OpenVINO device (CPU, GPU)"
+    fp16_help = "--runtime openvino"
+    options_help = "OpenVINO"
 
     def available(self, config: RuntimeConfig) -> None:
         module()

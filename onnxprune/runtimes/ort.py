@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from ..cachefile import cache_dir
 from ..errors import OnnxPruneError, first_line
-from .base import BaseRunner, Family, Feeds, RuntimeConfig
+from .base import BaseRunner, Family, Feeds, RuntimeConfig, families
 
 ort.set_default_logger_severity(4)  # fatal only: failures reach the user as our one stderr line
 
@@ -151,12 +151,15 @@ class OrtRunner(BaseRunner):
 class Ort(Family):
     name = "ort"
     help = "onnxruntime"
+    device_help = "a CUDA/TensorRT device id"
+    fp16_help = "--provider tensorrt"
+    options_help = "provider"
 
     def check(self, config: RuntimeConfig) -> None:
         if config.fp16 and config.provider != "tensorrt":
-            raise OnnxPruneError("--fp16 needs --provider tensorrt or --runtime openvino")
+            raise OnnxPruneError(f"--fp16 needs {' or '.join(f.fp16_help for f in families() if f.fp16_help)}")
         if config.device and config.provider not in DEVICE_PROVIDERS:
-            raise OnnxPruneError("--device is an OpenVINO device or a CUDA/TensorRT device id")
+            raise OnnxPruneError(f"--device is {' or '.join(f.device_help for f in families() if f.device_help)}")
 
     def available(self, config: RuntimeConfig) -> None:
         check_provider(config)
