@@ -34,11 +34,6 @@ FLOOR_OPTION = click.option("--floor", type=float, default=0.25, show_default=Tr
                             help="keep at least this share of every group")
 CACHE_OPTION = click.option("--cache", "cache_path", type=str, default=None, help="profile cache file")
 
-def _joined(field: str, sep: str) -> str:
-    """The registered runtime families' ``field`` help phrases, joined by ``sep``."""
-    return sep.join(getattr(f, field) for f in runtimes.families() if getattr(f, field))
-
-
 _RUNTIME_OPTIONS = [
     click.option("--runtime", "runtime_name", type=click.Choice(runtimes.names()), default="ort",
                  show_default=True, help=", or ".join(f.help for f in runtimes.families())),
@@ -47,13 +42,13 @@ _RUNTIME_OPTIONS = [
                       "or any EP's full name"),
     click.option("--ep-library", default="", metavar="PATH",
                  help="register --provider from this plugin EP library"),
-    click.option("--device", default="", help=_joined("device_help", " or ")),
+    click.option("--device", default="", help=runtimes.phrases("device_help")),
     click.option("--threads", type=int, default=1, show_default=True, help="intra-op threads"),
     click.option("--opt-level", type=click.Choice(sorted(runtimes.OPT_LEVELS)), default="all",
                  show_default=True, help="graph optimisation level"),
     click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
-                 help=f"{_joined('options_help', ' or ')} option, repeatable (e.g. device_id=0)"),
-    click.option("--fp16", is_flag=True, help=f"half precision ({_joined('fp16_help', ', ')})"),
+                 help=f"{runtimes.phrases('options_help')} option, repeatable (e.g. device_id=0)"),
+    click.option("--fp16", is_flag=True, help=f"half precision ({runtimes.phrases('fp16_help', ', ')})"),
     SHAPE_OPTION,
     click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
                  help="measure in Ray actors (one per device) instead of this process"),

@@ -14,7 +14,17 @@ import platform
 import onnx
 
 from . import openvino, ort
-from .base import BaseRunner, Family, Feeds, RuntimeConfig, families, family, names, register
+from .base import (
+    BaseRunner,
+    Family,
+    Feeds,
+    RuntimeConfig,
+    families,
+    family,
+    names,
+    phrases,
+    register,
+)
 from .ort import OPT_LEVELS, PROVIDERS, session
 
 # registration order is the order ``--runtime`` lists them in: the default first
@@ -33,6 +43,7 @@ __all__ = [
     "families",
     "family",
     "names",
+    "phrases",
     "register",
     "runner",
     "session",

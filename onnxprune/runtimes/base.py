@@ -142,6 +142,11 @@ def families() -> tuple[Family, ...]:
     return tuple(_FAMILIES.values())
 
 
+def phrases(field: str, sep: str = " or ") -> str:
+    """The registered families' ``field`` help phrases (those they declare), joined by ``sep``."""
+    return sep.join(getattr(f, field) for f in families() if getattr(f, field))
+
+
 def names() -> tuple[str, ...]:
     """The registered runtime names, in registration order (``--runtime`` choices)."""
     return tuple(_FAMILIES)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from ..cachefile import cache_dir
 from ..errors import OnnxPruneError, first_line
-from .base import BaseRunner, Family, Feeds, RuntimeConfig, families
+from .base import BaseRunner, Family, Feeds, RuntimeConfig, phrases
 
 ort.set_default_logger_severity(4)  # fatal only: failures reach the user as our one stderr line
 
@@ -157,9 +157,9 @@ class Ort(Family):
 
     def check(self, config: RuntimeConfig) -> None:
         if config.fp16 and config.provider != "tensorrt":
-            raise OnnxPruneError(f"--fp16 needs {' or '.join(f.fp16_help for f in families() if f.fp16_help)}")
+            raise OnnxPruneError(f"--fp16 needs {phrases('fp16_help')}")
         if config.device and config.provider not in DEVICE_PROVIDERS:
-            raise OnnxPruneError(f"--device is {' or '.join(f.device_help for f in families() if f.device_help)}")
+            raise OnnxPruneError(f"--device is {phrases('device_help')}")
 
     def available(self, config: RuntimeConfig) -> None:
         check_provider(config)
