@@ -4,7 +4,8 @@ Each row is one run of ``python -m onnxprune MODEL --speedup 1.3 --threads 1 -o 
 ...`` in a fresh ``$ONNXPRUNE_CACHE`` (nothing measured before), from a checkout (``--repo``,
 repeatable: before/after). Stage seconds come from the run's progress lines (``[  T s] STAGE
 done in S s``): prepare, profile, sensitivity table, recovery, verify; search = the time
-between the table's end and the start of recovery; whole = the run's wall time. Speedup and
+between the table's end and the last verify outside the verifies (verify
+wraps recovery: its own share is printed); whole = the run's wall time. Speedup and
 fidelity come from its report.
 
 Models (``--models``):
@@ -59,13 +60,20 @@ def model_args(name: str, work: Path) -> list[str]:
 
 
 def stage_seconds(err: str) -> dict[str, float]:
-    """Stage seconds from a run's progress lines (see the module docstring)."""
-    ends: dict[str, tuple[float, float]] = {}
+    """Stage seconds from a run's progress lines (see the module docstring). Verify wraps
+    recovery and may run for more than one candidate: both are summed over their lines,
+    verify less the recovery inside it; search is what lies between the table's end and the
+    last verify's end outside the verifies."""
+    total: dict[str, float] = {}
+    last: dict[str, float] = {}
     for stamp, stage, took in LINE.findall(err):
-        ends[stage] = (float(stamp), float(took))
-    out = {s: ends[s][1] for s in STAGES if s in ends}
-    if "sensitivity table" in ends and "recovery" in ends:
-        out["search"] = ends["recovery"][0] - ends["recovery"][1] - ends["sensitivity table"][0]
+        total[stage] = total.get(stage, 0.0) + float(took)
+        last[stage] = float(stamp)
+    out = {s: total[s] for s in STAGES if s in total}
+    if "verify" in total:
+        out["verify"] = total["verify"] - total.get("recovery", 0.0)
+        if "sensitivity table" in last:
+            out["search"] = last["verify"] - last["sensitivity table"] - total["verify"]
     return out
 
 
@@ -88,6 +96,7 @@ def run(repo: Path, name: str, work: Path, timeout: float) -> dict:
                "whole": time.perf_counter() - start, **stage_seconds(err)}
         stamps = STAMP.findall(err)
         row["last"] = err.strip().splitlines()[-1][:160] if err.strip() else ""
+        row["progress"] = [ln for ln in err.splitlines() if " done in " in ln or "search:" in ln]
         if status == "timeout" and stamps:
             row["whole"] = float(stamps[-1])
         report = Path(tmp) / "r.json"

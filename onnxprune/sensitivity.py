@@ -469,13 +469,11 @@ class GroupProbe:
         return np.concatenate([per[i] for i in removed]) if len(removed) else np.zeros(0, np.int64)
 
     def outputs(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs over the samples with the consumer weights ``weights``."""
         names = [o.name for o in self.session.get_outputs()]
-        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        for feed in calib.batches(self.inputs, self.batch, self.static):
-            got = runtime.run_outputs(self.session, {**feed, **weights})
-            for n in names:
-                parts[n].append(got[n])
-        return {n: np.concatenate(v) for n, v in parts.items()}
+        got = [runtime.run_outputs(self.session, {**feed, **weights})
+               for feed in calib.batches(self.inputs, self.batch, self.static)]
+        return {n: np.concatenate([part[n] for part in got]) for n in names}
 
 
 @dataclass
