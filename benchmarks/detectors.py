@@ -18,9 +18,12 @@ Usage: python benchmarks/detectors.py [yolov8n] [ppocr_det] [--out DIR]
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 
 SHAPES = {"yolov8n": (1, 3, 320, 320), "ppocr_det": (1, 3, 640, 640)}
 
@@ -29,6 +32,7 @@ def _modules():
     """The torch definitions (torch is a benchmark dependency: imported only when building)."""
     import torch
     from torch import nn
+    from zoo import SPPF  # models/zoo.py: the same Conv-BN-SiLU, pools and concat
 
     class ConvBN(nn.Sequential):
         def __init__(self, cin, cout, k=1, s=1, groups=1, act=nn.SiLU):
@@ -56,18 +60,6 @@ def _modules():
             y = list(self.cv1(x).split((self.c, self.c), 1))
             for m in self.m:
                 y.append(m(y[-1]))
-            return self.cv2(torch.cat(y, 1))
-
-    class SPPF(nn.Module):
-        def __init__(self, cin, cout):
-            super().__init__()
-            self.cv1, self.cv2 = ConvBN(cin, cin // 2), ConvBN(cin * 2, cout)
-            self.pool = nn.MaxPool2d(5, 1, 2)
-
-        def forward(self, x):
-            y = [self.cv1(x)]
-            for _ in range(3):
-                y.append(self.pool(y[-1]))
             return self.cv2(torch.cat(y, 1))
 
     class YOLOv8n(nn.Module):
