@@ -58,12 +58,20 @@ def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
         if classifier_like(name, a):
             total += float(np.mean(_kl(a, b)))
         else:
-            a64, b64 = a.astype(np.float64), b.astype(np.float64)
             rows = calib.real_rows(samples, a) if samples is not None else None
             if rows is not None:
-                a64, b64 = a64.reshape(len(rows), -1)[rows], b64.reshape(len(rows), -1)[rows]
-            total += float(np.sum((a64 - b64) ** 2) / max(np.sum(a64 ** 2), 1e-30))
+                a, b = a.reshape(len(rows), -1)[rows], b.reshape(len(rows), -1)[rows]
+            total += float(_square_sum(a - b) / max(_square_sum(a), 1e-30))
     return total
+
+
+def _square_sum(x: np.ndarray) -> float:
+    """Sum of squares, accumulated in float64 row block by row block (no float64 copy of a
+    large output)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    step = 1 << 16
+    return float(sum(np.dot(c, c) for c in (flat[k:k + step].astype(np.float64)
+                                              for k in range(0, len(flat), step))))
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

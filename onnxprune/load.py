@@ -244,6 +244,33 @@ def derived(model: onnx.ModelProto) -> onnx.ModelProto:
     return export_form(model)
 
 
+OFFLOAD_BYTES = 1 << 20  # initializers this large are shared through files by offloaded()
+
+
+def offloaded(model: onnx.ModelProto, folder: str, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers of ``OFFLOAD_BYTES`` or more are external data in
+    files of ``folder``, written once from ``arrays`` (their values, by name). For the models
+    derived from it that many sessions load (one probe per group): a model file written into
+    ``folder`` costs what its nodes cost, and a session made from that path reads the shared
+    weights from the files instead of parsing a copy of them each time. Values are unchanged."""
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    for k, init in enumerate(light.graph.initializer):
+        value = arrays.get(init.name)
+        if value is None or value.nbytes < OFFLOAD_BYTES or init.data_location == init.EXTERNAL:
+            continue
+        name = f"weight-{k}.bin"
+        np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tofile(os.path.join(folder, name))
+        for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                      "uint64_data", "string_data"):
+            init.ClearField(field)
+        init.data_location = init.EXTERNAL
+        del init.external_data[:]
+        for key, text in (("location", name), ("offset", "0"), ("length", str(value.nbytes))):
+            init.external_data.add(key=key, value=text)
+    return light
+
+
 def _drop_initializers(graph: onnx.GraphProto, names: set[str]) -> None:
     """Remove the initializers ``names`` and their graph-input entries, keeping the order of
     the rest."""

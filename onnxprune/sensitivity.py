@@ -25,10 +25,13 @@ Three measured quantities, all on the *unpruned* model's calibration activations
   (:func:`onnxprune.fidelity.distortion`).
   Cutting is emulated exactly by zeroing the removed input slices (the zero-filter proof shows
   this equals the pruned model), with the consumer weights fed as graph inputs so one session
-  per group serves every width. A group with many candidate widths (a wide FFN's noisy
-  staircase) is measured at ``TABLE_POINTS`` of them spread over its range, the narrowest
-  included; the others are interpolated linearly in the removed count between measured
-  neighbours (distortion grows smoothly as the fixed removal order goes on).
+  per group serves every width; only the graph from the group's first consumer on runs, on
+  the unpruned activations there, collected for many groups in one run (:class:`Boundaries`).
+  A group with many candidate widths (a wide FFN's noisy staircase) is measured at
+  ``TABLE_POINTS`` of them spread over its range, the narrowest included; the others are
+  interpolated linearly in the removed count between measured neighbours (distortion grows
+  smoothly as the fixed removal order goes on). The table's cost is bounded by the model's
+  (:func:`plan_table`): a costly model is measured at fewer widths, then on fewer samples.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +52,14 @@ from . import cachefile, calib, load, progress, runtime, runtimes
 from .fidelity import distortion, outputs_on
 from .graph import ChannelGraph, Group
 from .linear import _rows_to_weight, _weight_rows, design_rows, linear, ridge_solve, ridge_strength
+from .stats import node_macs
 
 TABLE_POINTS = 8  # widths measured per group; the rest of its candidates are interpolated
+MIN_POINTS = 4  # ... when the model is too costly for TABLE_POINTS (see plan_table)
+MIN_SAMPLES = 8  # the fewest samples a costly model's table is measured on
+TABLE_MACS = 4e12  # multiply-accumulates a table may take before it measures less
+ELEMENT_MACS = 50  # what writing one tensor element costs, counted in multiply-accumulates
+ACTIVATION_BUDGET = 1 << 30  # bytes of probe inputs the table collects in one run
 MAX_FAN_IN = 4608  # larger consumers (e.g. a Gemm after Flatten) get no statistics
 _DAMP = 0.01  # H is damped by this share of its mean diagonal (rank-deficient activations)
 
@@ -270,23 +281,109 @@ def select_by_reconstruction(g: ChannelGraph, stats: dict[str, ConsumerStats],
     return done
 
 
+def first_reader(nodes: list[onnx.NodeProto], fed: set[str]) -> int:
+    """Index of the first of ``nodes`` reading one of the tensors ``fed``."""
+    return min(k for k, n in enumerate(nodes) if fed & set(n.input))
+
+
+def _needed(model: onnx.ModelProto, nodes: list, keep: set[int], inits: set[str]) -> list[str]:
+    """What the ``keep`` nodes read that they do not make themselves: graph outputs made
+    elsewhere and activations (graph inputs included), in first-use order."""
+    kept = [n for k, n in enumerate(nodes) if k in keep]
+    made = {o for n in kept for o in n.output}
+    needed = [o.name for o in model.graph.output if o.name not in made]
+    needed += [i for n in kept for i in n.input if i and i not in made and i not in inits]
+    return list(dict.fromkeys(needed))
+
+
+class Boundaries:
+    """The unpruned model's values on ``samples`` at the tensors where probes start (their
+    graph inputs), shared by the probes of one table. ``coming`` lists, in order, what the
+    probes still to be built will read; :meth:`get` collects what is missing in one prefix run
+    together with what the next probes read, as long as that fits ``budget`` bytes, and
+    :meth:`advance` forgets what no coming probe reads. A value is the same as one run per
+    probe gives (the same prefix computation on the same batches); ``major[name]``: whether it
+    has the samples on its first axis (see :func:`onnxprune.calib.batch_major`), else it is
+    stacked per batch (a scalar, a computed shape).
+
+    With a ``folder`` (a temporary one the caller removes), the model's big weights are written
+    there once and ``light`` is the model referring to them (:func:`onnxprune.load.offloaded`):
+    :meth:`place` turns a probe made from ``light`` into a file there, so each probe session
+    reads the shared weights instead of a serialized copy. Without one, ``light`` is the model."""
+
+    def __init__(self, model: onnx.ModelProto, samples: calib.Samples,
+                 coming: list[list[str]] | None = None, sizes: dict[str, int] | None = None,
+                 budget: int = ACTIVATION_BUDGET, folder: str | None = None,
+                 arrays: dict[str, np.ndarray] | None = None):
+        self.model, self.samples, self.budget, self.folder = model, samples, budget, folder
+        self.light = load.offloaded(model, folder, arrays or {}) if folder else model
+        self.placed = 0
+        self.coming = [list(c) for c in coming or []]
+        self.sizes = sizes or {}  # bytes per sample, where known
+        self.values: dict[str, np.ndarray] = {}
+        self.major: dict[str, bool] = dict.fromkeys(samples, True)
+        self.passes = 0
+
+    def get(self, names: list[str]) -> dict[str, np.ndarray]:
+        missing = [n for n in dict.fromkeys(names) if n not in self.samples and n not in self.values]
+        if missing:
+            room = self.budget - self._bytes(missing)
+            for later in self.coming:
+                extra = [n for n in dict.fromkeys(later)
+                         if n not in self.samples and n not in self.values and n not in missing]
+                if self._bytes(extra) > room:
+                    break
+                room -= self._bytes(extra)
+                missing += extra
+            got = calib.Tap(self.model, missing, prefix=True).collect(self.samples, missing)
+            n = calib.count(self.samples)
+            self.values.update(got)
+            self.major.update({k: calib.batch_major(v, n) for k, v in got.items()})
+            self.passes += 1
+        return {n: self.samples[n] if n in self.samples else self.values[n] for n in names}
+
+    def place(self, probe: onnx.ModelProto) -> onnx.ModelProto | str:
+        """What a session loads for ``probe`` (made from ``light``): a file in the folder, else
+        the model itself."""
+        if not self.folder:
+            return probe
+        self.placed += 1
+        path = os.path.join(self.folder, f"probe-{self.placed}.onnx")
+        with open(path, "wb") as f:
+            f.write(probe.SerializeToString())
+        return path
+
+    def advance(self) -> None:
+        """The next coming probe is built: keep only what the later ones read."""
+        if self.coming:
+            self.coming.pop(0)
+        still = {n for c in self.coming for n in c}
+        for name in [n for n in self.values if n not in still]:
+            del self.values[name]
+
+    def _bytes(self, names: list[str]) -> int:
+        return calib.count(self.samples) * sum(self.sizes.get(n, 0) for n in names)
+
+
 class GroupProbe:
     """The unpruned model with one group's consumer weights (and biases) as graph inputs: runs
     the model with any cut of that group (zeroed input slices, refitted kept weights). Only the
     part of the graph from the group's first consumer on is run, on cached activations. Each
     consumer's ridge strength is cross-validated at the first cut asked for and reused for
-    the others (the table asks for its middle width first)."""
+    the others (the table asks for its middle width first). The activations it starts from
+    come from ``boundaries`` (one shared by the probes of a table), else from a run of its own."""
 
     def __init__(self, g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats],
-                 samples: calib.Samples):
+                 samples: calib.Samples, boundaries: Boundaries | None = None):
         self.g, self.group, self.samples = g, group, samples
         self.nodes = {n.name: n for n in g.model.graph.node}
         self._positions: dict[str, list[np.ndarray]] = {}
         self.slices = [p for p in group.members if p.role == "in"]
         self.stats = group_consumers(g, group, stats)
         self.strength: dict[str, float] = {}
+        boundaries = boundaries or Boundaries(g.model, samples)
         model = onnx.ModelProto()
-        model.CopyFrom(g.model)
+        model.CopyFrom(boundaries.light)
         fed = {p.param for p in self.slices}
         nodes = {n.name: n for n in model.graph.node}
         self.bias_names: dict[str, str] = {}
@@ -305,38 +402,34 @@ class GroupProbe:
                 node.input[spec.bias_input] = name
             self.bias_names[c.param] = name
             fed.add(name)
-        self.base = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in fed}
-        self.inputs = self._cut(model, fed, samples)
+        self.base = {i.name: g.consts[i.name] if i.name in g.consts else numpy_helper.to_array(i)
+                     for i in model.graph.initializer if i.name in fed}
+        self.inputs = self._cut(model, fed, boundaries)
         for name, value in self.base.items():
             model.graph.input.append(onnx.helper.make_tensor_value_info(
                 name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
         load.derived(model)
-        self.session = runtimes.session(model, runtimes.RuntimeConfig(threads=os.cpu_count() or 1))
+        self.session = runtimes.session(boundaries.place(model),
+                                        runtimes.RuntimeConfig(threads=os.cpu_count() or 1))
         self.batch, self.static = calib.batch_size(g.model)
 
-    def _cut(self, model: onnx.ModelProto, fed: set[str], samples: calib.Samples) -> calib.Samples:
+    def _cut(self, model: onnx.ModelProto, fed: set[str], boundaries: Boundaries) -> calib.Samples:
         """Keep only the nodes from the first one reading a fed weight on (the cut changes
         nothing before it); the activations they read from earlier nodes become graph inputs,
-        fed from one run of the unpruned model. Tensors without a batch axis (scalars,
-        computed shapes: they may depend on the batch size) are recomputed instead: their
-        producers join the kept nodes. Returns the fed inputs over ``samples``."""
+        fed from one run of the unpruned model (``boundaries``). Tensors without a batch axis
+        (scalars, computed shapes: they may depend on the batch size) are recomputed instead:
+        their producers join the kept nodes. Returns the fed inputs over the samples."""
         nodes = list(model.graph.node)
-        first = min(k for k, n in enumerate(nodes) if fed & set(n.input))
         producer = {o: k for k, n in enumerate(nodes) for o in n.output}
         inits = {i.name for i in model.graph.initializer}
-        keep = set(range(first, len(nodes)))
-        batch = next(calib.batches(samples, calib.batch_size(self.g.model)[0]))
+        keep = set(range(first_reader(nodes, fed), len(nodes)))
         while True:
-            needed = self._needed(model, nodes, keep, inits)
-            made = [n for n in needed if n not in samples]
-            probe = calib.Tap(self.g.model, made, prefix=True) if made else None
-            got = next(probe.run(batch)) if probe is not None else {}
-            loose = {producer[n] for n in made if n in producer
-                     and not calib.batch_major(got[n], calib.count(batch))}
+            needed = _needed(model, nodes, keep, inits)
+            feeds = boundaries.get(needed)
+            loose = {producer[n] for n in needed if n in producer and not boundaries.major[n]}
             if not loose:
                 break
             keep |= loose
-        feeds = {**samples, **(probe.collect(samples, made) if probe is not None else {})}
         kept = [n for k, n in enumerate(nodes) if k in keep]
         del model.graph.node[:]
         model.graph.node.extend(kept)
@@ -349,17 +442,7 @@ class GroupProbe:
             value = feeds[name]
             model.graph.input.append(onnx.helper.make_tensor_value_info(
                 name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), ["N", *value.shape[1:]]))
-        return {k: feeds[k] for k in needed}
-
-    @staticmethod
-    def _needed(model: onnx.ModelProto, nodes: list, keep: set[int], inits: set[str]) -> list[str]:
-        """What the ``keep`` nodes read that they do not make themselves: graph outputs made
-        elsewhere and activations (graph inputs included), in first-use order."""
-        kept = [n for k, n in enumerate(nodes) if k in keep]
-        made = {o for n in kept for o in n.output}
-        needed = [o.name for o in model.graph.output if o.name not in made]
-        needed += [i for n in kept for i in n.input if i and i not in made and i not in inits]
-        return list(dict.fromkeys(needed))
+        return feeds
 
     def weights(self, removed: np.ndarray, refit: bool = True) -> dict[str, np.ndarray]:
         """Feeds for the cut removing channel indices ``removed`` of the group."""
@@ -386,13 +469,11 @@ class GroupProbe:
         return np.concatenate([per[i] for i in removed]) if len(removed) else np.zeros(0, np.int64)
 
     def outputs(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs over the samples with the consumer weights ``weights``."""
         names = [o.name for o in self.session.get_outputs()]
-        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        for feed in calib.batches(self.inputs, self.batch, self.static):
-            got = runtime.run_outputs(self.session, {**feed, **weights})
-            for n in names:
-                parts[n].append(got[n])
-        return {n: np.concatenate(v) for n, v in parts.items()}
+        got = [runtime.run_outputs(self.session, {**feed, **weights})
+               for feed in calib.batches(self.inputs, self.batch, self.static)]
+        return {n: np.concatenate([part[n] for part in got]) for n in names}
 
 
 @dataclass
@@ -404,59 +485,168 @@ class Table:
     samples: int = 0
     seconds: float = 0.0
     cached: bool = False
+    points: int = TABLE_POINTS
 
     def to_dict(self) -> dict:
-        return {"samples": self.samples, "seconds": self.seconds, "cached": self.cached,
+        return {"samples": self.samples, "points": self.points, "seconds": self.seconds,
+                "cached": self.cached,
                 "values": {str(g): {str(w): v for w, v in row.items()} for g, row in self.values.items()}}
 
 
 def sensitivity_table(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Samples,
                       stats: dict[str, ConsumerStats], refit: bool = True,
-                      cache_dir: str | None = None) -> Table:
-    """Distortion per group and width (see the module docstring) on ``samples``; cached on
-    disk under ``cache_dir``, one file per model, samples and settings, one entry per group
-    (keyed by its widths, channel order and consumer statistics), each written as soon as it
-    is measured (:mod:`onnxprune.cachefile`): an interrupted table resumes at the group it
-    stopped in, and runs sharing the cache keep each other's groups."""
+                      cache_dir: str | None = None, budget: float = TABLE_MACS) -> Table:
+    """Distortion per group and width (see the module docstring), on as many of ``samples``
+    and at as many widths per group as ``budget`` allows (:func:`plan_table`); cached on disk
+    under ``cache_dir``, one file per model, samples and settings, one entry per group (keyed
+    by its widths, channel order and consumer statistics), each written as soon as it is
+    measured (:func:`measure_rows`): an interrupted table resumes at the group it stopped in,
+    and runs sharing the cache keep each other's groups. The probes' starting activations are
+    collected for several groups per run (:class:`Boundaries`)."""
     start = time.perf_counter()
-    path = os.path.join(cache_dir, f"{_table_key(g, samples, refit)}.json") if cache_dir else None
-    stored = cachefile.read(path)
-    table = Table(samples=calib.count(samples))
-    reference = None
-    found = 0
-    with progress.stage("sensitivity table", len(widths), "group") as stage:
-        for gid, ws in widths.items():
-            group = g.groups[gid]
-            key = _group_key(g, group, ws, stats)
-            if key in stored:
-                table.values[gid] = {int(w): v for w, v in stored[key].items()}
-                found += 1
-            else:
-                if reference is None:
-                    reference = outputs_on(g.model, samples)
-                table.values[gid] = _row(g, group, ws, samples, stats, reference, refit)
-                if path:
-                    stored = cachefile.update(
-                        path, {key: {str(w): v for w, v in table.values[gid].items()}})
-            stage.advance(f"{gid} {progress.short(group.name)}")
-        stage.summary = f"{len(widths) - found} groups measured, {found} from cache"
+    plan = plan_table(g, widths, samples, stats, budget)
+    samples = plan.samples
+    path = (os.path.join(cache_dir, f"{_table_key(g, samples, refit, plan.points)}.json")
+            if cache_dir else None)
+    keys = {gid: _group_key(g, g.groups[gid], ws, stats) for gid, ws in widths.items()}
+    table = Table(samples=calib.count(samples), points=plan.points)
+    state: dict[str, object] = {}
+
+    def row(gid: int) -> dict[int, float]:
+        if not state:
+            todo = [gid2 for gid2 in widths if keys[gid2] not in cachefile.read(path)] or [gid]
+            state["reference"] = outputs_on(g.model, samples)
+            state["boundaries"] = Boundaries(g.model, samples, [plan.reads[k] for k in todo],
+                                             plan.sizes, folder=folder, arrays=g.consts)
+        boundaries = state["boundaries"]
+        probe = GroupProbe(g, g.groups[gid], stats, samples, boundaries)
+        boundaries.advance()
+        return _row(probe, widths[gid], state["reference"], refit, plan.points)
+
+    with tempfile.TemporaryDirectory(prefix="onnxprune-probes-") as folder:
+        table.values, found = measure_rows("sensitivity table", keys, row, path,
+                                           lambda gid: progress.short(g.groups[gid].name))
     table.cached = found == len(widths)
     table.seconds = time.perf_counter() - start
     return table
 
 
-def _row(g: ChannelGraph, group: Group, ws: list[int], samples: calib.Samples,
-         stats: dict[str, ConsumerStats], reference: dict[str, np.ndarray],
-         refit: bool) -> dict[int, float]:
+def measure_rows(title: str, keys: dict[int, str], row: Callable[[int], dict[Hashable, float]],
+                 path: str | None, label: Callable[[int], str],
+                 column: Callable[[str], Hashable] = int) -> tuple[dict[int, dict[Hashable, float]], int]:
+    """A table measured a row at a time (any kind: a group's widths, its precisions):
+    ``row(item)`` for every item of ``keys`` whose key the cache file ``path`` lacks, each row
+    stored there as soon as it is measured (a stopped run keeps every row it finished; runs
+    sharing the file keep each other's rows), one progress item per row; ``column`` reads a
+    stored column name back. Returns the rows and how many came from the cache."""
+    stored = cachefile.read(path)
+    rows: dict[int, dict[Hashable, float]] = {}
+    found = 0
+    with progress.stage(title, len(keys), "group") as stage:
+        for item, key in keys.items():
+            if key in stored:
+                rows[item] = {column(w): v for w, v in stored[key].items()}
+                found += 1
+            else:
+                rows[item] = row(item)
+                if path:
+                    stored = cachefile.update(path, {key: {str(w): v for w, v in rows[item].items()}})
+            stage.advance(f"{item} {label(item)}")
+        stage.summary = f"{len(keys) - found} groups measured, {found} from cache"
+    return rows, found
+
+
+@dataclass
+class TablePlan:
+    """What a table measures: ``samples`` (spread over the given ones), ``points`` widths per
+    group at most, ``reads[group id]``: the activations its probe starts from; ``sizes``: bytes
+    per sample of each; ``cost``: the multiply-accumulates all probe runs take."""
+
+    samples: calib.Samples
+    points: int
+    reads: dict[int, list[str]]
+    sizes: dict[str, int]
+    cost: float
+
+
+def plan_table(g: ChannelGraph, widths: dict[int, list[int]], samples: calib.Samples,
+               stats: dict[str, ConsumerStats], budget: float = TABLE_MACS) -> TablePlan:
+    """The most thorough table that costs at most ``budget`` multiply-accumulates: a group's
+    probe runs the graph from its first consumer on once per sample and measured width, so the
+    cost is the sum over groups of that suffix's MACs times samples times widths. The measured
+    widths per group go down from ``TABLE_POINTS`` to ``MIN_POINTS`` first, then the samples
+    (evenly spread over the given ones) to ``MIN_SAMPLES``; a model cheap enough keeps every
+    sample and ``TABLE_POINTS`` (below that floor the cost may exceed the budget)."""
+    nodes = list(g.model.graph.node)
+    inits = {i.name for i in g.model.graph.initializer}
+    per_node = node_costs(g)
+    batch = max(1, int((g.shapes.get(next(iter(samples))) or (1,))[0] or 1))
+    tail = np.cumsum(per_node[::-1])[::-1].tolist() + [0]  # MACs from node k on, per batch
+    reads, suffix = {}, {}
+    for gid in widths:
+        first = first_reader(nodes, probe_fed(g, g.groups[gid], stats))
+        reads[gid] = _needed(g.model, nodes, set(range(first, len(nodes))), inits)
+        suffix[gid] = tail[first] / batch
+    sizes = {n: _sample_bytes(g, n) for names in reads.values() for n in names}
+    total = calib.count(samples)
+
+    def cost(points: int, n: int) -> float:
+        return n * sum(suffix[gid] * len(measured_widths(
+            [w for w in ws if w < g.groups[gid].width], points)) for gid, ws in widths.items())
+
+    points, n = TABLE_POINTS, total
+    while points > MIN_POINTS and cost(points, n) > budget:
+        points -= 1
+    while n > min(MIN_SAMPLES, total) and cost(points, n) > budget:
+        n = max(min(MIN_SAMPLES, total), int(n * budget / cost(points, n)))
+    picked = np.linspace(0, total - 1, n).round().astype(int) if n < total else np.arange(total)
+    return TablePlan(calib.take(samples, picked), points, reads, sizes, cost(points, n))
+
+
+def node_costs(g: ChannelGraph) -> list[float]:
+    """Each node's cost in multiply-accumulates: its MACs (:func:`onnxprune.stats.node_macs`)
+    plus ``ELEMENT_MACS`` per element it writes (at high resolution the memory-bound ops, the
+    upsamplings, activations and adds of a detector's neck and head, cost as much as the
+    convolutions), at the traced shapes."""
+    out = []
+    for node, m in zip(g.model.graph.node, node_macs(g.model, g.shapes)):
+        written = sum(int(np.prod(g.shapes[o], dtype=np.int64)) for o in node.output
+                      if _sample_bytes(g, o) or g.shapes.get(o) == ())
+        out.append(m + ELEMENT_MACS * written)
+    return out
+
+
+def probe_fed(g: ChannelGraph, group: Group, stats: dict[str, ConsumerStats]) -> set[str]:
+    """The weights (and existing biases) a probe of ``group`` feeds: its consumers' ``in``
+    slices' weights and the biases of those it refits."""
+    nodes = {n.name: n for n in g.model.graph.node}
+    fed = {p.param for p in group.members if p.role == "in"}
+    for c in group_consumers(g, group, stats):
+        name = linear(nodes[c.node]).bias_name(nodes[c.node])
+        if name:
+            fed.add(name)
+    return fed
+
+
+def _sample_bytes(g: ChannelGraph, name: str) -> int:
+    """Bytes per sample of tensor ``name`` from its traced shape (4 per element; 0 unknown)."""
+    shape = g.shapes.get(name)
+    if not shape or any(not isinstance(d, int) or d <= 0 for d in shape):
+        return 0
+    return 4 * int(np.prod(shape[1:], dtype=np.int64))
+
+
+def _row(probe: GroupProbe, ws: list[int], reference: dict[str, np.ndarray], refit: bool,
+         points: int) -> dict[int, float]:
     """One group's row of the table: measured at :func:`measured_widths`, the middle one
     first, the other widths interpolated."""
-    probe = GroupProbe(g, group, stats, samples)
+    group = probe.group
     keep = group.keep_order()
     row = {group.width: 0.0}
-    measure = measured_widths([w for w in ws if w < group.width])
+    measure = measured_widths([w for w in ws if w < group.width], points)
     for w in sorted(measure, key=lambda w: abs(w - measure[len(measure) // 2])):
         removed = np.sort(keep[w:])
-        row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)), samples)
+        row[w] = distortion(reference, probe.outputs(probe.weights(removed, refit)), probe.samples)
     known = sorted(row)
     for w in ws:
         row.setdefault(w, float(np.interp(w, known, [row[k] for k in known])))
@@ -472,14 +662,14 @@ def measured_widths(widths: list[int], points: int = TABLE_POINTS) -> list[int]:
     return sorted({ws[round(k)] for k in np.linspace(0, len(ws) - 1, points)})
 
 
-def _table_key(g: ChannelGraph, samples: calib.Samples, refit: bool) -> str:
+def _table_key(g: ChannelGraph, samples: calib.Samples, refit: bool, points: int) -> str:
     """The table file: model, samples and settings."""
     h = hashlib.sha256()
     h.update(g.model.SerializeToString(deterministic=True))
     for name in sorted(samples):
         h.update(name.encode())
         h.update(np.ascontiguousarray(samples[name]).tobytes())
-    h.update(f"v5|{refit}|{TABLE_POINTS}".encode())
+    h.update(f"v6|{refit}|{points}".encode())
     return h.hexdigest()[:32]
 
 

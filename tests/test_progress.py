@@ -73,7 +73,7 @@ def test_sensitivity_table_resumes_at_the_group_it_stopped_in(tmp_path, monkeypa
     real, rows = sensitivity._row, []
 
     def dies_on_second(*args):
-        rows.append(args[1].id)
+        rows.append(args[0].group.id)
         if len(rows) == 2:
             raise KeyboardInterrupt  # stopped while measuring the second group
         return real(*args)
@@ -81,7 +81,7 @@ def test_sensitivity_table_resumes_at_the_group_it_stopped_in(tmp_path, monkeypa
     monkeypatch.setattr(sensitivity, "_row", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         sensitivity.sensitivity_table(prep.graph, widths, samples, prep.stats, cache_dir=str(tmp_path))
-    monkeypatch.setattr(sensitivity, "_row", lambda *args: rows.append(args[1].id) or real(*args))
+    monkeypatch.setattr(sensitivity, "_row", lambda *args: rows.append(args[0].group.id) or real(*args))
     resumed = sensitivity.sensitivity_table(prep.graph, widths, samples, prep.stats, cache_dir=str(tmp_path))
     assert rows[2:] == [rows[1]]  # only the group that was interrupted is measured again
     assert resumed.values == full.values and not resumed.cached

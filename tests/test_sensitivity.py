@@ -114,3 +114,73 @@ def test_synthetic_samples_look_like_normalised_images():
     assert np.allclose(x.mean(axis=(2, 3)), 0, atol=1e-5) and np.allclose(x.std(axis=(2, 3)), 1, atol=1e-3)
     # smooth: neighbouring pixels correlate (a natural-image spectrum, not white noise)
     assert np.corrcoef(x[..., :-1].ravel(), x[..., 1:].ravel())[0, 1] > 0.3
+
+
+def _fast_vs_built(model, samples, folder=None):
+    """For every prunable group cut to half its prunable channels: the table's fast path (one
+    probe session, zeroed consumer slices, no refit; with ``folder``, the probes load their
+    weights from files there) and the pruned model the rewrite builds give the same distortion
+    of the outputs."""
+    from onnxprune.fidelity import distortion, outputs_on
+    from onnxprune.rewrite import apply_plan
+    from onnxprune.search import plan_for
+
+    prep = prepare(model, calib_data=samples)
+    g = prep.graph
+    reference = outputs_on(g.model, samples)
+    groups = g.prunable_groups()
+    boundaries = sensitivity.Boundaries(g.model, samples, folder=folder, arrays=g.consts)
+    assert groups
+    for group in groups:
+        width = group.width - max(1, len(group.prunable) // 2)
+        probe = sensitivity.GroupProbe(g, group, prep.stats, samples, boundaries)
+        fast = distortion(reference, probe.outputs(probe.weights(np.sort(group.keep_order()[width:]),
+                                                                 refit=False)), samples)
+        built = distortion(reference, outputs_on(apply_plan(g, plan_for(g, {group.id: width})), samples),
+                           samples)
+        assert fast > 0 or built == 0, group.name
+        np.testing.assert_allclose(fast, built, rtol=1e-5, atol=1e-5, err_msg=group.name)
+    return len(groups)
+
+
+def test_fast_path_distortion_equals_the_built_model():
+    assert _fast_vs_built(_two_paths(), _samples()) == 3  # convA, convB, the summed pair
+
+
+def test_fast_path_distortion_equals_the_built_model_on_the_bundled_models(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import onnx
+
+    from onnxprune import load
+
+    monkeypatch.setattr(load, "OFFLOAD_BYTES", 1024)  # every weight but the smallest from files
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    rng = np.random.default_rng(0)
+    cnn = onnx.load(str(models / "mnist_cnn.onnx"))
+    shape = [d.dim_value or 24 for d in cnn.graph.input[0].type.tensor_type.shape.dim][1:]
+    assert _fast_vs_built(cnn, {cnn.graph.input[0].name: rng.random((24, *shape), np.float32)},
+                          str(tmp_path)) >= 2
+    assert any(f.suffix == ".bin" for f in tmp_path.iterdir())
+    (tmp_path / "vit").mkdir()
+    vit = onnx.load(str(models / "vit_mnist.onnx"))
+    shape = [d.dim_value for d in vit.graph.input[0].type.tensor_type.shape.dim][1:]
+    assert _fast_vs_built(vit, {vit.graph.input[0].name: rng.random((24, *shape), np.float32)},
+                          str(tmp_path / "vit")) >= 2
+
+
+def test_table_measures_less_of_a_costly_model_within_its_budget():
+    """The plan trades widths first, then samples, for the budget; a cheap model keeps all."""
+    prep = prepare(_two_paths(), calib_data=_samples())
+    samples, _ = prep.value_samples()
+    a, b = _group(prep, "convA"), _group(prep, "convB")
+    widths = {a.id: list(range(1, 8)), b.id: list(range(1, 8))}
+    full = sensitivity.plan_table(prep.graph, widths, samples, prep.stats)
+    assert full.points == sensitivity.TABLE_POINTS and calib.count(full.samples) == calib.count(samples)
+    tight = sensitivity.plan_table(prep.graph, widths, samples, prep.stats, budget=full.cost / 3)
+    assert tight.points == sensitivity.MIN_POINTS
+    assert sensitivity.MIN_SAMPLES <= calib.count(tight.samples) < calib.count(samples)
+    assert tight.cost <= full.cost / 3
+    table = sensitivity.sensitivity_table(prep.graph, widths, samples, prep.stats, budget=full.cost / 3)
+    assert table.samples == calib.count(tight.samples) and sorted(table.values[a.id]) == list(range(1, 9))
