@@ -95,7 +95,7 @@ def _prepare(job: Job, importance: str = "auto", exclude=None, val: bool = False
     loaded = load.load_model(job.model) if isinstance(job.model, str) else job.model
     samples = read_data(data.calib, loaded, data.options, data.shapes, "--calib", data.announce)
     held = read_data(data.val, loaded, data.options, data.shapes, "--val", data.announce) if val else None
-    return prepare(loaded, data.shapes, importance, exclude, samples, held)
+    return prepare(loaded, data.shapes, importance, exclude, samples, held, job.deployment.precision)
 
 
 def _source(job: Job) -> backends.LatencySource | None:
