@@ -207,13 +207,14 @@ def profile(job: Job, group_ids: tuple[int, ...] = (), no_cache: bool = False,
                 rel_tol: float = 0.05) -> ProfileRun:
     """Each prunable group's latency staircase (all groups, or ``group_ids``) on the job's
     deployment; ``no_cache``: measure everything again, store nothing."""
+    job.deployment.check(auto=False)
     prep = prepare(job.model, parse_shapes(job.data.shapes))
     groups = profile_groups(prep, group_ids)
     source = job.deployment.source()
     cache = profiling.Cache(None if no_cache else (job.search.cache_path or profiling.default_cache_path()),
                           source.key())
     run = profiling.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
-                                progress=job.search.progress)
+                                progress=job.search.progress, precision=job.deployment.precision)
     return ProfileRun(prep, source, run)
 
 

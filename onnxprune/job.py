@@ -26,7 +26,7 @@ from typing import Any
 import onnx
 
 from . import backends, load, recover, runtimes
-from .quantize import PRECISIONS
+from .quantize import MODEL_PRECISIONS, PRECISIONS
 from .errors import OnnxPruneError
 from .output import check_output_dir, check_output_path
 from .sources import Options as DataOptions
@@ -158,8 +158,9 @@ class Deployment:
     ray_actors: int | None = None
     ray_timeout: float = 600.0
     precision: str = _opt("fp32", "--precision",
-                          "what the model ships in: fp32, or int8 (onnxruntime's static QDQ "
-                          "quantizer, calibrated on --calib); candidates are timed and judged in it")
+                          "what the model ships in: fp32, int8 (onnxruntime's static QDQ "
+                          "quantizer, calibrated on --calib), or auto (both searched, the more "
+                          "faithful that meets the target kept); candidates are timed and judged in it")
 
     @classmethod
     def of(cls, runtime_name: str = "ort", provider: str = "cpu", ep_library: str = "",
@@ -186,10 +187,12 @@ class Deployment:
         deployment.check()
         return deployment
 
-    def check(self) -> None:
-        """The precision is one this version ships, and the only one asked."""
-        if self.precision not in PRECISIONS:
-            raise OnnxPruneError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+    def check(self, auto: bool = True) -> None:
+        """The precision is one this version ships (``auto`` too, where the command chooses
+        for one target), and the only one asked."""
+        known = PRECISIONS if auto else MODEL_PRECISIONS
+        if self.precision not in known:
+            raise OnnxPruneError(f"--precision must be one of {', '.join(known)} here, got {self.precision!r}")
         config = self.config if isinstance(self.config, runtimes.RuntimeConfig) else None
         if self.precision != "fp32" and config is not None and config.fp16:
             raise OnnxPruneError(f"--fp16 and --precision {self.precision} are two precisions: give one")
@@ -338,6 +341,8 @@ class Job:
         if self.search.stages > 1 and self.deployment.precision != "fp32":
             raise OnnxPruneError(f"--stages with --precision {self.deployment.precision}: progressive "
                                  "pruning runs in fp32 only in this version")
+        if self.deployment.precision == "auto" and goal.target.target_ms is None and goal.target.target_speedup is None:
+            raise OnnxPruneError("--precision auto chooses for a latency target: give --speedup or --target-ms")
         if goal.target.ratio is None:
             check_floor(goal.floor)
         self.deployment.check()
@@ -359,7 +364,7 @@ class Job:
         for path in self.outputs:
             check_output_path(path, self._model_path())
         check_floor(self.goal.floor)
-        self.deployment.check()
+        self.deployment.check(auto=False)
         return self._parsed(speedups=tuple(sorted(wanted)))
 
 

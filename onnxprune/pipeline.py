@@ -15,6 +15,7 @@ contradict each other, and a machine whose speed drifts during the run moves no 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -164,13 +165,15 @@ def prune_ratio(prep: Prepared, job: Job) -> PruneResult:
 
 
 def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource, job: Job,
-                 baseline: tuple[bytes, float] | None = None) -> CandidateStore:
+                 baseline: tuple[bytes, float] | None = None,
+                 quantizer: list[dict] | None = None) -> CandidateStore:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
     with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
     ``config``: the runtime configuration measured here, or any latency source (Ray actors on
     the deployment machines, a fake in tests); every timing goes through it. ``baseline``:
     ``(model bytes, ms)`` to compare against instead of ``prep.model`` measured now (the
-    unpruned model, for the later stages of progressive pruning). ``job``: the floor, the
+    unpruned model, for the later stages of progressive pruning). ``quantizer``: the runtime
+    quantizer's rows when measured already (:func:`runtime_quantizer`). ``job``: the floor, the
     value, the cache and progress lines (``goal``, ``search``), and the recovery and metric of
     every finished candidate."""
     floor, cache_path, value = job.goal.floor, job.search.cache_path, job.goal.value
@@ -178,16 +181,19 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     if baseline is None:
         base = prep.model.SerializeToString()
         baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
-    rows = runtime_quantizer(prep, source, baseline[0]) if prep.teacher is prep.model else []
+    rows = quantizer if quantizer is not None else (
+        runtime_quantizer(prep, source, baseline[0]) if prep.teacher is prep.model else [])
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
-                                min_fraction=floor, progress=job.search.progress)
+                                min_fraction=floor, progress=job.search.progress,
+                                precision=prep.precision)
     choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
     def judge(plan: PrunePlan) -> PruneResult:
         return finish(prep, plan, job.recovery.steps, job.data.evaluate, job.recovery.distill_seconds)
 
     ctx = CandidateStore(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
                          judge, cache_path, quantizer=rows)
-    notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
+    notice = search.cannot_help(prep.graph, run.groups, floor, ctx.start_ms(), ctx.measure,
+                                choices=choices)
     if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
         raise OnnxPruneError(notice)
     if value == "sensitivity" and choices:
@@ -276,16 +282,57 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
     if job.search.stages > 1:
         return prune_progressive(prep, config, job)
+    if prep.precision == "auto":
+        return _auto(prep, config, job)
     ctx = shared or start_search(prep, config, job)
     target = job.target
     if prep.precision == "fp32" and target.met_by(ctx.baseline_ms):
         return TargetResult(None, ctx.baseline_ms, target.ms(ctx.baseline_ms), None, None,
                             already_met=True)
-    if prep.precision != "fp32" and ctx.speedup_of(ctx.unpruned()) >= search.WINDOW[0] * target.speedup(ctx.baseline_ms):
-        widths = ctx.unpruned()  # quantizing alone meets it: nothing is cut
-        return _final(ctx, ctx.finish(widths), target, None, widths)
+    alone = _quantized_alone(ctx, target)
+    if alone is not None:
+        return alone
     found = _loop(ctx, target, job.search.method)
     return _conclude(ctx, target, found, job.goal.max_drop)
+
+
+def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None:
+    """In a quantized precision, the unpruned quantized model when it meets ``target`` on its
+    own (nothing is cut); else (and in fp32) None."""
+    if ctx.prep.precision == "fp32":
+        return None
+    widths = ctx.unpruned()
+    if ctx.speedup_of(widths) < search.WINDOW[0] * target.speedup(ctx.baseline_ms):
+        return None
+    return _final(ctx, ctx.finish(widths), target, None, widths)
+
+
+def _auto(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
+          job: Job) -> TargetResult:
+    """``--precision auto``: the target searched in each of
+    :data:`~onnxprune.quantize.MODEL_PRECISIONS` (one baseline, the same preparation and
+    calibration split), the :func:`more_faithful` result kept; a target the float model
+    already meets ends it there."""
+    source = backends.source_for(config)
+    base = prep.model.SerializeToString()
+    baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
+    results, rows = [], None
+    for precision in quantize.MODEL_PRECISIONS:
+        ctx = start_search(dataclasses.replace(prep, precision=precision), source, job, baseline, rows)
+        rows = ctx.quantizer
+        results.append(prune_to_target(ctx.prep, source, job, ctx))
+        if results[-1].already_met:
+            return results[-1]
+    return more_faithful(results)
+
+
+def more_faithful(results: list[TargetResult]) -> TargetResult:
+    """Of results for one target, the one with the least fidelity drop among those that
+    meet it (ties: the faster); when none meets it, the fastest."""
+    met = [r for r in results if r.speedup is not None and r.speedup >= search.BAND[0] * r.target_speedup]
+    if not met:
+        return max(results, key=lambda r: r.speedup or 0.0)
+    return min(met, key=lambda r: (_drop(r), -r.speedup))
 
 
 def _conclude(ctx: CandidateStore, target: Target, found: search.SearchResult,
@@ -430,8 +477,9 @@ def search_frontier(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
     ``job.goal.speedups``."""
     ctx = start_search(prep, config, job)
     targets = [Target(target_speedup=s) for s in sorted(job.goal.speedups)]
-    found = [_loop(ctx, t, "knapsack") for t in targets]
-    results = [_conclude(ctx, t, f, None) for t, f in zip(targets, found)]
+    alone = [_quantized_alone(ctx, t) for t in targets]
+    found = [_loop(ctx, t, "knapsack") if a is None else None for t, a in zip(targets, alone)]
+    results = [a or _conclude(ctx, t, f, None) for t, f, a in zip(targets, found, alone)]
     for k in range(len(results) - 2, -1, -1):  # from the top down: carry better models down
         better = results[k + 1]
         if _more_faithful(better, results[k]):

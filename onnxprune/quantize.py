@@ -7,13 +7,17 @@ a pruned int8 candidate differs from the runtime quantizer's model only by what 
 
 Invariants: the float model is never modified; a quantized model keeps the float model's
 input and output names, shapes and types; a model the quantizer cannot take comes back as it
-was, with one warning; the Conv/Gemm/MatMul nodes it left in float are named in one warning.
+was, with one warning; the weight-bearing nodes it left in float are named in one warning.
 Latency does not depend on the calibrated ranges, so :func:`for_timing` quantizes a candidate
-on a few samples only (the hardware loop times many), :func:`quantize` on all of them.
+on a few samples only (the hardware loop times many), :func:`quantize` on all of them, and
+:func:`qdq_layer` writes an isolated layer (the profiler's) in the quantizer's QDQ pattern
+directly, with fixed scales.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -23,16 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from . import calib
 from .errors import first_line
 
-PRECISIONS = ("fp32", "int8")
+MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
+PRECISIONS = (*MODEL_PRECISIONS, "auto")  # auto: each searched, the more faithful kept
 METHODS = ("minmax", "percentile", "entropy")
 CHOICES = ("minmax", "percentile")  # tried for a written model, the more faithful kept (entropy: slow)
 CALIB_SAMPLES = 128  # onnxruntime's examples calibrate on about this many inputs
 TIMING_SAMPLES = 2  # ranges do not change latency: a timed candidate is calibrated on these
-WEIGHTED = ("Conv", "Gemm", "MatMul")  # the ops whose int8 kernels are the point of it
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,7 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
             quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=how.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=_method(how.method),
-                            nodes_to_exclude=list(how.keep_float),
-                            extra_options={"CalibTensorRangeSymmetric": False})
+                            nodes_to_exclude=list(how.keep_float))
             out = onnx.load(dst)
         except Exception as exc:  # noqa: BLE001 -- any quantizer failure keeps the float model
             return Quantized(model, [f"int8: onnxruntime's quantizer cannot take this model "
@@ -103,6 +107,55 @@ def for_timing(model: onnx.ModelProto, samples: calib.Samples, how: Quantization
     samples: the same graph and kernels, so the same latency, at a fraction of the cost."""
     return quantize(model, samples, Quantization("minmax", how.per_channel, TIMING_SAMPLES,
                                                  how.keep_float)).model
+
+
+QDQ_OPSET = 13  # per-axis DequantizeLinear; onnxruntime's quantizer raises a model's opset to it
+
+
+def qdq_layer(model: onnx.ModelProto, w_axis: int) -> onnx.ModelProto:
+    """A one-node float model (``X, W[, B] -> Y``, W and B initializers) in the QDQ pattern
+    onnxruntime's static quantizer writes for Conv/Gemm/MatMul: X and Y through uint8
+    QuantizeLinear/DequantizeLinear, W int8 with one scale per output channel (``w_axis``),
+    a 1-D bias int32 at scale ``x_scale * w_scale``. Scales are fixed (latency does not depend
+    on them); names, shapes and feeds stay those of ``model``; the default-domain opset is
+    raised to :data:`QDQ_OPSET` as the quantizer does."""
+    graph = model.graph
+    node = onnx.NodeProto.FromString(graph.node[0].SerializeToString())
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    w = consts[node.input[1]].astype(np.float32)
+    other = tuple(a for a in range(w.ndim) if a != w_axis)
+    w_scale = np.maximum(np.abs(w).max(axis=other), 1e-8) / 127
+    shaped = w_scale.reshape([-1 if a == w_axis else 1 for a in range(w.ndim)])
+    x_scale = np.float32(0.05)
+    inits = [numpy_helper.from_array(x_scale, "x_scale"),
+             numpy_helper.from_array(np.uint8(128), "x_zero"),
+             numpy_helper.from_array(w_scale.astype(np.float32), "w_scale"),
+             numpy_helper.from_array(np.zeros(w_scale.shape, np.int8), "w_zero"),
+             numpy_helper.from_array(np.clip(np.round(w / shaped), -127, 127).astype(np.int8), "w_q")]
+    x, y = node.input[0], node.output[0]
+    nodes = [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], ["x_q"]),
+             helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w_dq"], axis=w_axis)]
+    inputs = ["x_dq", "w_dq"] + list(node.input[2:])
+    if len(node.input) > 2 and node.input[2] in consts and consts[node.input[2]].shape == w_scale.shape:
+        b_scale = (x_scale * w_scale).astype(np.float32)
+        b = np.round(consts[node.input[2]].astype(np.float32) / b_scale).astype(np.int32)
+        inits += [numpy_helper.from_array(b, "b_q"), numpy_helper.from_array(b_scale, "b_scale"),
+                  numpy_helper.from_array(np.zeros(b.shape, np.int32), "b_zero")]
+        nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b_dq"], axis=0))
+        inputs[2] = "b_dq"
+    inits += [t for t in graph.initializer if t.name in inputs]
+    del node.input[:]
+    node.input.extend(inputs)
+    node.output[0] = "y_f"
+    nodes += [node, helper.make_node("QuantizeLinear", ["y_f", "x_scale", "x_zero"], ["y_q"]),
+              helper.make_node("DequantizeLinear", ["y_q", "x_scale", "x_zero"], [y])]
+    opsets = [helper.make_opsetid(o.domain, max(o.version, QDQ_OPSET) if o.domain in ("", "ai.onnx")
+                                  else o.version) for o in model.opset_import]
+    out = helper.make_model(helper.make_graph(nodes, graph.name, list(graph.input), list(graph.output),
+                                              inits), opset_imports=opsets,
+                            ir_version=max(model.ir_version, 7))
+    return out
 
 
 def _method(name: str):
@@ -121,25 +174,29 @@ def _spread(samples: calib.Samples, n: int) -> calib.Samples:
 
 
 def _float_left(model: onnx.ModelProto, kept: set[str]) -> list[str]:
-    """One warning naming the weighted nodes the quantizer left in float (not asked to)."""
-    made = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    left = [n.name or n.op_type for n in model.graph.node
-            if n.op_type in WEIGHTED and n.name not in kept and not any(i in made for i in n.input[:2])]
+    """One warning naming the weight-bearing nodes (a float initializer of two or more axes
+    among their inputs) the quantizer left in float, not asked to (its registry lacks the op,
+    or it declined the node)."""
+    weights = {t.name for t in model.graph.initializer
+               if len(t.dims) >= 2 and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    left = [f"{n.op_type} {n.name}".strip() for n in model.graph.node
+            if n.name not in kept and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and any(i in weights for i in n.input)]
     if not left:
         return []
     shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
-    return [f"int8: onnxruntime's quantizer left {len(left)} Conv/Gemm/MatMul node(s) in fp32 "
-            f"({shown})"]
+    return [f"int8: onnxruntime's quantizer left {len(left)} weight-bearing node(s) in fp32 ({shown})"]
 
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """The quantizer's Python log lines (pre-processing advice, progress) kept off stderr:
-    what a run prints is its own."""
+    """The quantizer's Python log lines (pre-processing advice) and prints (calibration
+    progress) kept off stderr and stdout: what a run prints is its own."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR + 10)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
