@@ -26,9 +26,9 @@ from typing import Any
 import onnx
 
 from . import backends, load, recover, runtimes
-from .quantize import MODEL_PRECISIONS, PRECISIONS
 from .errors import OnnxPruneError
 from .output import check_output_dir, check_output_path
+from .quantize import MODEL_PRECISIONS, PRECISIONS
 from .sources import Options as DataOptions
 
 

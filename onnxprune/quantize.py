@@ -74,7 +74,12 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
              how: Quantization = Quantization()) -> Quantized:
     """``model`` as a QDQ int8 model calibrated on up to ``how.samples`` of ``samples`` (evenly
     spread), or the float model with one warning when the quantizer fails on it."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     picked = _spread(samples, how.samples)
     batch = calib.batch_size(model, 16)
@@ -96,8 +101,8 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
                             nodes_to_exclude=list(how.keep_float))
             out = onnx.load(dst)
         except Exception as exc:  # noqa: BLE001 -- any quantizer failure keeps the float model
-            return Quantized(model, [f"int8: onnxruntime's quantizer cannot take this model "
-                                     f"({first_line(exc)}); it stays fp32"], False)
+            why = f"int8: onnxruntime's quantizer cannot take this model ({first_line(exc)}); it stays fp32"
+            return Quantized(model, [why], False)
     return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method)
 
 
