@@ -81,7 +81,7 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
         quantize_static,
     )
 
-    picked = _spread(samples, how.samples)
+    picked = calib.spread(samples, how.samples)
     batch = calib.batch_size(model, 16)
 
     class Reader(CalibrationDataReader):
@@ -168,14 +168,6 @@ def _method(name: str):
 
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
             "entropy": CalibrationMethod.Entropy}[name]
-
-
-def _spread(samples: calib.Samples, n: int) -> calib.Samples:
-    """Up to ``n`` of ``samples``, evenly spread."""
-    total = calib.count(samples)
-    if total <= n:
-        return samples
-    return calib.take(samples, np.linspace(0, total - 1, n).round().astype(int))
 
 
 def _float_left(model: onnx.ModelProto, kept: set[str]) -> list[str]:
