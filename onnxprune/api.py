@@ -95,7 +95,7 @@ def _prepare(job: Job, importance: str = "auto", exclude=None, val: bool = False
     loaded = load.load_model(job.model) if isinstance(job.model, str) else job.model
     samples = read_data(data.calib, loaded, data.options, data.shapes, "--calib", data.announce)
     held = read_data(data.val, loaded, data.options, data.shapes, "--val", data.announce) if val else None
-    return prepare(loaded, data.shapes, importance, exclude, samples, held)
+    return prepare(loaded, data.shapes, importance, exclude, samples, held, job.deployment.precision)
 
 
 def _source(job: Job) -> backends.LatencySource | None:
@@ -207,13 +207,14 @@ def profile(job: Job, group_ids: tuple[int, ...] = (), no_cache: bool = False,
                 rel_tol: float = 0.05) -> ProfileRun:
     """Each prunable group's latency staircase (all groups, or ``group_ids``) on the job's
     deployment; ``no_cache``: measure everything again, store nothing."""
+    job.deployment.check(auto=False)
     prep = prepare(job.model, parse_shapes(job.data.shapes))
     groups = profile_groups(prep, group_ids)
     source = job.deployment.source()
     cache = profiling.Cache(None if no_cache else (job.search.cache_path or profiling.default_cache_path()),
                           source.key())
     run = profiling.profile_model(prep.graph, source, cache, groups, rel_tol=rel_tol,
-                                progress=job.search.progress)
+                                progress=job.search.progress, precision=job.deployment.precision)
     return ProfileRun(prep, source, run)
 
 

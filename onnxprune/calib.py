@@ -103,6 +103,14 @@ def take(samples: Samples, index: np.ndarray) -> Samples:
     return {k: v[index] for k, v in samples.items()}
 
 
+def spread(samples: Samples, n: int) -> Samples:
+    """Up to ``n`` of ``samples``, evenly spread (all of them when there are no more)."""
+    total = count(samples)
+    if total <= n:
+        return samples
+    return take(samples, np.linspace(0, total - 1, n).round().astype(int))
+
+
 @dataclass
 class Split:
     """The calibration samples' two parts, computed once per run.

@@ -28,6 +28,7 @@ import onnx
 from . import backends, load, recover, runtimes
 from .errors import OnnxPruneError
 from .output import check_output_dir, check_output_path
+from .quantize import MODEL_PRECISIONS, PRECISIONS
 from .sources import Options as DataOptions
 
 
@@ -143,25 +144,28 @@ class Recovery:
     distill_seconds: float = recover.DISTILL_SECONDS
 
 
-PRECISIONS = ("fp32",)
 
 
 @dataclass(frozen=True)
 class Deployment:
     """Where and how models are timed: ``config`` (a runtime configuration measured here, or
-    any latency source), here or in Ray actors; ``precision``: the arithmetic (fp32 only)."""
+    any latency source), here or in Ray actors; ``precision``: what the written model computes
+    in, and so what every candidate is timed and judged in (:mod:`onnxprune.quantize`)."""
 
     config: runtimes.RuntimeConfig | backends.LatencySource | None = None
     ray_address: str | None = None
     ray_resources: dict[str, float] | None = None
     ray_actors: int | None = None
     ray_timeout: float = 600.0
-    precision: str = "fp32"
+    precision: str = _opt("fp32", "--precision",
+                          "what the model ships in: fp32, int8 (onnxruntime's static QDQ "
+                          "quantizer, calibrated on --calib), or auto (both searched, the more "
+                          "faithful that meets the target kept); candidates are timed and judged in it")
 
     @classmethod
     def of(cls, runtime_name: str = "ort", provider: str = "cpu", ep_library: str = "",
            device: str = "", threads: int = 1, opt_level: str = "all", provider_options=(),
-           fp16: bool = False, **ray) -> Deployment:
+           fp16: bool = False, precision: str = "fp32", **ray) -> Deployment:
         """The command line's runtime options validated (one clear error each); ``ray``:
         ``ray_address``, ``ray_resources``, ``ray_actors``, ``ray_timeout``."""
         address, actors = ray.get("ray_address"), ray.get("ray_actors")
@@ -179,12 +183,19 @@ class Deployment:
             raise OnnxPruneError("--ray-actors must be at least 1 and --ray-timeout positive")
         if address is None:  # before any work: a missing runtime is one line, nothing else
             runtimes.check_available(config)
-        return cls(config, address, resources or None, actors, timeout)
+        deployment = cls(config, address, resources or None, actors, timeout, precision)
+        deployment.check()
+        return deployment
 
-    def check(self) -> None:
-        """The precision is one this version times (fp32)."""
-        if self.precision not in PRECISIONS:
-            raise OnnxPruneError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+    def check(self, auto: bool = True) -> None:
+        """The precision is one this version ships (``auto`` too, where the command chooses
+        for one target), and the only one asked."""
+        known = PRECISIONS if auto else MODEL_PRECISIONS
+        if self.precision not in known:
+            raise OnnxPruneError(f"--precision must be one of {', '.join(known)} here, got {self.precision!r}")
+        config = self.config if isinstance(self.config, runtimes.RuntimeConfig) else None
+        if self.precision != "fp32" and config is not None and config.fp16:
+            raise OnnxPruneError(f"--fp16 and --precision {self.precision} are two precisions: give one")
 
     def source(self) -> backends.LatencySource:
         """The latency source; Ray actors are stopped when the command ends."""
@@ -327,6 +338,11 @@ class Job:
             raise OnnxPruneError("--max-drop needs calibration data (--calib data.npz)")
         if self.search.stages < 1:
             raise OnnxPruneError(f"--stages must be at least 1, got {self.search.stages}")
+        if self.search.stages > 1 and self.deployment.precision != "fp32":
+            raise OnnxPruneError(f"--stages with --precision {self.deployment.precision}: progressive "
+                                 "pruning runs in fp32 only in this version")
+        if self.deployment.precision == "auto" and goal.target.target_ms is None and goal.target.target_speedup is None:
+            raise OnnxPruneError("--precision auto chooses for a latency target: give --speedup or --target-ms")
         if goal.target.ratio is None:
             check_floor(goal.floor)
         self.deployment.check()
@@ -348,7 +364,7 @@ class Job:
         for path in self.outputs:
             check_output_path(path, self._model_path())
         check_floor(self.goal.floor)
-        self.deployment.check()
+        self.deployment.check(auto=False)
         return self._parsed(speedups=tuple(sorted(wanted)))
 
 

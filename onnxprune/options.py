@@ -12,6 +12,7 @@ import click
 from . import guard, progress, recover, runtimes
 from .importance import KINDS
 from .job import Deployment, Target
+from .quantize import PRECISIONS
 from .sources import PRESETS
 from .sources import Options as DataOptions
 
@@ -21,6 +22,13 @@ def max_memory_option(fn):
     return click.option("--max-memory", metavar="SIZE", expose_value=False,
                         callback=lambda ctx, param, value: guard.set_max_memory(value),
                         help="refuse runs estimated to need more memory [half the available]")(fn)
+
+
+def job_option(cls, name: str, **kw):
+    """The click option of the job field ``cls.name``: its flag and help from the field's
+    metadata (declared once, in :mod:`onnxprune.job`), its destination the field's name."""
+    meta = next(f for f in fields(cls) if f.name == name).metadata
+    return click.option(meta["flag"], name, help=meta["help"], **kw)
 
 
 # Options several commands share: one declaration each (click builds a new parameter per use).
@@ -49,6 +57,7 @@ _RUNTIME_OPTIONS = [
     click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
                  help=f"{runtimes.phrases('options_help')} option, repeatable (e.g. device_id=0)"),
     click.option("--fp16", is_flag=True, help=f"half precision ({runtimes.phrases('fp16_help', ', ')})"),
+    job_option(Deployment, "precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True),
     SHAPE_OPTION,
     click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
                  help="measure in Ray actors (one per device) instead of this process"),
@@ -61,7 +70,7 @@ _RUNTIME_OPTIONS = [
     click.option("--quiet", is_flag=True, help="no progress lines on stderr"),
 ]
 _RUNTIME_NAMES = ("runtime_name", "provider", "ep_library", "device", "threads", "opt_level",
-                  "provider_options", "fp16", "ray_address", "ray_resources", "ray_actors", "ray_timeout")
+                  "provider_options", "fp16", "precision", "ray_address", "ray_resources", "ray_actors", "ray_timeout")
 
 
 def runtime_options(fn):
@@ -119,13 +128,6 @@ def announce(quiet: bool = False):
     """What says, in one stdout line, how data files became inputs (None with ``quiet``)."""
     return None if quiet else lambda line: click.echo(f"data: {line}")
 # --- end of data options ------------------------------------------------------------------
-
-
-def job_option(cls, name: str, **kw):
-    """The click option of the job field ``cls.name``: its flag and help from the field's
-    metadata (declared once, in :mod:`onnxprune.job`), its destination the field's name."""
-    meta = next(f for f in fields(cls) if f.name == name).metadata
-    return click.option(meta["flag"], name, help=meta["help"], **kw)
 
 
 _PRUNE_OPTIONS = [

@@ -15,8 +15,10 @@ contradict each other, and a machine whose speed drifts during the run moves no 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable
 
 import onnx
@@ -27,6 +29,7 @@ from . import (
     fidelity,
     load,
     profile,
+    quantize,
     recover,
     runtimes,
     search,
@@ -70,10 +73,11 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
         pruned, quality = _checked(prep, plan, proven, (), evaluate, distill_seconds)
         quality.recovery = recover.RecoveryReport(
             steps=[{"step": ",".join(steps), "kept": False, "why": str(exc)}])
+    shipped = _ship(prep, pruned, quality, evaluate)
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     teacher_shapes = trace(prep.teacher, prep.shapes)[0] if prep.teacher is not prep.model else prep.graph.shapes
     return PruneResult(
-        pruned, plan, param_count(prep.teacher), param_count(pruned),
+        shipped, plan, param_count(prep.teacher), param_count(pruned),
         macs(prep.teacher, teacher_shapes), macs(pruned, after_graph_shapes),
         err, sum(len(v) for v in plan.removed(prep.graph).values()), quality,
         sorted(unproven.items()),
@@ -100,21 +104,52 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
     quality = Quality()
     if evaluate is not None:
         quality.baseline_metric = prep.baseline_metric(evaluate)
+    split = prep.split
+    if split is not None:
+        quality.data = "val" if split.source == "val" else "held-out"
+        if steps and plan.removed(prep.graph):
+            pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, split.fit, split.held,
+                                                       prep.held_reference(), steps, distill_seconds)
+            prep.warnings.extend(quality.recovery.warnings)
+    _judge(prep, pruned, quality, evaluate)
+    return pruned, quality
+
+
+def _judge(prep: Prepared, model: onnx.ModelProto, quality: Quality,
+           evaluate: Callable[[str], float] | None) -> None:
+    """``quality``'s fidelity and drop: ``model`` against the teacher on the held-out samples
+    (and the user's metric), or the metric alone without calibration data."""
     if prep.split is None:
         if evaluate is not None:
-            metric = fidelity.evaluate_model(pruned, evaluate)
-            quality.fidelity = fidelity.Fidelity(None, {}, {}, metric)
-            quality.drop = quality.baseline_metric - metric
-        return pruned, quality
-    split, reference = prep.split, prep.held_reference()
-    quality.data = "val" if split.source == "val" else "held-out"
-    if steps and plan.removed(prep.graph):
-        pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, split.fit, split.held,
-                                                   reference, steps, distill_seconds)
-        prep.warnings.extend(quality.recovery.warnings)
-    quality.fidelity = fidelity.fidelity(reference, pruned, split.held, evaluate, split.held_groups)
+            quality.fidelity = fidelity.Fidelity(None, {}, {}, fidelity.evaluate_model(model, evaluate))
+            quality.drop = quality.baseline_metric - quality.fidelity.metric
+        return
+    split = prep.split
+    quality.fidelity = fidelity.fidelity(prep.held_reference(), model, split.held, evaluate,
+                                         split.held_groups)
     quality.drop = quality.fidelity.drop(quality.baseline_metric)
-    return pruned, quality
+
+
+def _ship(prep: Prepared, pruned: onnx.ModelProto, quality: Quality,
+          evaluate: Callable[[str], float] | None) -> onnx.ModelProto:
+    """The recovered float model in the precision the run ships (``prep.precision``,
+    :meth:`~onnxprune.preparation.Prepared.deployable`), checked like it (checker,
+    onnxruntime, output shapes); a quantized model's fidelity replaces the float model's in
+    ``quality`` (what the user gets is what is judged)."""
+    if prep.precision == "fp32":
+        return pruned
+    shipped = _quantized(prep, pruned)
+    quality.precision = shipped.label
+    if not shipped.quantized:
+        return pruned
+    verify.check_model(shipped.model, prep.feeds, prep.reference())
+    _judge(prep, shipped.model, quality, evaluate)
+    return shipped.model
+
+
+@timed("quantize")
+def _quantized(prep: Prepared, model: onnx.ModelProto) -> quantize.Quantized:
+    return prep.deployable(model)
 
 
 def prune_ratio(prep: Prepared, job: Job) -> PruneResult:
@@ -130,13 +165,15 @@ def prune_ratio(prep: Prepared, job: Job) -> PruneResult:
 
 
 def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource, job: Job,
-                 baseline: tuple[bytes, float] | None = None) -> CandidateStore:
+                 baseline: tuple[bytes, float] | None = None,
+                 quantizer: list[dict] | None = None) -> CandidateStore:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
     with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
     ``config``: the runtime configuration measured here, or any latency source (Ray actors on
     the deployment machines, a fake in tests); every timing goes through it. ``baseline``:
     ``(model bytes, ms)`` to compare against instead of ``prep.model`` measured now (the
-    unpruned model, for the later stages of progressive pruning). ``job``: the floor, the
+    unpruned model, for the later stages of progressive pruning). ``quantizer``: the runtime
+    quantizer's rows when measured already (:func:`runtime_quantizer`). ``job``: the floor, the
     value, the cache and progress lines (``goal``, ``search``), and the recovery and metric of
     every finished candidate."""
     floor, cache_path, value = job.goal.floor, job.search.cache_path, job.goal.value
@@ -144,15 +181,19 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     if baseline is None:
         base = prep.model.SerializeToString()
         baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
+    rows = quantizer if quantizer is not None else (
+        runtime_quantizer(prep, source, baseline[0]) if prep.teacher is prep.model else [])
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
-                                min_fraction=floor, progress=job.search.progress)
+                                min_fraction=floor, progress=job.search.progress,
+                                precision=prep.precision)
     choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
     def judge(plan: PrunePlan) -> PruneResult:
         return finish(prep, plan, job.recovery.steps, job.data.evaluate, job.recovery.distill_seconds)
 
     ctx = CandidateStore(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
-                         judge, cache_path)
-    notice = search.cannot_help(prep.graph, run.groups, floor, ctx.baseline_ms, ctx.measure)
+                         judge, cache_path, quantizer=rows)
+    notice = search.cannot_help(prep.graph, run.groups, floor, ctx.start_ms(), ctx.measure,
+                                choices=choices)
     if notice:  # flat staircases (a launch-bound GPU): say so instead of searching
         raise OnnxPruneError(notice)
     if value == "sensitivity" and choices:
@@ -168,11 +209,41 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     return ctx
 
 
+QUANTIZER_METHODS = ("minmax", "percentile")  # the runtime quantizer's rows beside every run
+
+
+@timed("runtime quantizer")
+def runtime_quantizer(prep: Prepared, source: backends.LatencySource, base: bytes) -> list[dict]:
+    """What the user would do instead, measured in the same run: the unpruned model through
+    onnxruntime's own static quantizer (:mod:`onnxprune.quantize`: QDQ, per-channel int8
+    weights, uint8 activations, :data:`~onnxprune.quantize.CALIB_SAMPLES` of the fit samples,
+    each of :data:`QUANTIZER_METHODS`), timed by interleaved A/B against ``base`` and judged
+    on the held-out samples like every candidate. A row each (method, speedup, fidelity,
+    seconds); none without calibration data (the quantizer needs it) or when it refuses the
+    model (its warning joins the run's)."""
+    if prep.split is None:
+        return []
+    rows = []
+    for method in QUANTIZER_METHODS:
+        start = time.perf_counter()
+        q = quantize.quantize(prep.teacher, prep.split.fit, quantize.Quantization(method))
+        if not q.quantized:
+            prep.warnings.extend(q.warnings)
+            return rows
+        cmp = source.compare(base, q.model.SerializeToString(), prep.feeds, rounds=30)
+        fid = fidelity.fidelity(prep.held_reference(), q.model, prep.split.held, None,
+                                prep.split.held_groups)
+        rows.append({"method": method, "speedup": cmp.speedup, "ratio_p10": cmp.ratio_p10,
+                     "ratio_p90": cmp.ratio_p90, "fidelity": fid.as_dict(), "drop": fid.drop(),
+                     "seconds": time.perf_counter() - start})
+    return rows
+
+
 def _loop(ctx: CandidateStore, target: Target, method: str) -> search.SearchResult:
     """The hardware loop for one target (measured candidates join ``ctx``)."""
     target_ms, target_speedup = target.ms(ctx.baseline_ms), target.speedup(ctx.baseline_ms)
     try:
-        found = search.hilp(ctx.choices, ctx.baseline_ms, target_ms, ctx.measure)
+        found = search.hilp(ctx.choices, ctx.start_ms(), target_ms, ctx.measure)
     except ValueError as exc:
         raise OnnxPruneError(
             f"target {target_ms:.3f} ms ({target_speedup:.3f}x) is below the reachable floor: with "
@@ -211,13 +282,57 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
     Raises OnnxPruneError when the target is below the measured all-floor latency."""
     if job.search.stages > 1:
         return prune_progressive(prep, config, job)
+    if prep.precision == "auto":
+        return _auto(prep, config, job)
     ctx = shared or start_search(prep, config, job)
     target = job.target
-    if target.met_by(ctx.baseline_ms):
+    if prep.precision == "fp32" and target.met_by(ctx.baseline_ms):
         return TargetResult(None, ctx.baseline_ms, target.ms(ctx.baseline_ms), None, None,
                             already_met=True)
+    alone = _quantized_alone(ctx, target)
+    if alone is not None:
+        return alone
     found = _loop(ctx, target, job.search.method)
     return _conclude(ctx, target, found, job.goal.max_drop)
+
+
+def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None:
+    """In a quantized precision, the unpruned quantized model when it meets ``target`` on its
+    own (nothing is cut); else (and in fp32) None."""
+    if ctx.prep.precision == "fp32":
+        return None
+    widths = ctx.unpruned()
+    if ctx.speedup_of(widths) < search.WINDOW[0] * target.speedup(ctx.baseline_ms):
+        return None
+    return _final(ctx, ctx.finish(widths), target, None, widths)
+
+
+def _auto(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
+          job: Job) -> TargetResult:
+    """``--precision auto``: the target searched in each of
+    :data:`~onnxprune.quantize.MODEL_PRECISIONS` (one baseline, the same preparation and
+    calibration split), the :func:`more_faithful` result kept; a target the float model
+    already meets ends it there."""
+    source = backends.source_for(config)
+    base = prep.model.SerializeToString()
+    baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
+    results, rows = [], None
+    for precision in quantize.MODEL_PRECISIONS:
+        ctx = start_search(dataclasses.replace(prep, precision=precision), source, job, baseline, rows)
+        rows = ctx.quantizer
+        results.append(prune_to_target(ctx.prep, source, job, ctx))
+        if results[-1].already_met:
+            return results[-1]
+    return more_faithful(results)
+
+
+def more_faithful(results: list[TargetResult]) -> TargetResult:
+    """Of results for one target, the one with the least fidelity drop among those that
+    meet it (ties: the faster); when none meets it, the fastest."""
+    met = [r for r in results if r.speedup is not None and r.speedup >= search.BAND[0] * r.target_speedup]
+    if not met:
+        return max(results, key=lambda r: r.speedup or 0.0)
+    return min(met, key=lambda r: (_drop(r), -r.speedup))
 
 
 def _conclude(ctx: CandidateStore, target: Target, found: search.SearchResult,
@@ -271,7 +386,7 @@ def _final(ctx: CandidateStore, result: PruneResult, target: Target, found: sear
                         found.evolved if found is not None else [], widths,
                         profile_seconds=ctx.profile_seconds, table=ctx.table,
                         synthetic=ctx.synthetic, points=ctx.points_choosing(result), speedup=pooled,
-                        warnings=list(dict.fromkeys(ctx.prep.warnings)))
+                        warnings=list(dict.fromkeys(ctx.prep.warnings)), quantizer=ctx.quantizer)
 
 
 def prune_within_drop(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,
@@ -362,8 +477,9 @@ def search_frontier(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
     ``job.goal.speedups``."""
     ctx = start_search(prep, config, job)
     targets = [Target(target_speedup=s) for s in sorted(job.goal.speedups)]
-    found = [_loop(ctx, t, "knapsack") for t in targets]
-    results = [_conclude(ctx, t, f, None) for t, f in zip(targets, found)]
+    alone = [_quantized_alone(ctx, t) for t in targets]
+    found = [_loop(ctx, t, "knapsack") if a is None else None for t, a in zip(targets, alone)]
+    results = [a or _conclude(ctx, t, f, None) for t, f, a in zip(targets, found, alone)]
     for k in range(len(results) - 2, -1, -1):  # from the top down: carry better models down
         better = results[k + 1]
         if _more_faithful(better, results[k]):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from . import calib, fidelity, guard, load, runtime, sensitivity
+from . import calib, fidelity, guard, load, quantize, runtime, sensitivity
 from .errors import OnnxPruneError
 from .graph import ChannelGraph, build_graph, matches
 from .importance import KINDS, activation_importance, weight_importance
@@ -47,6 +47,8 @@ class Prepared:
     held_outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
     synthetic: calib.Samples | None = field(default=None, repr=False)
     metrics: dict[int, float] = field(default_factory=dict, repr=False)
+    precision: str = "fp32"  # what the model ships in (quantize.PRECISIONS)
+    chooser: tuple[calib.Samples, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.teacher = self.teacher if self.teacher is not None else self.model
@@ -75,6 +77,34 @@ class Prepared:
             self.synthetic = calib.synthetic(self.model, min(limit, 32), self.shapes)
         return self.synthetic, True
 
+    def deployable(self, model: onnx.ModelProto, timing: bool = False) -> quantize.Quantized:
+        """``model`` (a float candidate) in the precision the run ships: itself in fp32. int8:
+        quantized by onnxruntime's quantizer on the fit samples (synthetic images without
+        calibration data); with ``timing``, on a few of them (ranges do not change latency);
+        otherwise with each of :data:`onnxprune.quantize.CHOICES` calibration methods, the one
+        whose outputs on the table's samples stay closest to the teacher's kept (chosen on the
+        fit part: the held-out figure stays unseen). Warnings join ``warnings``."""
+        if self.precision == "fp32":
+            return quantize.Quantized(model, [], False)
+        samples = self.split.fit if self.split is not None else self.value_samples()[0]
+        if timing:
+            return quantize.Quantized(quantize.for_timing(model, samples), [], True)
+        if self.chooser is None:
+            chosen = self.value_samples()[0]
+            self.chooser = (chosen, fidelity.outputs_on(self.teacher, chosen))
+        chosen, reference = self.chooser
+        best = None
+        for method in quantize.CHOICES:
+            q = quantize.quantize(model, samples, quantize.Quantization(method))
+            if not q.quantized:
+                best = q
+                break
+            q.distortion = fidelity.distortion(reference, fidelity.outputs_on(q.model, chosen), chosen)
+            if best is None or q.distortion < best.distortion:
+                best = q
+        self.warnings.extend(best.warnings)
+        return best
+
     def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
         """The user's metric on the unpruned model (computed once per callable)."""
         if id(evaluate) not in self.metrics:
@@ -86,7 +116,7 @@ class Prepared:
 def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | None = None,
             importance: str = "auto", exclude: list[str] | None = None,
             calib_data: calib.Samples | None = None,
-            val_data: calib.Samples | None = None) -> Prepared:
+            val_data: calib.Samples | None = None, precision: str = "fp32") -> Prepared:
     """Load (from a path) and normalise a model, build its channel graph, split the
     calibration data and choose which channels go first (``importance``: l1 / l2 weight
     norms; activation; reconstruction, the least-squares refit cost on calibration data;
@@ -98,7 +128,9 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     near-duplicates (:func:`onnxprune.calib.near_duplicates`) are held out, or, with
     ``val_data``, every calibration sample is fitted and fidelity is judged on ``val_data``.
     Dynamic input axes take the calibration samples' sizes unless ``shapes`` sets them
-    (:func:`onnxprune.calib.shapes_from`): latency is measured at the calibrated length."""
+    (:func:`onnxprune.calib.shapes_from`): latency is measured at the calibrated length.
+    ``precision``: what every candidate is timed, judged and written in
+    (:meth:`Prepared.deployable`)."""
     if importance not in KINDS:
         raise OnnxPruneError(f"--importance must be one of {', '.join(KINDS)}")
     original = load.load_model(model) if isinstance(model, str) else model
@@ -113,7 +145,11 @@ def prepare(model: onnx.ModelProto | str, shapes: dict[str, tuple[int, ...]] | N
     prep = Prepared(original, normalised, build_graph(normalised, shapes),
                     random_feeds(normalised, shapes), shapes or {}, split,
                     importance=importance, exclude=list(exclude or []),
-                    warnings=_held_out_warning(split) if split is not None else [])
+                    warnings=_held_out_warning(split) if split is not None else [],
+                    precision=precision)
+    if precision != "fp32" and split is None:
+        prep.warnings.append(f"{precision} ranges were calibrated on synthetic images (no --calib): "
+                             "pass calibration data for a faithful quantized model")
     _score_channels(prep)
     return prep
 
@@ -175,6 +211,6 @@ def restage(prep: Prepared, model: onnx.ModelProto) -> Prepared:
                    exclude=prep.exclude, warnings=prep.warnings,
                    reference_outputs=prep.reference(),
                    held_outputs=prep.held_reference() if prep.split is not None else None,
-                   metrics=prep.metrics)
+                   metrics=prep.metrics, precision=prep.precision, chooser=prep.chooser)
     _score_channels(nxt)
     return nxt

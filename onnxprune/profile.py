@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import backends, cachefile, ops, runtimes
+from . import backends, cachefile, ops, quantize, runtimes
 from .graph import ChannelGraph, Group
 from .progress import short as progress_short
 from .progress import stage as progress_stage
@@ -118,6 +118,7 @@ class Cache:
 
     def __init__(self, path: str | None, source_key: str):
         self.path = path
+        self.source_key, self.precision = source_key, ""
         self.prefix = f"{CACHE_VERSION}|{source_key}|"
         self.data: dict[str, dict[str, list]] = cachefile.read(path)
         self._new: dict[str, dict[str, list]] = {}
@@ -126,8 +127,16 @@ class Cache:
     def under(self, source_key: str) -> Cache:
         """The same cache (file, entries, pending writes) keyed by another source."""
         view = copy.copy(self)
-        view.prefix = f"{CACHE_VERSION}|{source_key}|"
+        view.source_key = source_key
+        view.prefix = f"{CACHE_VERSION}|{source_key}|" + (f"{view.precision}|" if view.precision else "")
         return view
+
+    def at(self, precision: str) -> Cache:
+        """The same cache keyed by the precision layers are measured in (fp32 keys stay
+        those of earlier versions)."""
+        view = copy.copy(self)
+        view.precision = "" if precision == "fp32" else precision
+        return view.under(self.source_key)
 
     def key(self, signature: str) -> str:
         return hashlib.sha256((self.prefix + signature).encode()).hexdigest()[:32]
@@ -173,8 +182,10 @@ class LayerBench:
     setting; on runtimes without a cheaper setting (CPU) both are the same source and cache
     entry, so a confirmation is one more measurement of the same point (the best is kept)."""
 
-    def __init__(self, g: ChannelGraph, source: backends.LatencySource, cache: Cache):
-        self.g, self.source, self.cache = g, source, cache
+    def __init__(self, g: ChannelGraph, source: backends.LatencySource, cache: Cache,
+                 precision: str = "fp32"):
+        self.g, self.source, self.precision = g, source, precision
+        self.cache = cache = cache.at(precision)
         self.sweep = sweeper(source)
         self.separate = self.sweep is not source
         self.sweep_cache = cache.under(self.sweep.key()) if self.separate else cache
@@ -223,7 +234,8 @@ class LayerBench:
 
     def isolated(self, layer: Layer, dim: int) -> tuple[bytes, backends.Feeds]:
         """The one-node model of ``layer`` at swept dimension ``dim`` (bytes) and its feeds."""
-        model, feeds = isolate(self.g, self.nodes[layer.node], layer.mode, dim, self._rand)
+        model, feeds = isolate(self.g, self.nodes[layer.node], layer.mode, dim, self._rand,
+                               self.precision)
         return model.SerializeToString(), feeds
 
     def _rand(self, name: str, full: list[int], shape: list[int], dtype) -> np.ndarray:
@@ -246,9 +258,11 @@ def _layers(source: backends.LatencySource, models: list[tuple[bytes, backends.F
     return [source.layer(m, f, 1) for m, f in models]
 
 
-def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=None):
+def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=None,
+            precision: str = "fp32"):
     """The one-node model of ``node`` at swept dimension ``dim``, and its feeds: the original
-    node and attributes, random weights resized on the swept axis, the real input shape. Which
+    node and attributes, random weights resized on the swept axis, the real input shape, in
+    ``precision`` (int8: the quantizer's QDQ pattern, :func:`onnxprune.quantize.qdq_layer`). Which
     axes are swept comes from the op spec's :class:`~onnxprune.ops.WeightLayout`; attributes
     that count channels follow the width through its :meth:`~onnxprune.ops.OpSpec.isolated`.
     ``rand(name, full shape, shape, dtype)`` draws the random values (default: a fresh draw)."""
@@ -267,6 +281,8 @@ def isolate(g: ChannelGraph, node: onnx.NodeProto, mode: str, dim: int, rand=Non
     inits = [numpy_helper.from_array(rand(node.input[1], w.shape, w_shape, dtype), node.input[1])]
     inits += _bias_inits(node, weights, mode, dim, rand, dtype)
     model = _one_node_model(g, node, x_name, x_shape, dtype, inits)
+    if precision == "int8":
+        model = quantize.qdq_layer(model, lay.w_out)
     feeds = {x_name: rand(x_name, g.shapes[x_name], x_shape, dtype)}
     return model, feeds
 
@@ -581,15 +597,16 @@ class ProfileRun:
 
 def profile_model(g: ChannelGraph, source: backends.LatencySource | runtimes.RuntimeConfig,
                   cache: Cache, groups: list[Group] | None = None, min_fraction: float = 0.0,
-                  rel_tol: float = 0.05, progress: bool = True) -> ProfileRun:
+                  rel_tol: float = 0.05, progress: bool = True, precision: str = "fp32") -> ProfileRun:
     """Profile every prunable group (or ``groups``) on a latency source (or a runtime
-    configuration measured here), caching layer measurements; each group's measurements are
+    configuration measured here), its layers in ``precision`` (cached apart), caching layer
+    measurements; each group's measurements are
     written to the cache file as soon as the group is done (an interrupted run resumes from
     there). Groups are swept in parallel, one at a time per worker of the source (its
     devices); results keep the groups' order. ``progress``: report each group
     (:mod:`onnxprune.progress`, when reporting is on)."""
     start = time.perf_counter()
-    lb = LayerBench(g, backends.source_for(source), cache)
+    lb = LayerBench(g, backends.source_for(source), cache, precision)
     builds = getattr(lb.source, "builds", {"count": 0, "seconds": 0.0})
     built = dict(builds)
     todo = groups if groups is not None else g.prunable_groups()

@@ -50,6 +50,7 @@ STEPS = ("bias", "lsq", "bn")  # the default steps
 ALL_STEPS = (*STEPS, "distill")  # distill needs torch (the torch extra) and time
 DISTILL_SECONDS = DEFAULT_SECONDS  # the distill step's default budget
 VAR_CLIP = (0.5, 2.0)
+BN_SAMPLES = 64  # the BN statistics step measures moments on this many fit samples
 
 
 @dataclass
@@ -238,23 +239,23 @@ def _solve_layer(model: onnx.ModelProto, index: int, folds: list) -> dict:
 
 
 def bn_recalibration(cut: Cut, pruned: onnx.ModelProto, samples: calib.Samples,
-                     chunk: int = 6) -> onnx.ModelProto:
+                     limit: int = BN_SAMPLES) -> onnx.ModelProto:
     """Shift each BN's running statistics by the drift of its input (pruned vs original), in
-    graph order, ``chunk`` BNs per pass, each pass measured on the model with the BNs of the
-    earlier passes already corrected."""
+    graph order, on up to ``limit`` of the samples: one BN per pass, each measured on the model
+    with every earlier BN already corrected. (Correcting several BNs from one pass counts the
+    drift an earlier BN's correction removes again at every later BN: on MobileNetV2, six per
+    pass turned 12% top-1 agreement into 0%, one per pass made it 40%.)"""
     g, mask, model = cut.g, cut.mask, copy.deepcopy(pruned)
     opsets = ops.opset_versions(model)
     bns = [(n, stats) for n in model.graph.node
            if (spec := ops.spec_for(n, opsets)) is not None and (stats := spec.running_stats(n))]
     if not bns:
         return model
+    samples = calib.spread(samples, limit)
     o1, o2 = _channel_moments(g.model, [n.input[0] for n, _ in bns], samples)
-    p1: dict[str, np.ndarray] = {}
-    p2: dict[str, np.ndarray] = {}
-    for k, (node, (mean_name, var_name)) in enumerate(bns):
+    for node, (mean_name, var_name) in bns:
         x = node.input[0]
-        if k % chunk == 0:
-            p1, p2 = _channel_moments(model, [n.input[0] for n, _ in bns[k:k + chunk]], samples)
+        p1, p2 = _channel_moments(model, [x], samples)
         keep = mask(x) if x in g.channels else np.ones(len(o1[x]), bool)
         if int(keep.sum()) != len(p1[x]):
             continue

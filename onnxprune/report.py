@@ -436,6 +436,27 @@ def fidelity_grid(quality: dict) -> Grid | None:
     return grid
 
 
+def quantizer_grid(data: dict) -> Grid | None:
+    """The chosen model beside onnxruntime's own quantizer of the unpruned model, measured in
+    the same run on the same data (``data["quantizer"]``, :func:`onnxprune.pipeline.runtime_quantizer`):
+    speedup and held-out fidelity of each; None without those rows."""
+    rows = data.get("quantizer") or []
+    quality = data.get("quality") or {}
+    if not rows or not isinstance(quality.get("fidelity"), dict):
+        return None
+    labelled = [(f"onnxprune {quality.get('precision', 'fp32')}", quality["fidelity"],
+                 (data.get("final") or {}).get("speedup"))]
+    labelled += [(f"ORT quantizer {r['method']}", r["fidelity"], r["speedup"]) for r in rows]
+    grid = _fidelity_grid(f"beside onnxruntime's own int8 quantizer (fidelity on {held_out_name(quality)})",
+                          "model", [(label, fid) for label, fid, _ in labelled])
+    grid.columns.insert(1, "speedup")
+    for row, (_, _, speedup) in zip(grid.rows, labelled):
+        row.insert(1, x_text(speedup))
+    grid.note = ("the quantizer: the unpruned model, QDQ, per-channel int8 weights, uint8 "
+                 "activations, calibrated on the same samples")
+    return grid
+
+
 def recovery_grid(quality: dict) -> Grid | None:
     """Held-out fidelity after each recovery step, and whether the step was kept."""
     steps = (quality.get("recovery") or {}).get("steps")
@@ -591,6 +612,9 @@ def print_prune(data: dict, title: str, output: str) -> None:
     else:
         print_target(data)
         print_quality(data["quality"])
+        grid = quantizer_grid(data)
+        if grid is not None:
+            print_grid(grid)
         print_frozen(data["quality"])
 
 

@@ -24,9 +24,10 @@ class Quality:
     drop: float | None = None
     recovery: recover.RecoveryReport | None = None
     data: str = "held-out"  # what fidelity was judged on: held-out calibration clusters, or "val"
+    precision: str = "fp32"  # what the judged (and written) model computes in: fp32, int8 METHOD
 
     def to_dict(self) -> dict:
-        out: dict = {}
+        out: dict = {"precision": self.precision}
         if self.fidelity is not None:
             out["fidelity"] = {**self.fidelity.as_dict(), "drop": self.drop,
                                "baseline_metric": self.baseline_metric, "data": self.data}
@@ -87,6 +88,7 @@ class TargetResult:
     speedup: float | None = None
     warnings: list[str] = field(default_factory=list)
     stages: int = 1
+    quantizer: list[dict] = field(default_factory=list)  # the runtime's own quantizer, measured
 
     @property
     def target_speedup(self) -> float:
@@ -102,7 +104,7 @@ class TargetResult:
         out = {"baseline_ms": self.baseline_ms, "target_ms": self.target_ms,
                "target_speedup": self.target_speedup,
                "already_met": self.already_met, "profile_seconds": self.profile_seconds,
-               "warnings": self.warnings}
+               "warnings": self.warnings, "quantizer": self.quantizer}
         if self.result is None:
             return out
         r = self.result

@@ -136,7 +136,7 @@ def test_every_prune_option_maps_onto_one_job_field():
     where to write, plots, the deployment's and data's parts), and says what it does."""
     own = {"output", "report_paths", "plot_path", "no_latency", "quiet", "max_memory", "help"}
     deployment = {"runtime_name", "provider", "ep_library", "device", "threads", "opt_level",
-                  "provider_options", "fp16", "ray_address", "ray_resources", "ray_actors",
+                  "provider_options", "fp16", "precision", "ray_address", "ray_resources", "ray_actors",
                   "ray_timeout"}
     data = {"preprocess", "resize", "crop", "mean", "std", "layout", "bgr", "tokenizer"}
     keywords = Counter()

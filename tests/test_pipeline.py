@@ -46,3 +46,45 @@ def test_target_and_frontier_on_a_fake_source(tmp_path):
                                                       recovery=()))
     assert [p.target_speedup for p in points] == pytest.approx([1.1, 1.3])
     assert all(p.final.speedup >= p.target_speedup * 0.97 for p in points)
+
+
+def test_int8_run_times_judges_and_writes_the_quantized_model(tmp_path):
+    """--precision int8: the profile and every candidate are int8 (the fake's int8 staircase
+    blocks by 16), the speedup is against the float original, the written model is QDQ with
+    the held-out fidelity measured on it, and the runtime quantizer's rows stand beside it."""
+    from fakes import Int8Staircase
+
+    samples = {"x": np.random.default_rng(2).standard_normal((24, 8, 8, 8)).astype(np.float32)}
+    prep = prepare(tiny.single_conv(cin=8, cout=64, hw=8), calib_data=samples, precision="int8")
+    source = Int8Staircase()
+    base = source.model_ms(prep.model.SerializeToString())
+    tr = prune_to_target(prep, source, Job.of(prep.original, speedup=1.2 * base / source.model_ms(
+        prep.deployable(prep.model, timing=True).model.SerializeToString()), cache_path=str(tmp_path / "p.json"),
+        progress=False, recovery=()))
+    model = tr.result.model
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    assert tr.result.quality.precision.startswith("int8")
+    assert tr.final.speedup == pytest.approx(base / source.model_ms(model.SerializeToString()), rel=1e-6)
+    assert tr.final.speedup >= tr.target_speedup * 0.97
+    assert tr.result.zero_filter_error < 1e-5
+    assert all(w % 16 == 0 for w in tr.widths.values())  # right edges of the int8 steps
+    assert [r["method"] for r in tr.quantizer] == ["minmax", "percentile"]
+    assert all(r["speedup"] == pytest.approx(tr.quantizer[0]["speedup"]) for r in tr.quantizer)
+    assert 0.9 < tr.result.quality.fidelity.cosine["y"] <= 1 + 1e-6
+
+
+def test_auto_keeps_the_more_faithful_of_the_precisions_that_meet_the_target(tmp_path):
+    from fakes import Int8Staircase
+
+    samples = {"x": np.random.default_rng(2).standard_normal((24, 8, 8, 8)).astype(np.float32)}
+    runs = {}
+    for precision in ("fp32", "int8", "auto"):
+        prep = prepare(tiny.single_conv(cin=8, cout=64, hw=8), calib_data=samples, precision=precision)
+        runs[precision] = prune_to_target(prep, Int8Staircase(), Job.of(
+            prep.original, speedup=1.3, cache_path=str(tmp_path / "p.json"), progress=False, recovery=()))
+    assert all(r.speedup >= 1.3 for r in runs.values())
+    drops = {p: runs[p].result.quality.drop for p in ("fp32", "int8")}
+    best = min(drops, key=drops.get)
+    assert drops["fp32"] != drops["int8"]
+    assert runs["auto"].result.quality.drop == pytest.approx(drops[best])
+    assert runs["auto"].result.quality.precision.startswith(best)

@@ -47,7 +47,7 @@ def test_quality_reports_fidelity_and_recovery(outcome):
     assert d["recovery"]["layers"] == q.recovery.layers
     assert set(d["recovery"]) == {"steps", "layers", "skipped"}
     assert _round_trip(d) == d
-    assert Quality().to_dict() == {}
+    assert Quality().to_dict() == {"precision": "fp32"}  # what the written model computes in
 
 
 def test_outcome_report_holds_the_result(outcome):
@@ -61,7 +61,8 @@ def test_target_result_without_a_model():
                      already_met=True, warnings=["w"])
     assert t.target_speedup == 2.5 and t.after_ms is None
     assert t.to_dict(None) == {"baseline_ms": 10.0, "target_ms": 4.0, "target_speedup": 2.5,
-                               "already_met": True, "profile_seconds": 0.0, "warnings": ["w"]}
+                               "already_met": True, "profile_seconds": 0.0, "warnings": ["w"],
+                                 "quantizer": []}
 
 
 def test_target_result_reports_groups_loop_and_table(outcome):

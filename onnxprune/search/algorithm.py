@@ -329,15 +329,18 @@ def evolve(choices: list[Choice], start: dict[int, int], start_ms: float, target
 
 def cannot_help(g: ChannelGraph, profiles: list[GroupProfile], floor: float, baseline_ms: float,
                 measure: Callable[[dict[int, int]], float], flat: float = 0.1,
-                helps: float = 1.1) -> str | None:
+                helps: float = 1.1, choices: list[Choice] = ()) -> str | None:
     """The one-line notice when pruning cannot help on this runtime, else None.
 
     Decided from measurements: when the groups' measured curves predict that every group at
     its floor saves less than ``flat`` of the baseline (flat staircases: a launch-bound GPU at
     batch 1), the all-floor model is built and measured (interleaved with the original); if it
-    is less than ``helps`` times faster, the notice gives that measured floor. Runtimes whose
-    curves promise savings (CPUs) pay nothing for the check."""
+    is less than ``helps`` times faster than ``baseline_ms`` (the unpruned model in the run's
+    precision), the notice gives that measured floor. A group among ``choices`` is at its
+    narrowest option there. Runtimes whose curves promise savings (CPUs) pay nothing for the
+    check."""
     widths = {p.group: floor_width(g.groups[p.group], floor) for p in profiles if p.curve}
+    widths.update({ch.group: ch.widths[0] for ch in choices})
     if not widths:
         return None
     predicted = sum(p.curve[max(p.curve)] - min(t for w, t in p.curve.items() if w >= widths[p.group])

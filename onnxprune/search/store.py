@@ -4,7 +4,9 @@ comparisons against the one baseline (pooled while imprecise, remembered on disk
 finished, joins the measured trade-off points.
 
 Invariant: a candidate's latency is always ``baseline_ms / speedup`` of its pooled ratio, so
-no figure of a run can contradict another.
+no figure of a run can contradict another. Candidates are timed in the precision the run
+ships (:meth:`~onnxprune.preparation.Prepared.deployable`); the baseline is always the
+user's float model: a speedup is what the user gets.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class CandidateStore:
     profile_seconds: float
     judge: Callable[[PrunePlan], PruneResult] | None = None  # build, recover, verify, judge a plan
     cache_path: str | None = None
+    quantizer: list[dict] = field(default_factory=list)  # the runtime quantizer's measured rows
     points: list[dict] = field(default_factory=list)
     candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
     finished: dict[str, PruneResult] = field(default_factory=dict, repr=False)
@@ -108,12 +111,23 @@ class CandidateStore:
         """Measured latency (ms) of the pruned model: ``baseline_ms / speedup``."""
         return self.baseline_ms / self.speedup_of(widths)
 
+    def unpruned(self) -> dict[int, int]:
+        """Every group at its full width: the baseline in fp32, the quantized unpruned model in
+        another precision (what the runtime's quantizer alone gives)."""
+        return {ch.group: ch.widths[-1] for ch in self.choices}
+
+    def start_ms(self) -> float:
+        """Measured latency of :meth:`unpruned` (``baseline_ms`` itself in fp32)."""
+        return self.baseline_ms if self.prep.precision == "fp32" else self.measure(self.unpruned())
+
     def _built(self, widths: dict[int, int]) -> tuple[str, bytes]:
-        """(comparison key, serialised model) of ``widths``; the last one is kept, so a
+        """(comparison key, serialised model in the run's precision, timed as shipped) of
+        ``widths``; the last one is kept, so a
         confirmation of the same widths does not rebuild and re-serialise the model."""
         wanted = json.dumps(sorted(widths.items()))
         if self.last_built is None or self.last_built[0] != wanted:
-            model = apply_plan(self.prep.graph, plan_for(self.prep.graph, widths)).SerializeToString()
+            pruned = apply_plan(self.prep.graph, plan_for(self.prep.graph, widths))
+            model = self.prep.deployable(pruned, timing=True).model.SerializeToString()
             self.last_built = (wanted, self._key(model), model)
         return self.last_built[1], self.last_built[2]
 

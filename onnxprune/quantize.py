@@ -1,0 +1,199 @@
+"""Deployment precision: the model the runtime ships, made from a float model.
+
+``int8`` is onnxruntime's own static quantizer (``onnxruntime.quantization.quantize_static``):
+QDQ format, per-channel int8 weights, uint8 activations, calibrated on the user's samples with
+MinMax, Percentile or Entropy ranges -- the tool a deployment engineer would otherwise run, so
+a pruned int8 candidate differs from the runtime quantizer's model only by what onnxprune chose.
+
+Invariants: the float model is never modified; a quantized model keeps the float model's
+input and output names, shapes and types; a model the quantizer cannot take comes back as it
+was, with one warning; the weight-bearing nodes it left in float are named in one warning.
+Latency does not depend on the calibrated ranges, so :func:`for_timing` quantizes a candidate
+on a few samples only (the hardware loop times many), :func:`quantize` on all of them, and
+:func:`qdq_layer` writes an isolated layer (the profiler's) in the quantizer's QDQ pattern
+directly, with fixed scales.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import calib
+from .errors import first_line
+
+MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
+PRECISIONS = (*MODEL_PRECISIONS, "auto")  # auto: each searched, the more faithful kept
+METHODS = ("minmax", "percentile", "entropy")
+CHOICES = ("minmax", "percentile")  # tried for a written model, the more faithful kept (entropy: slow)
+CALIB_SAMPLES = 128  # onnxruntime's examples calibrate on about this many inputs
+TIMING_SAMPLES = 2  # ranges do not change latency: a timed candidate is calibrated on these
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a float model becomes int8: the calibration ``method``, ``per_channel`` weight
+    scales, the ``samples`` calibrated on (spread over the given ones), and node names kept in
+    float (``keep_float``)."""
+
+    method: str = "minmax"
+    per_channel: bool = True
+    samples: int = CALIB_SAMPLES
+    keep_float: tuple[str, ...] = ()
+
+
+@dataclass
+class Quantized:
+    """A quantized model and the one-line warnings about it (empty: every weighted op is int8);
+    ``quantized`` False: the float model (fp32, or refused by the quantizer); ``method``: the
+    calibration it was made with; ``distortion``: what chose it among methods (if measured)."""
+
+    model: onnx.ModelProto
+    warnings: list[str]
+    quantized: bool
+    method: str = ""
+    distortion: float = float("inf")
+
+    @property
+    def label(self) -> str:
+        """``fp32``, or ``int8 METHOD``."""
+        return f"int8 {self.method}" if self.quantized else "fp32"
+
+
+def quantize(model: onnx.ModelProto, samples: calib.Samples,
+             how: Quantization = Quantization()) -> Quantized:
+    """``model`` as a QDQ int8 model calibrated on up to ``how.samples`` of ``samples`` (evenly
+    spread), or the float model with one warning when the quantizer fails on it."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    picked = calib.spread(samples, how.samples)
+    batch = calib.batch_size(model, 16)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = calib.batches(picked, batch[0], exact=batch[1])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory(prefix="onnxprune-int8-") as tmp, _quiet():
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(model, src)
+        try:
+            quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=how.per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=_method(how.method),
+                            nodes_to_exclude=list(how.keep_float))
+            out = onnx.load(dst)
+        except Exception as exc:  # noqa: BLE001 -- any quantizer failure keeps the float model
+            why = f"int8: onnxruntime's quantizer cannot take this model ({first_line(exc)}); it stays fp32"
+            return Quantized(model, [why], False)
+    return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method)
+
+
+def for_timing(model: onnx.ModelProto, samples: calib.Samples, how: Quantization = Quantization()
+               ) -> onnx.ModelProto:
+    """The int8 model as :func:`quantize` makes it, calibrated on :data:`TIMING_SAMPLES`
+    samples: the same graph and kernels, so the same latency, at a fraction of the cost."""
+    return quantize(model, samples, Quantization("minmax", how.per_channel, TIMING_SAMPLES,
+                                                 how.keep_float)).model
+
+
+QDQ_OPSET = 13  # per-axis DequantizeLinear; onnxruntime's quantizer raises a model's opset to it
+
+
+def qdq_layer(model: onnx.ModelProto, w_axis: int) -> onnx.ModelProto:
+    """A one-node float model (``X, W[, B] -> Y``, W and B initializers) in the QDQ pattern
+    onnxruntime's static quantizer writes for Conv/Gemm/MatMul: X and Y through uint8
+    QuantizeLinear/DequantizeLinear, W int8 with one scale per output channel (``w_axis``),
+    a 1-D bias int32 at scale ``x_scale * w_scale``. Scales are fixed (latency does not depend
+    on them); names, shapes and feeds stay those of ``model``; the default-domain opset is
+    raised to :data:`QDQ_OPSET` as the quantizer does."""
+    graph = model.graph
+    node = onnx.NodeProto.FromString(graph.node[0].SerializeToString())
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    w = consts[node.input[1]].astype(np.float32)
+    other = tuple(a for a in range(w.ndim) if a != w_axis)
+    w_scale = np.maximum(np.abs(w).max(axis=other), 1e-8) / 127
+    shaped = w_scale.reshape([-1 if a == w_axis else 1 for a in range(w.ndim)])
+    x_scale = np.float32(0.05)
+    inits = [numpy_helper.from_array(x_scale, "x_scale"),
+             numpy_helper.from_array(np.uint8(128), "x_zero"),
+             numpy_helper.from_array(w_scale.astype(np.float32), "w_scale"),
+             numpy_helper.from_array(np.zeros(w_scale.shape, np.int8), "w_zero"),
+             numpy_helper.from_array(np.clip(np.round(w / shaped), -127, 127).astype(np.int8), "w_q")]
+    x, y = node.input[0], node.output[0]
+    nodes = [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], ["x_q"]),
+             helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w_dq"], axis=w_axis)]
+    inputs = ["x_dq", "w_dq"] + list(node.input[2:])
+    if len(node.input) > 2 and node.input[2] in consts and consts[node.input[2]].shape == w_scale.shape:
+        b_scale = (x_scale * w_scale).astype(np.float32)
+        b = np.round(consts[node.input[2]].astype(np.float32) / b_scale).astype(np.int32)
+        inits += [numpy_helper.from_array(b, "b_q"), numpy_helper.from_array(b_scale, "b_scale"),
+                  numpy_helper.from_array(np.zeros(b.shape, np.int32), "b_zero")]
+        nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b_dq"], axis=0))
+        inputs[2] = "b_dq"
+    inits += [t for t in graph.initializer if t.name in inputs]
+    del node.input[:]
+    node.input.extend(inputs)
+    node.output[0] = "y_f"
+    nodes += [node, helper.make_node("QuantizeLinear", ["y_f", "x_scale", "x_zero"], ["y_q"]),
+              helper.make_node("DequantizeLinear", ["y_q", "x_scale", "x_zero"], [y])]
+    opsets = [helper.make_opsetid(o.domain, max(o.version, QDQ_OPSET) if o.domain in ("", "ai.onnx")
+                                  else o.version) for o in model.opset_import]
+    out = helper.make_model(helper.make_graph(nodes, graph.name, list(graph.input), list(graph.output),
+                                              inits), opset_imports=opsets,
+                            ir_version=max(model.ir_version, 7))
+    return out
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy}[name]
+
+
+def _float_left(model: onnx.ModelProto, kept: set[str]) -> list[str]:
+    """One warning naming the weight-bearing nodes (a float initializer of two or more axes
+    among their inputs) the quantizer left in float, not asked to (its registry lacks the op,
+    or it declined the node)."""
+    weights = {t.name for t in model.graph.initializer
+               if len(t.dims) >= 2 and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    left = [f"{n.op_type} {n.name}".strip() for n in model.graph.node
+            if n.name not in kept and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and any(i in weights for i in n.input)]
+    if not left:
+        return []
+    shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+    return [f"int8: onnxruntime's quantizer left {len(left)} weight-bearing node(s) in fp32 ({shown})"]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The quantizer's Python log lines (pre-processing advice) and prints (calibration
+    progress) kept off stderr and stdout: what a run prints is its own."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR + 10)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
