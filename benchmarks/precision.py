@@ -39,7 +39,7 @@ from fidelity import agreement, data, logits, model_path, pct
 
 from onnxprune import OnnxPruneError, backends, quantize, recover, runtimes
 from onnxprune.job import Job
-from onnxprune.pipeline import more_faithful, prune_to_target, start_search
+from onnxprune.pipeline import pick_precision, prune_to_target, start_search
 from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 
@@ -78,7 +78,7 @@ def searched(name: str, path: str, precision: str, speedups: list[float], calib_
     seconds = (time.perf_counter() - start) / len(speedups)
     for s, tr in zip(speedups, results):
         if tr is not None:
-            rows.append(judged(name, s, precision, tr, prep, test_x, ref, seconds))
+            rows.append(judged(name, s, precision, tr, prep, test_x, ref, seconds, source))
     return rows, results, ctx.quantizer
 
 
@@ -86,9 +86,9 @@ def _input(path: str) -> str:
     return onnx.load(path).graph.input[0].name
 
 
-def judged(name, target, row, tr, prep, test_x, ref, seconds) -> dict:
+def judged(name, target, row, tr, prep, test_x, ref, seconds, source) -> dict:
     fid = tr.result.quality.fidelity
-    cmp = backends.Local(runtimes.RuntimeConfig()).compare(
+    cmp = source.compare(
         prep.original.SerializeToString(), tr.result.model.SerializeToString(), prep.feeds, rounds=40)
     return {"model": name, "target": target, "row": row, "measured": tr.speedup, "bench": cmp.speedup,
             "held": fid.agreement, "interval": fid.interval, "precision": tr.result.quality.precision,
@@ -139,7 +139,7 @@ def main() -> None:
             both = [by_precision[p][1][k] for p in quantize.MODEL_PRECISIONS]
             if all(tr is None for tr in both):
                 continue
-            pick = more_faithful([tr for tr in both if tr is not None])
+            pick = pick_precision([tr for tr in both if tr is not None])
             precision = quantize.MODEL_PRECISIONS[both.index(pick)]
             twin = next(r for r in by_precision[precision][0] if r["target"] == s and "error" not in r)
             auto = {**twin, "row": "auto", "seconds": sum(

@@ -111,7 +111,8 @@ def _polish(prep: Prepared, plan: PrunePlan, pruned: onnx.ModelProto, steps: tup
             pruned, quality.recovery = recover.recover(prep.graph, plan, pruned, split.fit, split.held,
                                                        prep.held_reference(), steps, distill_seconds)
             prep.warnings.extend(quality.recovery.warnings)
-    _judge(prep, pruned, quality, evaluate)
+    if prep.precision == "fp32":  # otherwise the shipped (quantized) model is judged, once (_ship)
+        _judge(prep, pruned, quality, evaluate)
     return pruned, quality
 
 
@@ -134,15 +135,14 @@ def _ship(prep: Prepared, pruned: onnx.ModelProto, quality: Quality,
           evaluate: Callable[[str], float] | None) -> onnx.ModelProto:
     """The recovered float model in the precision the run ships (``prep.precision``,
     :meth:`~onnxprune.preparation.Prepared.deployable`), checked like it (checker,
-    onnxruntime, output shapes); a quantized model's fidelity replaces the float model's in
-    ``quality`` (what the user gets is what is judged)."""
+    onnxruntime, output shapes) and judged into ``quality`` (what the user gets is what is
+    judged; the float model when the quantizer refuses it). fp32: ``pruned``, judged already."""
     if prep.precision == "fp32":
         return pruned
     shipped = _quantized(prep, pruned)
     quality.precision = shipped.label
-    if not shipped.quantized:
-        return pruned
-    verify.check_model(shipped.model, prep.feeds, prep.reference())
+    if shipped.quantized:
+        verify.check_model(shipped.model, prep.feeds, prep.reference())
     _judge(prep, shipped.model, quality, evaluate)
     return shipped.model
 
@@ -311,7 +311,7 @@ def _auto(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySourc
           job: Job) -> TargetResult:
     """``--precision auto``: the target searched in each of
     :data:`~onnxprune.quantize.MODEL_PRECISIONS` (one baseline, the same preparation and
-    calibration split), the :func:`more_faithful` result kept; a target the float model
+    calibration split), the :func:`pick_precision` result kept; a target the float model
     already meets ends it there."""
     source = backends.source_for(config)
     base = prep.model.SerializeToString()
@@ -323,12 +323,13 @@ def _auto(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySourc
         results.append(prune_to_target(ctx.prep, source, job, ctx))
         if results[-1].already_met:
             return results[-1]
-    return more_faithful(results)
+    return pick_precision(results)
 
 
-def more_faithful(results: list[TargetResult]) -> TargetResult:
-    """Of results for one target, the one with the least fidelity drop among those that
-    meet it (ties: the faster); when none meets it, the fastest."""
+def pick_precision(results: list[TargetResult]) -> TargetResult:
+    """Of one target's results in several precisions, the one with the least fidelity drop
+    among those that meet it (ties: the faster); when none meets it, the fastest. (Unlike
+    :func:`_more_faithful`, no noise margin: the candidates are alternatives, not a frontier.)"""
     met = [r for r in results if r.speedup is not None and r.speedup >= search.BAND[0] * r.target_speedup]
     if not met:
         return max(results, key=lambda r: r.speedup or 0.0)
