@@ -27,8 +27,10 @@ def _ops(model: onnx.ModelProto) -> set[str]:
 
 
 def _reference(model: onnx.ModelProto, samples: dict, tmp_path) -> onnx.ModelProto:
-    """The same model through quantize_static as a user calls it (defaults, QDQ, per channel)."""
+    """The same model through the quantizer as its documentation has a user call it: the
+    pre-processing step with its defaults, then quantize_static (defaults, QDQ, per channel)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -37,9 +39,10 @@ def _reference(model: onnx.ModelProto, samples: dict, tmp_path) -> onnx.ModelPro
         def get_next(self):
             return next(self.it, None)
 
-    src, dst = os.path.join(tmp_path, "f.onnx"), os.path.join(tmp_path, "q.onnx")
+    src, pre, dst = (os.path.join(tmp_path, f) for f in ("f.onnx", "p.onnx", "q.onnx"))
     onnx.save(model, src)
-    quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    quant_pre_process(src, pre)
+    quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
     return onnx.load(dst)
 
 
@@ -48,6 +51,7 @@ def test_int8_model_is_the_runtime_quantizers_and_keeps_the_interface(tmp_path):
     q = quantize.quantize(model, SAMPLES, quantize.Quantization(samples=24))
     assert q.quantized and q.warnings == [] and q.label == "int8 minmax"
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(q.model)
+    assert "BatchNormalization" in _ops(model) and "BatchNormalization" not in _ops(q.model)  # folded
     onnx.checker.check_model(q.model)
     assert [(i.name, i.type) for i in q.model.graph.input] == [(i.name, i.type) for i in model.graph.input]
     assert [o.name for o in q.model.graph.output] == [o.name for o in model.graph.output]
