@@ -21,6 +21,7 @@ directly, with fixed scales.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -33,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import calib
+from . import cachefile, calib
 from .errors import first_line
 
 MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
@@ -75,9 +76,59 @@ class Quantized:
 
 
 def quantize(model: onnx.ModelProto, samples: calib.Samples,
-             how: Quantization = Quantization()) -> Quantized:
+             how: Quantization = Quantization(), cache: str | None = None) -> Quantized:
     """``model`` as a QDQ int8 model calibrated on up to ``how.samples`` of ``samples`` (evenly
-    spread), or the float model with one warning when the quantizer fails on it."""
+    spread), or the float model with one warning when the quantizer fails on it. With a
+    ``cache`` folder, a model quantized before from the same bytes, samples, settings and
+    onnxruntime version is read back from it (:func:`_cache_file`), and a new one is kept there."""
+    picked = calib.spread(samples, how.samples)
+    path = _cache_file(cache, model, picked, how)
+    if path and os.path.exists(path):
+        with contextlib.suppress(Exception):  # an unreadable entry is quantized again, replaced
+            out = onnx.load(path)
+            os.utime(path)
+            return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method)
+    made = _quantize(model, picked, how)
+    if path and made.quantized and not made.warnings:
+        _keep(path, made.model)
+    return made
+
+
+CACHED_MODELS = 16  # quantized models a cache folder keeps, the least recently used dropped
+
+
+def _cache_file(cache: str | None, model: onnx.ModelProto, picked: calib.Samples,
+                how: Quantization) -> str | None:
+    """The file in ``cache`` for ``model`` quantized as ``how`` on ``picked``: named by a hash
+    of all of them and of the quantizer's version (None without a folder)."""
+    if not cache:
+        return None
+    import onnxruntime
+
+    h = hashlib.sha256(model.SerializeToString(deterministic=True))
+    for name in sorted(picked):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(picked[name]).tobytes())
+    h.update(f"v1|{onnxruntime.__version__}|{how}".encode())
+    return os.path.join(cache, f"{h.hexdigest()[:32]}.onnx")
+
+
+def _keep(path: str, model: onnx.ModelProto) -> None:
+    """``model`` written to ``path`` atomically; the folder pruned to :data:`CACHED_MODELS`
+    files, the least recently used first (a full disk loses the entry, not the run)."""
+    folder = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        os.makedirs(folder, exist_ok=True)
+        with cachefile.atomic_path(path) as tmp:
+            onnx.save(model, tmp)
+        files = sorted((os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".onnx") and not f.startswith(".")),
+                       key=os.path.getmtime, reverse=True)
+        for old in files[CACHED_MODELS:]:
+            os.unlink(old)
+
+
+def _quantize(model: onnx.ModelProto, picked: calib.Samples, how: Quantization) -> Quantized:
+    """:func:`quantize` without the cache."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -85,7 +136,6 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
         quantize_static,
     )
 
-    picked = calib.spread(samples, how.samples)
     batch = calib.batch_size(model, 16)
 
     class Reader(CalibrationDataReader):
@@ -121,8 +171,8 @@ def _pre_process(src: str, dst: str) -> tuple[str, list[str]]:
     try:
         quant_pre_process(src, dst, skip_symbolic_shape=True)
     except Exception as exc:  # noqa: BLE001 -- an unoptimised model still quantizes
-        return src, [f"int8: onnxruntime's quantization pre-processing failed ({first_line(exc)}); "
-                     "quantized without it"]
+        why = f"int8: onnxruntime's quantization pre-processing failed ({first_line(exc)})"
+        return src, [f"{why}; quantized without it"]
     return dst, []
 
 

@@ -148,3 +148,27 @@ def test_the_more_faithful_calibration_is_kept():
     assert chosen.quantized and chosen.method == min(got, key=got.get)
     assert chosen.distortion == pytest.approx(min(got.values()))
     assert calib.count(prep.split.fit) < calib.count(SAMPLES)  # chosen on the fit part only
+
+
+def test_cache_returns_the_model_quantized_before_and_stays_bounded(tmp_path, monkeypatch):
+    """A model quantized on the same samples and settings is read back, not quantized again;
+    other samples miss; an unreadable entry is quantized again; the folder keeps at most
+    CACHED_MODELS files, the least recently used dropped."""
+    model, cache = tiny.conv_chain(), str(tmp_path / "int8")
+    first = quantize.quantize(model, SAMPLES, quantize.Quantization(samples=8), cache)
+    made = []
+    real = quantize._quantize
+    monkeypatch.setattr(quantize, "_quantize", lambda *a: made.append(1) or real(*a))
+    again = quantize.quantize(model, SAMPLES, quantize.Quantization(samples=8), cache)
+    assert made == [] and again.quantized and again.label == "int8 minmax"
+    assert again.model.SerializeToString() == first.model.SerializeToString()
+    quantize.quantize(model, SAMPLES, quantize.Quantization(samples=6), cache)
+    assert made == [1] and len(os.listdir(cache)) == 2
+    for f in os.listdir(cache):
+        (tmp_path / "int8" / f).write_bytes(b"not a model")
+    assert quantize.quantize(model, SAMPLES, quantize.Quantization(samples=8), cache).quantized
+    assert made == [1, 1]
+    monkeypatch.setattr(quantize, "CACHED_MODELS", 2)
+    for n in (3, 4, 5):
+        quantize.quantize(model, SAMPLES, quantize.Quantization(samples=n), cache)
+    assert len(os.listdir(cache)) == 2
