@@ -8,8 +8,8 @@ model. Per model and target, rows:
   runtime-quantizer measurement per precision, shared by its targets);
 * ``auto``: the more faithful of those two that meets the target (what ``--precision auto``
   returns: it runs the same two searches);
-* ``ORT minmax`` / ``ORT percentile``: onnxruntime's ``quantize_static`` of the unpruned model
-  (QDQ, per-channel int8 weights, uint8 activations, 128 of the same calibration photos) --
+* ``ORT minmax`` / ``ORT percentile``: onnxruntime's ``quant_pre_process`` then
+  ``quantize_static`` of the unpruned model (QDQ, per-channel int8 weights, uint8 activations, 128 of the same calibration photos) --
   the user's 20-line alternative, measured in the same run (one row per model, at every target).
 
 Columns: measured = the tool's pooled interleaved speedup over the float original; bench = a

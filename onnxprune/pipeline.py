@@ -181,6 +181,7 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     if baseline is None:
         base = prep.model.SerializeToString()
         baseline = (base, source.measure(base, prep.feeds, rounds=40).median_ms)
+    prep.int8_cache = _beside(cache_path, "int8")
     rows = quantizer if quantizer is not None else (
         runtime_quantizer(prep, source, baseline[0]) if prep.teacher is prep.model else [])
     run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
@@ -209,6 +210,11 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     return ctx
 
 
+def _beside(cache_path: str | None, folder: str) -> str | None:
+    """The cache folder ``folder`` beside the profile cache ``cache_path`` (None: no cache)."""
+    return os.path.join(os.path.dirname(os.path.abspath(cache_path)), folder) if cache_path else None
+
+
 QUANTIZER_METHODS = ("minmax", "percentile")  # the runtime quantizer's rows beside every run
 
 
@@ -217,7 +223,8 @@ def runtime_quantizer(prep: Prepared, source: backends.LatencySource, base: byte
     """What the user would do instead, measured in the same run: the unpruned model through
     onnxruntime's own static quantizer (:mod:`onnxprune.quantize`: QDQ, per-channel int8
     weights, uint8 activations, :data:`~onnxprune.quantize.CALIB_SAMPLES` of the fit samples,
-    each of :data:`QUANTIZER_METHODS`), timed by interleaved A/B against ``base`` and judged
+    each of :data:`QUANTIZER_METHODS`; kept in ``prep.int8_cache``, so a later run of the same
+    model and data only times and judges them), timed by interleaved A/B against ``base`` and judged
     on the held-out samples like every candidate. A row each (method, speedup, fidelity,
     seconds); none without calibration data (the quantizer needs it) or when it refuses the
     model (its warning joins the run's)."""
@@ -226,7 +233,7 @@ def runtime_quantizer(prep: Prepared, source: backends.LatencySource, base: byte
     rows = []
     for method in QUANTIZER_METHODS:
         start = time.perf_counter()
-        q = quantize.quantize(prep.teacher, prep.split.fit, quantize.Quantization(method))
+        q = quantize.quantize(prep.teacher, prep.split.fit, quantize.Quantization(method), prep.int8_cache)
         if not q.quantized:
             prep.warnings.extend(q.warnings)
             return rows
@@ -424,7 +431,7 @@ def sensitivity_table(prep: Prepared, choices: list[search.Choice],
     """The measured sensitivity of every candidate width (cached next to the profile cache),
     and whether it was measured on synthetic images (no calibration data)."""
     samples, synthetic = prep.value_samples()
-    cache_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "sensitivity") if cache_path else None
+    cache_dir = _beside(cache_path, "sensitivity")
     widths = {ch.group: ch.widths for ch in choices}
     stats = prep.stats if not synthetic else {}
     return sensitivity.sensitivity_table(prep.graph, widths, samples, stats, cache_dir=cache_dir), synthetic

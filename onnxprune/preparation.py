@@ -49,6 +49,7 @@ class Prepared:
     metrics: dict[int, float] = field(default_factory=dict, repr=False)
     precision: str = "fp32"  # what the model ships in (quantize.PRECISIONS)
     chooser: tuple[calib.Samples, dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    int8_cache: str | None = None  # where quantized models are kept (quantize's cache folder)
 
     def __post_init__(self) -> None:
         self.teacher = self.teacher if self.teacher is not None else self.model
@@ -95,7 +96,7 @@ class Prepared:
         chosen, reference = self.chooser
         best = None
         for method in quantize.CHOICES:
-            q = quantize.quantize(model, samples, quantize.Quantization(method))
+            q = quantize.quantize(model, samples, quantize.Quantization(method), self.int8_cache)
             if not q.quantized:
                 best = q
                 break

@@ -2,8 +2,12 @@
 
 ``int8`` is onnxruntime's own static quantizer (``onnxruntime.quantization.quantize_static``):
 QDQ format, per-channel int8 weights, uint8 activations, calibrated on the user's samples with
-MinMax, Percentile or Entropy ranges -- the tool a deployment engineer would otherwise run, so
-a pruned int8 candidate differs from the runtime quantizer's model only by what onnxprune chose.
+MinMax, Percentile or Entropy ranges, after the quantizer's own pre-processing
+(``quant_pre_process``: onnxruntime's basic graph optimizations -- batch norms folded into their
+convolutions, constants folded -- and shape inference) -- the tool a deployment engineer would
+otherwise run, so a pruned int8 candidate differs from the runtime quantizer's model only by what
+onnxprune chose. Without that step a batch norm stays a float op between a quantized convolution
+and its consumer, and the int8 model is slower than the float one.
 
 Invariants: the float model is never modified; a quantized model keeps the float model's
 input and output names, shapes and types; a model the quantizer cannot take comes back as it
@@ -17,6 +21,7 @@ directly, with fixed scales.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -29,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import calib
+from . import cachefile, calib
 from .errors import first_line
 
 MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
@@ -71,9 +76,59 @@ class Quantized:
 
 
 def quantize(model: onnx.ModelProto, samples: calib.Samples,
-             how: Quantization = Quantization()) -> Quantized:
+             how: Quantization = Quantization(), cache: str | None = None) -> Quantized:
     """``model`` as a QDQ int8 model calibrated on up to ``how.samples`` of ``samples`` (evenly
-    spread), or the float model with one warning when the quantizer fails on it."""
+    spread), or the float model with one warning when the quantizer fails on it. With a
+    ``cache`` folder, a model quantized before from the same bytes, samples, settings and
+    onnxruntime version is read back from it (:func:`_cache_file`), and a new one is kept there."""
+    picked = calib.spread(samples, how.samples)
+    path = _cache_file(cache, model, picked, how)
+    if path and os.path.exists(path):
+        with contextlib.suppress(Exception):  # an unreadable entry is quantized again, replaced
+            out = onnx.load(path)
+            os.utime(path)
+            return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method)
+    made = _quantize(model, picked, how)
+    if path and made.quantized and not made.warnings:
+        _keep(path, made.model)
+    return made
+
+
+CACHED_MODELS = 16  # quantized models a cache folder keeps, the least recently used dropped
+
+
+def _cache_file(cache: str | None, model: onnx.ModelProto, picked: calib.Samples,
+                how: Quantization) -> str | None:
+    """The file in ``cache`` for ``model`` quantized as ``how`` on ``picked``: named by a hash
+    of all of them and of the quantizer's version (None without a folder)."""
+    if not cache:
+        return None
+    import onnxruntime
+
+    h = hashlib.sha256(model.SerializeToString(deterministic=True))
+    for name in sorted(picked):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(picked[name]).tobytes())
+    h.update(f"v1|{onnxruntime.__version__}|{how}".encode())
+    return os.path.join(cache, f"{h.hexdigest()[:32]}.onnx")
+
+
+def _keep(path: str, model: onnx.ModelProto) -> None:
+    """``model`` written to ``path`` atomically; the folder pruned to :data:`CACHED_MODELS`
+    files, the least recently used first (a full disk loses the entry, not the run)."""
+    folder = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        os.makedirs(folder, exist_ok=True)
+        with cachefile.atomic_path(path) as tmp:
+            onnx.save(model, tmp)
+        files = sorted((os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".onnx") and not f.startswith(".")),
+                       key=os.path.getmtime, reverse=True)
+        for old in files[CACHED_MODELS:]:
+            os.unlink(old)
+
+
+def _quantize(model: onnx.ModelProto, picked: calib.Samples, how: Quantization) -> Quantized:
+    """:func:`quantize` without the cache."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -81,7 +136,6 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
         quantize_static,
     )
 
-    picked = calib.spread(samples, how.samples)
     batch = calib.batch_size(model, 16)
 
     class Reader(CalibrationDataReader):
@@ -94,6 +148,7 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
     with tempfile.TemporaryDirectory(prefix="onnxprune-int8-") as tmp, _quiet():
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(model, src)
+        src, warnings = _pre_process(src, os.path.join(tmp, "prepared.onnx"))
         try:
             quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=how.per_channel, activation_type=QuantType.QUInt8,
@@ -103,7 +158,22 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
         except Exception as exc:  # noqa: BLE001 -- any quantizer failure keeps the float model
             why = f"int8: onnxruntime's quantizer cannot take this model ({first_line(exc)}); it stays fp32"
             return Quantized(model, [why], False)
-    return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method)
+    return Quantized(out, warnings + _float_left(out, set(how.keep_float)), True, how.method)
+
+
+def _pre_process(src: str, dst: str) -> tuple[str, list[str]]:
+    """``src`` through the quantizer's pre-processing into ``dst``: its basic graph
+    optimizations and ONNX shape inference (symbolic shape inference, which only annotates
+    shapes and costs seconds per candidate, is left out: the quantizer infers shapes itself).
+    Returns the path to quantize and a one-line warning when the step fails (``src`` then)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(src, dst, skip_symbolic_shape=True)
+    except Exception as exc:  # noqa: BLE001 -- an unoptimised model still quantizes
+        why = f"int8: onnxruntime's quantization pre-processing failed ({first_line(exc)})"
+        return src, [f"{why}; quantized without it"]
+    return dst, []
 
 
 def for_timing(model: onnx.ModelProto, samples: calib.Samples, how: Quantization = Quantization()

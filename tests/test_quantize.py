@@ -27,8 +27,10 @@ def _ops(model: onnx.ModelProto) -> set[str]:
 
 
 def _reference(model: onnx.ModelProto, samples: dict, tmp_path) -> onnx.ModelProto:
-    """The same model through quantize_static as a user calls it (defaults, QDQ, per channel)."""
+    """The same model through the quantizer as its documentation has a user call it: the
+    pre-processing step with its defaults, then quantize_static (defaults, QDQ, per channel)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -37,9 +39,10 @@ def _reference(model: onnx.ModelProto, samples: dict, tmp_path) -> onnx.ModelPro
         def get_next(self):
             return next(self.it, None)
 
-    src, dst = os.path.join(tmp_path, "f.onnx"), os.path.join(tmp_path, "q.onnx")
+    src, pre, dst = (os.path.join(tmp_path, f) for f in ("f.onnx", "p.onnx", "q.onnx"))
     onnx.save(model, src)
-    quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    quant_pre_process(src, pre)
+    quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
     return onnx.load(dst)
 
 
@@ -48,6 +51,7 @@ def test_int8_model_is_the_runtime_quantizers_and_keeps_the_interface(tmp_path):
     q = quantize.quantize(model, SAMPLES, quantize.Quantization(samples=24))
     assert q.quantized and q.warnings == [] and q.label == "int8 minmax"
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(q.model)
+    assert "BatchNormalization" in _ops(model) and "BatchNormalization" not in _ops(q.model)  # folded
     onnx.checker.check_model(q.model)
     assert [(i.name, i.type) for i in q.model.graph.input] == [(i.name, i.type) for i in model.graph.input]
     assert [o.name for o in q.model.graph.output] == [o.name for o in model.graph.output]
@@ -144,3 +148,27 @@ def test_the_more_faithful_calibration_is_kept():
     assert chosen.quantized and chosen.method == min(got, key=got.get)
     assert chosen.distortion == pytest.approx(min(got.values()))
     assert calib.count(prep.split.fit) < calib.count(SAMPLES)  # chosen on the fit part only
+
+
+def test_cache_returns_the_model_quantized_before_and_stays_bounded(tmp_path, monkeypatch):
+    """A model quantized on the same samples and settings is read back, not quantized again;
+    other samples miss; an unreadable entry is quantized again; the folder keeps at most
+    CACHED_MODELS files, the least recently used dropped."""
+    model, cache = tiny.conv_chain(), str(tmp_path / "int8")
+    first = quantize.quantize(model, SAMPLES, quantize.Quantization(samples=8), cache)
+    made = []
+    real = quantize._quantize
+    monkeypatch.setattr(quantize, "_quantize", lambda *a: made.append(1) or real(*a))
+    again = quantize.quantize(model, SAMPLES, quantize.Quantization(samples=8), cache)
+    assert made == [] and again.quantized and again.label == "int8 minmax"
+    assert again.model.SerializeToString() == first.model.SerializeToString()
+    quantize.quantize(model, SAMPLES, quantize.Quantization(samples=6), cache)
+    assert made == [1] and len(os.listdir(cache)) == 2
+    for f in os.listdir(cache):
+        (tmp_path / "int8" / f).write_bytes(b"not a model")
+    assert quantize.quantize(model, SAMPLES, quantize.Quantization(samples=8), cache).quantized
+    assert made == [1, 1]
+    monkeypatch.setattr(quantize, "CACHED_MODELS", 2)
+    for n in (3, 4, 5):
+        quantize.quantize(model, SAMPLES, quantize.Quantization(samples=n), cache)
+    assert len(os.listdir(cache)) == 2
