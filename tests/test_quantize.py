@@ -150,6 +150,27 @@ def test_the_more_faithful_calibration_is_kept():
     assert calib.count(prep.split.fit) < calib.count(SAMPLES)  # chosen on the fit part only
 
 
+def test_a_failing_calibration_method_leaves_the_others(monkeypatch):
+    """Percentile's histogram fails on some ranges (onnxruntime: 'too many bins'): MinMax is
+    kept, no warning; only when every method fails the float model comes back, with one."""
+    real = quantize._quantize
+
+    def flaky(model, picked, how, failing=("percentile",)):
+        if how.method in failing:
+            return quantize.Quantized(model, [f"int8: {how.method} failed; it stays fp32"], False)
+        return real(model, picked, how)
+
+    monkeypatch.setattr(quantize, "_quantize", flaky)
+    prep = prepare(tiny.conv_chain(), calib_data=SAMPLES, precision="int8")
+    before = list(prep.warnings)
+    chosen = prep.deployable(prep.model)
+    assert chosen.quantized and chosen.method == "minmax" and prep.warnings == before
+    monkeypatch.setattr(quantize, "_quantize", lambda m, p, h: flaky(m, p, h, quantize.CHOICES))
+    chosen = prep.deployable(prep.model)
+    assert not chosen.quantized and chosen.model is prep.model
+    assert prep.warnings == [*before, "int8: minmax failed; it stays fp32"]
+
+
 def test_cache_returns_the_model_quantized_before_and_stays_bounded(tmp_path, monkeypatch):
     """A model quantized on the same samples and settings is read back, not quantized again;
     other samples miss; an unreadable entry is quantized again; the folder keeps at most
