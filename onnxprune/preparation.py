@@ -84,7 +84,9 @@ class Prepared:
         calibration data); with ``timing``, on a few of them (ranges do not change latency);
         otherwise with each of :data:`onnxprune.quantize.CHOICES` calibration methods, the one
         whose outputs on the table's samples stay closest to the teacher's kept (chosen on the
-        fit part: the held-out figure stays unseen). Warnings join ``warnings``."""
+        fit part: the held-out figure stays unseen; a method the quantizer fails with is
+        skipped, the float model comes back only when every one fails). Warnings join
+        ``warnings``."""
         if self.precision == "fp32":
             return quantize.Quantized(model, [], False)
         samples = self.split.fit if self.split is not None else self.value_samples()[0]
@@ -94,15 +96,16 @@ class Prepared:
             chosen = self.value_samples()[0]
             self.chooser = (chosen, fidelity.outputs_on(self.teacher, chosen))
         chosen, reference = self.chooser
-        best = None
+        best, refused = None, None
         for method in quantize.CHOICES:
             q = quantize.quantize(model, samples, quantize.Quantization(method), self.int8_cache)
-            if not q.quantized:
-                best = q
-                break
+            if not q.quantized:  # this calibration failed: another one may not
+                refused = refused or q
+                continue
             q.distortion = fidelity.distortion(reference, fidelity.outputs_on(q.model, chosen), chosen)
             if best is None or q.distortion < best.distortion:
                 best = q
+        best = best or refused
         self.warnings.extend(best.warnings)
         return best
 

@@ -36,6 +36,7 @@ from onnx import helper, numpy_helper
 
 from . import cachefile, calib
 from .errors import first_line
+from .runtimes import session
 
 MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
 PRECISIONS = (*MODEL_PRECISIONS, "auto")  # auto: each searched, the more faithful kept
@@ -147,18 +148,39 @@ def _quantize(model: onnx.ModelProto, picked: calib.Samples, how: Quantization) 
 
     with tempfile.TemporaryDirectory(prefix="onnxprune-int8-") as tmp, _quiet():
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
-        onnx.save(model, src)
-        src, warnings = _pre_process(src, os.path.join(tmp, "prepared.onnx"))
         try:
+            onnx.save(_qdq_opset(model), src)
+            src, warnings = _pre_process(src, os.path.join(tmp, "prepared.onnx"))
             quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=how.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=_method(how.method),
                             nodes_to_exclude=list(how.keep_float))
             out = onnx.load(dst)
+            session(out)  # what the quantizer wrote must load in the runtime
         except Exception as exc:  # noqa: BLE001 -- any quantizer failure keeps the float model
-            why = f"int8: onnxruntime's quantizer cannot take this model ({first_line(exc)}); it stays fp32"
+            why = f"int8: onnxruntime's quantizer cannot take this model ({first_line(exc)[:160]}); it stays fp32"
             return Quantized(model, [why], False)
     return Quantized(out, warnings + _float_left(out, set(how.keep_float)), True, how.method)
+
+
+def _qdq_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its default-domain opset raised to :data:`QDQ_OPSET` when lower (per-axis
+    DequantizeLinear, which per-channel weights need, starts there; the quantizer itself does not
+    convert the older ops), by onnx's version converter; ``model`` itself otherwise. Initializers
+    an old export also lists as graph inputs (IR 3 requires it) become plain constants first:
+    a quantized weight cannot be fed, and the converter turns such inputs into shape feeds."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QDQ_OPSET)
+    if version >= QDQ_OPSET:
+        return model
+    from onnx import version_converter
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    consts = {t.name for t in model.graph.initializer}
+    fed = [i for i in model.graph.input if i.name not in consts]
+    del model.graph.input[:]
+    model.graph.input.extend(fed)
+    model.ir_version = max(model.ir_version, 4)
+    return version_converter.convert_version(model, QDQ_OPSET)
 
 
 def _pre_process(src: str, dst: str) -> tuple[str, list[str]]:
@@ -171,7 +193,7 @@ def _pre_process(src: str, dst: str) -> tuple[str, list[str]]:
     try:
         quant_pre_process(src, dst, skip_symbolic_shape=True)
     except Exception as exc:  # noqa: BLE001 -- an unoptimised model still quantizes
-        why = f"int8: onnxruntime's quantization pre-processing failed ({first_line(exc)})"
+        why = f"int8: onnxruntime's quantization pre-processing failed ({first_line(exc)[:160]})"
         return src, [f"{why}; quantized without it"]
     return dst, []
 

@@ -150,6 +150,27 @@ def test_the_more_faithful_calibration_is_kept():
     assert calib.count(prep.split.fit) < calib.count(SAMPLES)  # chosen on the fit part only
 
 
+def test_a_failing_calibration_method_leaves_the_others(monkeypatch):
+    """Percentile's histogram fails on some ranges (onnxruntime: 'too many bins'): MinMax is
+    kept, no warning; only when every method fails the float model comes back, with one."""
+    real = quantize._quantize
+
+    def flaky(model, picked, how, failing=("percentile",)):
+        if how.method in failing:
+            return quantize.Quantized(model, [f"int8: {how.method} failed; it stays fp32"], False)
+        return real(model, picked, how)
+
+    monkeypatch.setattr(quantize, "_quantize", flaky)
+    prep = prepare(tiny.conv_chain(), calib_data=SAMPLES, precision="int8")
+    before = list(prep.warnings)
+    chosen = prep.deployable(prep.model)
+    assert chosen.quantized and chosen.method == "minmax" and prep.warnings == before
+    monkeypatch.setattr(quantize, "_quantize", lambda m, p, h: flaky(m, p, h, quantize.CHOICES))
+    chosen = prep.deployable(prep.model)
+    assert not chosen.quantized and chosen.model is prep.model
+    assert prep.warnings == [*before, "int8: minmax failed; it stays fp32"]
+
+
 def test_cache_returns_the_model_quantized_before_and_stays_bounded(tmp_path, monkeypatch):
     """A model quantized on the same samples and settings is read back, not quantized again;
     other samples miss; an unreadable entry is quantized again; the folder keeps at most
@@ -172,3 +193,19 @@ def test_cache_returns_the_model_quantized_before_and_stays_bounded(tmp_path, mo
     for n in (3, 4, 5):
         quantize.quantize(model, SAMPLES, quantize.Quantization(samples=n), cache)
     assert len(os.listdir(cache)) == 2
+
+
+def test_an_old_export_is_raised_to_the_qdq_opset_and_loads():
+    """An opset-9 export with its initializers listed as graph inputs (as IR 3 exporters wrote)
+    quantizes per channel: opset raised to 13, the weights constants, the model loads, keeps
+    its feed, and its outputs stay close to the float model's."""
+    model = tiny.old_style()
+    x = RNG.standard_normal((12, 3, 8, 8)).astype(np.float32)
+    q = quantize.quantize(model, {"x": x}, quantize.Quantization(samples=12))
+    assert q.quantized and q.warnings == []
+    assert [i.name for i in q.model.graph.input] == ["x"]
+    assert next(o.version for o in q.model.opset_import if o.domain in ("", "ai.onnx")) >= quantize.QDQ_OPSET
+    feeds = {"x": x[:1]}  # its batch is fixed at 1
+    ours, flt = runtime.run_outputs(q.model, feeds)["y"], runtime.run_outputs(model, feeds)["y"]
+    assert 0 < np.abs(ours - flt).max() < 0.1 * np.abs(flt).max()
+    assert len(model.graph.input) > 1  # the user's model is left as it was
