@@ -9,6 +9,7 @@ of a copy of the model, with graph optimisation off so every tensor exists.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -101,6 +102,14 @@ def count(samples: Samples) -> int:
 def take(samples: Samples, index: np.ndarray) -> Samples:
     """The samples at ``index`` (in that order)."""
     return {k: v[index] for k, v in samples.items()}
+
+
+def digest(h: hashlib._Hash, samples: Samples) -> None:
+    """Feed ``samples`` into the hash ``h`` (``hashlib``): each input's name, then its bytes,
+    in name order -- the data part of every cache key keyed by samples."""
+    for name in sorted(samples):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(samples[name]).tobytes())
 
 
 def spread(samples: Samples, n: int) -> Samples:

@@ -222,9 +222,7 @@ class _Plan:
         for init in pruned.graph.initializer:
             h.update(f"{init.name}:{list(init.dims)}".encode())
         for part in (fit, held):
-            for name in sorted(part):
-                h.update(name.encode())
-                h.update(np.ascontiguousarray(part[name]).tobytes())
+            calib.digest(h, part)
         where = torch.cuda.get_device_name(job.dev) if job.dev.type == "cuda" else "cpu"
         settings = {"seconds": float(seconds), "seed": seed, "batch": job.batch,
                     "match": [[m.teacher, m.student] for m in job.match], "torch": torch.__version__,

@@ -107,9 +107,7 @@ def _cache_file(cache: str | None, model: onnx.ModelProto, picked: calib.Samples
     import onnxruntime
 
     h = hashlib.sha256(model.SerializeToString(deterministic=True))
-    for name in sorted(picked):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(picked[name]).tobytes())
+    calib.digest(h, picked)
     h.update(f"v1|{onnxruntime.__version__}|{how}".encode())
     return os.path.join(cache, f"{h.hexdigest()[:32]}.onnx")
 
@@ -122,8 +120,8 @@ def _keep(path: str, model: onnx.ModelProto) -> None:
         os.makedirs(folder, exist_ok=True)
         with cachefile.atomic_path(path) as tmp:
             onnx.save(model, tmp)
-        files = sorted((os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".onnx") and not f.startswith(".")),
-                       key=os.path.getmtime, reverse=True)
+        names = [f for f in os.listdir(folder) if f.endswith(".onnx") and not f.startswith(".")]
+        files = sorted((os.path.join(folder, f) for f in names), key=os.path.getmtime, reverse=True)
         for old in files[CACHED_MODELS:]:
             os.unlink(old)
 

@@ -666,9 +666,7 @@ def _table_key(g: ChannelGraph, samples: calib.Samples, refit: bool, points: int
     """The table file: model, samples and settings."""
     h = hashlib.sha256()
     h.update(g.model.SerializeToString(deterministic=True))
-    for name in sorted(samples):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(samples[name]).tobytes())
+    calib.digest(h, samples)
     h.update(f"v6|{refit}|{points}".encode())
     return h.hexdigest()[:32]
 
