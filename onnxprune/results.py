@@ -28,7 +28,9 @@ class Quality:
     float_nodes: list[str] = field(default_factory=list)  # nodes a quantized model keeps float
 
     def to_dict(self) -> dict:
-        out: dict = {"precision": self.precision, "float_nodes": self.float_nodes}
+        out: dict = {"precision": self.precision}
+        if self.float_nodes:
+            out["float_nodes"] = self.float_nodes
         if self.fidelity is not None:
             out["fidelity"] = {**self.fidelity.as_dict(), "drop": self.drop,
                                "baseline_metric": self.baseline_metric, "data": self.data}
