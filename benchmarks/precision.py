@@ -18,7 +18,8 @@ with its 95% interval; test top-1 / top-5; tool s = wall seconds (a precision's 
 split over its targets). ``meets`` marks rows whose bench speedup is at least the target.
 
 Usage: python benchmarks/precision.py [--models mobilenet_v2,efficientnet_lite0]
-       [--speedups 1.5,2,2.5,3] [--json F]
+       [--speedups 1.5,2,2.5,3] [--precisions fp32,int8] [--json F]
+(the ``auto`` row needs both precisions; ``float`` = nodes an int8 row keeps in fp32)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from onnxprune.preparation import prepare
 from onnxprune.profile import default_cache_path
 
 HEADER = (f"{'model':18} {'target':>6} {'row':15} {'measured':>8} {'bench':>7} {'meets':>5} "
-          f"{'held-out [95%]':>20} {'top-1':>7} {'top-5':>7} {'tool s':>6}")
+          f"{'held-out [95%]':>20} {'top-1':>7} {'top-5':>7} {'tool s':>6} {'float':>5}")
 
 
 def line(r: dict) -> str:
@@ -57,7 +58,7 @@ def line(r: dict) -> str:
     measured = "-" if r.get("measured") is None else f"{r['measured']:.3f}x"
     return (f"{r['model']:18} {r['target']:>6.2f} {r['row']:15} {measured:>8} {r['bench']:>6.3f}x "
             f"{'yes' if r['bench'] >= r['target'] else 'no':>5} {held:>20} {pct(r['top1']):>7} "
-            f"{pct(r['top5']):>7} {r['seconds']:>6.0f}")
+            f"{pct(r['top5']):>7} {r['seconds']:>6.0f} {r.get('float', '-'):>5}")
 
 
 def searched(name: str, path: str, precision: str, speedups: list[float], calib_x, test_x,
@@ -92,6 +93,7 @@ def judged(name, target, row, tr, prep, test_x, ref, seconds, source) -> dict:
         prep.original.SerializeToString(), tr.result.model.SerializeToString(), prep.feeds, rounds=40)
     return {"model": name, "target": target, "row": row, "measured": tr.speedup, "bench": cmp.speedup,
             "held": fid.agreement, "interval": fid.interval, "precision": tr.result.quality.precision,
+            "float": len(tr.result.quality.float_nodes),
             **agreement(ref, logits(tr.result.model, test_x), None), "seconds": seconds,
             "widths": {str(k): v for k, v in tr.widths.items()}}
 
@@ -117,8 +119,10 @@ def main() -> None:
     ap.add_argument("--models", default="mobilenet_v2,efficientnet_lite0")
     ap.add_argument("--speedups", default="1.5,2,2.5,3")
     ap.add_argument("--calib-n", type=int, default=300)
+    ap.add_argument("--precisions", default=",".join(quantize.MODEL_PRECISIONS))
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    precisions = args.precisions.split(",")
     speedups = sorted(float(v) for v in args.speedups.split(","))
     source = backends.Local(runtimes.RuntimeConfig())
     rows: list[dict] = []
@@ -128,7 +132,7 @@ def main() -> None:
         calib_x, test_x, _ = data("realistic", name, args.calib_n)
         ref = logits(onnx.load(path), test_x)
         by_precision, quantizer = {}, []
-        for precision in quantize.MODEL_PRECISIONS:
+        for precision in precisions:
             got, results, q = searched(name, path, precision, speedups, calib_x, test_x, ref, source)
             by_precision[precision] = (got, results)
             quantizer = quantizer or q
@@ -136,6 +140,8 @@ def main() -> None:
                 print(line(r), flush=True)
             rows += got
         for k, s in enumerate(speedups):
+            if set(by_precision) != set(quantize.MODEL_PRECISIONS):
+                break
             both = [by_precision[p][1][k] for p in quantize.MODEL_PRECISIONS]
             if all(tr is None for tr in both):
                 continue

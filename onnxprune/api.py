@@ -23,7 +23,7 @@ from typing import Any
 
 import onnx
 
-from . import backends, calib, fidelity, guard, load, sensitivity
+from . import backends, calib, fidelity, guard, load, quantize, sensitivity
 from . import profile as profiling
 from .bench import Comparison, Timing
 from .errors import OnnxPruneError
@@ -243,6 +243,7 @@ class BenchRun:
     comparison: Comparison | None = None
     fid: fidelity.Fidelity | None = None
     samples: int = 0
+    precisions: tuple[str, str] = ("fp32", "fp32")  # what A and B compute their weights in
 
 
 def bench(req: BenchRequest) -> BenchRun:
@@ -262,10 +263,11 @@ def bench(req: BenchRequest) -> BenchRun:
     second = load.load_model(req.model_b)
     cmp = source.compare(first.SerializeToString(), second.SerializeToString(), feeds, req.rounds,
                          req.warmup)
+    kinds = (quantize.weight_precision(first), quantize.weight_precision(second))
     if samples is None:
-        return BenchRun(comparison=cmp)
+        return BenchRun(comparison=cmp, precisions=kinds)
     fid = fidelity.fidelity(fidelity.outputs_on(first, samples), second, samples)
-    return BenchRun(comparison=cmp, fid=fid, samples=calib.count(samples))
+    return BenchRun(comparison=cmp, fid=fid, samples=calib.count(samples), precisions=kinds)
 
 
 def profile_groups(prep: Prepared, group_ids: tuple[int, ...] = ()) -> list[Group]:

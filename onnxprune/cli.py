@@ -175,11 +175,12 @@ def bench_cmd(model_a, model_b, rounds, warmup, as_json, data_path, deploy, shap
         else:
             print_kv_single(model_a, out.timing)
     elif as_json:
-        print(bench_json(deploy.config.key(), cmp=out.comparison, fid=out.fid, a=model_a, b=model_b))
+        print(bench_json(deploy.config.key(), cmp=out.comparison, fid=out.fid, a=model_a, b=model_b,
+                         precision_a=out.precisions[0], precision_b=out.precisions[1]))
     else:
         title = (f"fidelity of B vs A on {out.samples} inputs of {os.path.basename(data_path)}"
                  if out.fid is not None else "")
-        print_comparison(out.comparison, out.fid, title)
+        print_comparison(out.comparison, out.fid, title, out.precisions)
 
 
 @cli.command("profile")

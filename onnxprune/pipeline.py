@@ -28,6 +28,7 @@ from . import (
     bench,
     fidelity,
     load,
+    mixed,
     profile,
     quantize,
     recover,
@@ -50,13 +51,15 @@ from .stats import macs, param_count
 @timed("verify")
 def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STEPS,
            evaluate: Callable[[str], float] | None = None,
-           distill_seconds: float = recover.DISTILL_SECONDS) -> PruneResult:
+           distill_seconds: float = recover.DISTILL_SECONDS,
+           keep_float: tuple[str, ...] = ()) -> PruneResult:
     """Apply ``plan``, prove its index maps (zero-filter check), run the recovery ``steps`` when
     calibration data is present, verify the result (checker, onnxruntime, output shapes) and
     measure fidelity and statistics. Groups whose rewrite cannot be proven are left unpruned
     (found by :func:`onnxprune.verify.prove`, remembered in ``prep.unproven``) and listed in
     ``PruneResult.frozen``; recovery that breaks the proven model is dropped (its reason in the
-    recovery report) and the proven model goes on."""
+    recovery report) and the proven model goes on. ``keep_float``: nodes the shipped model
+    keeps in float (a quantized precision)."""
     unproven = prep.unproven
     plan = PrunePlan({k: v for k, v in plan.keep.items() if k not in unproven})
     proof = verify.check_plan(prep.graph, plan, prep.feeds)
@@ -73,7 +76,7 @@ def finish(prep: Prepared, plan: PrunePlan, steps: tuple[str, ...] = recover.STE
         pruned, quality = _checked(prep, plan, proven, (), evaluate, distill_seconds)
         quality.recovery = recover.RecoveryReport(
             steps=[{"step": ",".join(steps), "kept": False, "why": str(exc)}])
-    shipped = _ship(prep, pruned, quality, evaluate)
+    shipped = _ship(prep, pruned, quality, evaluate, keep_float)
     after_graph_shapes = trace(pruned, prep.shapes)[0]
     teacher_shapes = trace(prep.teacher, prep.shapes)[0] if prep.teacher is not prep.model else prep.graph.shapes
     return PruneResult(
@@ -132,15 +135,16 @@ def _judge(prep: Prepared, model: onnx.ModelProto, quality: Quality,
 
 
 def _ship(prep: Prepared, pruned: onnx.ModelProto, quality: Quality,
-          evaluate: Callable[[str], float] | None) -> onnx.ModelProto:
+          evaluate: Callable[[str], float] | None, keep_float: tuple[str, ...] = ()) -> onnx.ModelProto:
     """The recovered float model in the precision the run ships (``prep.precision``,
     :meth:`~onnxprune.preparation.Prepared.deployable`), checked like it (checker,
     onnxruntime, output shapes) and judged into ``quality`` (what the user gets is what is
-    judged; the float model when the quantizer refuses it). fp32: ``pruned``, judged already."""
+    judged; the float model when the quantizer refuses it), the nodes named in ``keep_float``
+    left float. fp32: ``pruned``, judged already."""
     if prep.precision == "fp32":
         return pruned
-    shipped = _quantized(prep, pruned)
-    quality.precision = shipped.label
+    shipped = _quantized(prep, pruned, keep_float)
+    quality.precision, quality.float_nodes = shipped.label, list(shipped.kept_float)
     if shipped.quantized:
         verify.check_model(shipped.model, prep.feeds, prep.reference())
     _judge(prep, shipped.model, quality, evaluate)
@@ -148,8 +152,8 @@ def _ship(prep: Prepared, pruned: onnx.ModelProto, quality: Quality,
 
 
 @timed("quantize")
-def _quantized(prep: Prepared, model: onnx.ModelProto) -> quantize.Quantized:
-    return prep.deployable(model)
+def _quantized(prep: Prepared, model: onnx.ModelProto, keep_float: tuple[str, ...]) -> quantize.Quantized:
+    return prep.deployable(model, keep_float=keep_float)
 
 
 def prune_ratio(prep: Prepared, job: Job) -> PruneResult:
@@ -168,7 +172,9 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
                  baseline: tuple[bytes, float] | None = None,
                  quantizer: list[dict] | None = None) -> CandidateStore:
     """Measure the baseline, profile every prunable group (latency staircases, cached) and,
-    with ``value="sensitivity"``, measure the distortion of every candidate width (cached).
+    with ``value="sensitivity"``, measure the distortion of every candidate width (cached);
+    in int8, then each group's precision option (:mod:`onnxprune.mixed`: kept float or not,
+    on the same distortion scale; cached), searched together with the widths.
     ``config``: the runtime configuration measured here, or any latency source (Ray actors on
     the deployment machines, a fake in tests); every timing goes through it. ``baseline``:
     ``(model bytes, ms)`` to compare against instead of ``prep.model`` measured now (the
@@ -184,12 +190,14 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
     prep.int8_cache = _beside(cache_path, "int8")
     rows = quantizer if quantizer is not None else (
         runtime_quantizer(prep, source, baseline[0]) if prep.teacher is prep.model else [])
-    run = profile.profile_model(prep.graph, source, profile.Cache(cache_path, source.key()),
-                                min_fraction=floor, progress=job.search.progress,
-                                precision=prep.precision)
+    layer_cache = profile.Cache(cache_path, source.key())
+    run = profile.profile_model(prep.graph, source, layer_cache, min_fraction=floor,
+                                progress=job.search.progress, precision=prep.precision)
     choices = _proven(prep, search.latency_choices(prep.graph, run.groups, floor))
-    def judge(plan: PrunePlan) -> PruneResult:
-        return finish(prep, plan, job.recovery.steps, job.data.evaluate, job.recovery.distill_seconds)
+
+    def judge(plan: PrunePlan, keep_float: tuple[str, ...] = ()) -> PruneResult:
+        return finish(prep, plan, job.recovery.steps, job.data.evaluate, job.recovery.distill_seconds,
+                      keep_float)
 
     ctx = CandidateStore(prep, source, baseline[0], baseline[1], choices, None, False, run.seconds,
                          judge, cache_path, quantizer=rows)
@@ -207,7 +215,26 @@ def start_search(prep: Prepared, config: runtimes.RuntimeConfig | backends.Laten
                                  "importance instead")
     if not ctx.choices:
         raise OnnxPruneError("nothing prunable found: every channel group is frozen (see analyze)")
+    if prep.precision == "int8" and ctx.table is not None:  # values on the table's scale
+        items, prep.float_items = _precision_items(prep, run, source, layer_cache, cache_path)
+        if items:  # a candidate measured before (the floor check) lacks them: measured anew
+            ctx.choices, ctx.candidates = ctx.choices + items, {}
     return ctx
+
+
+@timed("precision table")
+def _precision_items(prep: Prepared, run: profile.ProfileRun, source: backends.LatencySource,
+                     layer_cache: profile.Cache, cache_path: str | None
+                     ) -> tuple[list[search.Choice], list[tuple[str, ...]]]:
+    """The int8 run's per-node precision options (:func:`onnxprune.mixed.precision_choices`);
+    none, with a warning, when measuring them fails (the run goes on all-int8)."""
+    try:
+        return mixed.precision_choices(prep, run.groups, source, layer_cache,
+                                       _beside(cache_path, "sensitivity"))
+    except Exception as exc:  # noqa: BLE001 -- an optional stage degrades, never ends the run
+        prep.warnings.append(f"the precision table failed ({type(exc).__name__}: {first_line(exc)}); "
+                             "every quantizable node stays int8")
+        return [], []
 
 
 def _beside(cache_path: str | None, folder: str) -> str | None:
@@ -250,7 +277,7 @@ def _loop(ctx: CandidateStore, target: Target, method: str) -> search.SearchResu
     """The hardware loop for one target (measured candidates join ``ctx``)."""
     target_ms, target_speedup = target.ms(ctx.baseline_ms), target.speedup(ctx.baseline_ms)
     try:
-        found = search.hilp(ctx.choices, ctx.start_ms(), target_ms, ctx.measure)
+        found = search.hilp(ctx.choices, ctx.top_ms(), target_ms, ctx.measure)
     except ValueError as exc:
         raise OnnxPruneError(
             f"target {target_ms:.3f} ms ({target_speedup:.3f}x) is below the reachable floor: with "
@@ -304,14 +331,22 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
 
 
 def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None:
-    """In a quantized precision, the unpruned quantized model when it meets ``target`` on its
-    own (nothing is cut); else (and in fp32) None."""
+    """In a quantized precision, when the unpruned quantized model meets ``target`` on its
+    own: that model (nothing cut), or, when it lands past the band and the run has precision
+    items, the search's model for the target (nodes bought back in float, channels cut where
+    that is cheaper) if it is at least as faithful; else (and in fp32) None. What the
+    runtime's quantizer alone gives is never given up for a less faithful model."""
     if ctx.prep.precision == "fp32":
         return None
     widths = ctx.unpruned()
-    if ctx.speedup_of(widths) < search.WINDOW[0] * target.speedup(ctx.baseline_ms):
+    speedup, wanted = ctx.speedup_of(widths), target.speedup(ctx.baseline_ms)
+    if speedup < search.WINDOW[0] * wanted:
         return None
-    return _final(ctx, ctx.finish(widths), target, None, widths)
+    alone = _final(ctx, ctx.finish(widths), target, None, widths)
+    if speedup <= search.BAND[1] * wanted or not any(ch.group < 0 for ch in ctx.choices):
+        return alone
+    mixed_result = _conclude(ctx, target, _loop(ctx, target, "knapsack"), None)
+    return mixed_result if _drop(mixed_result) <= _drop(alone) else alone
 
 
 def _auto(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,

@@ -50,6 +50,7 @@ class Prepared:
     precision: str = "fp32"  # what the model ships in (quantize.PRECISIONS)
     chooser: tuple[calib.Samples, dict[str, np.ndarray]] | None = field(default=None, repr=False)
     int8_cache: str | None = None  # where quantized models are kept (quantize's cache folder)
+    float_items: list[tuple[str, ...]] = field(default_factory=list)  # precision items' nodes (mixed)
 
     def __post_init__(self) -> None:
         self.teacher = self.teacher if self.teacher is not None else self.model
@@ -78,8 +79,10 @@ class Prepared:
             self.synthetic = calib.synthetic(self.model, min(limit, 32), self.shapes)
         return self.synthetic, True
 
-    def deployable(self, model: onnx.ModelProto, timing: bool = False) -> quantize.Quantized:
-        """``model`` (a float candidate) in the precision the run ships: itself in fp32. int8:
+    def deployable(self, model: onnx.ModelProto, timing: bool = False,
+                   keep_float: tuple[str, ...] = ()) -> quantize.Quantized:
+        """``model`` (a float candidate) in the precision the run ships, the nodes named in
+        ``keep_float`` left in float: itself in fp32. int8:
         quantized by onnxruntime's quantizer on the fit samples (synthetic images without
         calibration data); with ``timing``, on a few of them (ranges do not change latency);
         otherwise with each of :data:`onnxprune.quantize.CHOICES` calibration methods, the one
@@ -91,14 +94,16 @@ class Prepared:
             return quantize.Quantized(model, [], False)
         samples = self.split.fit if self.split is not None else self.value_samples()[0]
         if timing:
-            return quantize.Quantized(quantize.for_timing(model, samples), [], True)
+            how = quantize.Quantization(keep_float=keep_float)
+            return quantize.Quantized(quantize.for_timing(model, samples, how), [], True)
         if self.chooser is None:
             chosen = self.value_samples()[0]
             self.chooser = (chosen, fidelity.outputs_on(self.teacher, chosen))
         chosen, reference = self.chooser
         best, refused = None, None
         for method in quantize.CHOICES:
-            q = quantize.quantize(model, samples, quantize.Quantization(method), self.int8_cache)
+            how = quantize.Quantization(method, keep_float=keep_float)
+            q = quantize.quantize(model, samples, how, self.int8_cache)
             if not q.quantized:  # this calibration failed: another one may not
                 refused = refused or q
                 continue

@@ -42,6 +42,7 @@ MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
 PRECISIONS = (*MODEL_PRECISIONS, "auto")  # auto: each searched, the more faithful kept
 METHODS = ("minmax", "percentile", "entropy")
 CHOICES = ("minmax", "percentile")  # tried for a written model, the more faithful kept (entropy: slow)
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 CALIB_SAMPLES = 128  # onnxruntime's examples calibrate on about this many inputs
 TIMING_SAMPLES = 2  # ranges do not change latency: a timed candidate is calibrated on these
 
@@ -69,11 +70,14 @@ class Quantized:
     quantized: bool
     method: str = ""
     distortion: float = float("inf")
+    kept_float: tuple[str, ...] = ()  # nodes asked to stay float
 
     @property
     def label(self) -> str:
-        """``fp32``, or ``int8 METHOD``."""
-        return f"int8 {self.method}" if self.quantized else "fp32"
+        """``fp32``, ``int8 METHOD``, or ``int8 METHOD, N node(s) fp32``."""
+        if not self.quantized:
+            return "fp32"
+        return f"int8 {self.method}" + (f", {len(self.kept_float)} node(s) fp32" if self.kept_float else "")
 
 
 def quantize(model: onnx.ModelProto, samples: calib.Samples,
@@ -88,7 +92,8 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
         with contextlib.suppress(Exception):  # an unreadable entry is quantized again, replaced
             out = onnx.load(path)
             os.utime(path)
-            return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method)
+            return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method,
+                             kept_float=how.keep_float)
     made = _quantize(model, picked, how)
     if path and made.quantized and not made.warnings:
         _keep(path, made.model)
@@ -158,7 +163,19 @@ def _quantize(model: onnx.ModelProto, picked: calib.Samples, how: Quantization) 
         except Exception as exc:  # noqa: BLE001 -- any quantizer failure keeps the float model
             why = f"int8: onnxruntime's quantizer cannot take this model ({first_line(exc)[:160]}); it stays fp32"
             return Quantized(model, [why], False)
-    return Quantized(out, warnings + _float_left(out, set(how.keep_float)), True, how.method)
+    return Quantized(out, warnings + _float_left(out, set(how.keep_float)), True, how.method,
+                     kept_float=how.keep_float)
+
+
+def prepared(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as the quantizer sees it before inserting QuantizeLinear/DequantizeLinear:
+    opset raised (:func:`_qdq_opset`) and pre-processed (:func:`_pre_process`). Its node names
+    and float tensor names are those of the models :func:`quantize` writes from ``model``;
+    ``model`` itself when pre-processing fails."""
+    with tempfile.TemporaryDirectory(prefix="onnxprune-int8-") as tmp, _quiet():
+        src = os.path.join(tmp, "float.onnx")
+        onnx.save(_qdq_opset(model), src)
+        return onnx.load(_pre_process(src, os.path.join(tmp, "prepared.onnx"))[0])
 
 
 def _qdq_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -194,6 +211,21 @@ def _pre_process(src: str, dst: str) -> tuple[str, list[str]]:
         why = f"int8: onnxruntime's quantization pre-processing failed ({first_line(exc)[:160]})"
         return src, [f"{why}; quantized without it"]
     return dst, []
+
+
+def with_ranges(structure: onnx.ModelProto, calibrated: onnx.ModelProto) -> onnx.ModelProto:
+    """``structure`` (a model :func:`quantize` wrote, e.g. on a few samples, some nodes kept
+    float) with the scales and zero points of ``calibrated`` (the same float model quantized
+    on all its samples): every constant of ``structure`` that ``calibrated`` has under the
+    same name, shape and type is taken from it. Same graph and kernels as ``structure``, the
+    ranges of ``calibrated``: one calibration serves every choice of float nodes."""
+    theirs = {t.name: t for t in calibrated.graph.initializer}
+    out = onnx.ModelProto.FromString(structure.SerializeToString())
+    for t in out.graph.initializer:
+        other = theirs.get(t.name)
+        if other is not None and list(other.dims) == list(t.dims) and other.data_type == t.data_type:
+            t.CopyFrom(other)
+    return out
 
 
 def for_timing(model: onnx.ModelProto, samples: calib.Samples, how: Quantization = Quantization()
@@ -253,6 +285,34 @@ def qdq_layer(model: onnx.ModelProto, w_axis: int) -> onnx.ModelProto:
     return out
 
 
+def quantized_nodes(q: onnx.ModelProto) -> list[str]:
+    """Names of the nodes of QDQ model ``q`` with a weight the quantizer made int8 (an input
+    read through a DequantizeLinear of a constant of two or more axes), in graph order."""
+    dq = _weights_read(q)[1]
+    return [n.name for n in q.graph.node
+            if n.op_type not in QDQ_OPS and n.name and any(i in dq for i in n.input)]
+
+
+def weight_precision(model: onnx.ModelProto) -> str:
+    """What ``model`` computes its weight-bearing nodes (a constant input of two or more axes,
+    read directly or through a DequantizeLinear) in: ``fp32``, ``int8`` or ``int8, K of N
+    node(s) fp32``."""
+    consts, dq = _weights_read(model)
+    bearing = [n for n in model.graph.node
+               if n.op_type not in QDQ_OPS and any(i in consts or i in dq for i in n.input)]
+    left = sum(1 for n in bearing if not any(i in dq for i in n.input))
+    if left == len(bearing):
+        return "fp32"
+    return "int8" + (f", {left} of {len(bearing)} node(s) fp32" if left else "")
+
+
+def _weights_read(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
+    """(constants of two or more axes, outputs of the DequantizeLinear nodes reading one)."""
+    consts = {t.name for t in model.graph.initializer if len(t.dims) >= 2}
+    dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in consts}
+    return consts, dq
+
+
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
@@ -267,7 +327,7 @@ def _float_left(model: onnx.ModelProto, kept: set[str]) -> list[str]:
     weights = {t.name for t in model.graph.initializer
                if len(t.dims) >= 2 and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
     left = [f"{n.op_type} {n.name}".strip() for n in model.graph.node
-            if n.name not in kept and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            if n.name not in kept and n.op_type not in QDQ_OPS
             and any(i in weights for i in n.input)]
     if not left:
         return []

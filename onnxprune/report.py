@@ -642,9 +642,11 @@ def bench_json(config_key: str, timing=None, cmp=None, fid=None, **names) -> str
                        "fidelity": fid.as_dict() if fid else None}, indent=2)
 
 
-def print_comparison(cmp, fid=None, title: str = "") -> None:
-    """``bench A B``: the interleaved A/B table, and B's fidelity to A (``title``) when known."""
+def print_comparison(cmp, fid=None, title: str = "", precisions: tuple[str, str] = ("", "")) -> None:
+    """``bench A B``: the interleaved A/B table (with what each model computes its weights in,
+    when given), and B's fidelity to A (``title``) when known."""
     print_kv("interleaved A/B", [
+        *([("precision", *precisions)] if any(precisions) else []),
         ("median ms", f"{cmp.a.median_ms:.3f}", f"{cmp.b.median_ms:.3f}"),
         ("p90 ms", f"{cmp.a.p90_ms:.3f}", f"{cmp.b.p90_ms:.3f}"),
         ("spread (p90-p10)/median", f"{cmp.a.spread:.1%}", f"{cmp.b.spread:.1%}"),

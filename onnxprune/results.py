@@ -25,9 +25,12 @@ class Quality:
     recovery: recover.RecoveryReport | None = None
     data: str = "held-out"  # what fidelity was judged on: held-out calibration clusters, or "val"
     precision: str = "fp32"  # what the judged (and written) model computes in: fp32, int8 METHOD
+    float_nodes: list[str] = field(default_factory=list)  # nodes a quantized model keeps float
 
     def to_dict(self) -> dict:
         out: dict = {"precision": self.precision}
+        if self.float_nodes:
+            out["float_nodes"] = self.float_nodes
         if self.fidelity is not None:
             out["fidelity"] = {**self.fidelity.as_dict(), "drop": self.drop,
                                "baseline_metric": self.baseline_metric, "data": self.data}
@@ -118,6 +121,8 @@ class TargetResult:
         }
         groups = []
         for gid, w in sorted(self.widths.items()):
+            if gid < 0:  # a precision item: quality.float_nodes names those kept float
+                continue
             group = g.groups[gid]
             total = max(float(group.importance.sum()), 1e-12)
             groups.append({"group": gid, "name": group.name, "width_before": group.width,

@@ -80,6 +80,7 @@ def test_bench_cli_json(tmp_path, name):
     data = json.loads(proc.stdout)
     expected = {"ort": "ort:cpu[]/t1/all", "openvino": "openvino:CPU[]/t1/LATENCY"}[name]
     assert data["rounds"] == 5 and data["speedup"] > 0 and data["config"] == expected
+    assert data["precision_a"] == data["precision_b"] == "fp32"
 
 
 def test_unavailable_provider_is_one_line(tmp_path):

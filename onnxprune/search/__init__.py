@@ -4,14 +4,18 @@ evolution) and the store of the candidates it measures (:mod:`.store`)."""
 
 from .algorithm import (
     BAND,
+    FLOAT,
+    INT8,
     WINDOW,
     Choice,
     SearchResult,
     Step,
     cannot_help,
     evolve,
+    float_nodes,
     flops_choices,
     hilp,
+    item_key,
     kept_importance,
     knapsack,
     latency_choices,
@@ -23,6 +27,27 @@ from .algorithm import (
 )
 from .store import CandidateStore
 
-__all__ = ["BAND", "WINDOW", "CandidateStore", "Choice", "SearchResult", "Step", "cannot_help",
-           "evolve", "flops_choices", "hilp", "kept_importance", "knapsack", "latency_choices",
-           "plan_for", "predicted_savings", "solve", "total_value", "with_values"]
+__all__ = [
+    "BAND",
+    "FLOAT",
+    "INT8",
+    "WINDOW",
+    "CandidateStore",
+    "Choice",
+    "SearchResult",
+    "Step",
+    "cannot_help",
+    "evolve",
+    "float_nodes",
+    "flops_choices",
+    "hilp",
+    "item_key",
+    "kept_importance",
+    "knapsack",
+    "latency_choices",
+    "plan_for",
+    "predicted_savings",
+    "solve",
+    "total_value",
+    "with_values",
+]

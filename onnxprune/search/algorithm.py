@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,12 +29,30 @@ from ..rewrite import PrunePlan
 
 @dataclass
 class Choice:
-    """One group's options: candidate widths (ascending), predicted cost and value of each."""
+    """One group's options: candidate widths (ascending), predicted cost and value of each.
+    A ``group`` below 0 is a precision item (:func:`item_key`), not a channel group: its
+    options are :data:`INT8` and :data:`FLOAT` (:mod:`onnxprune.mixed`)."""
 
     group: int
     widths: list[int]
     cost: list[float]
     value: list[float]
+
+
+INT8, FLOAT = 0, 1  # a precision item's options: the node quantized, or kept float
+
+
+def item_key(k: int) -> int:
+    """The widths-dict key of precision item ``k`` (an index into the run's item names)."""
+    return -1 - k
+
+
+def float_nodes(items: Sequence[Sequence[str]], widths: Mapping[int, int]) -> tuple[str, ...]:
+    """The node names that ``widths`` keeps in float (``items[k]``: item ``k``'s nodes), each
+    once, in item order."""
+    kept = [items[-1 - key] for key, option in sorted(widths.items(), reverse=True)
+            if key < 0 and option == FLOAT]
+    return tuple(dict.fromkeys(n for nodes in kept for n in nodes))
 
 
 def knapsack(choices: list[Choice], budget: float, bins: int = 4000) -> list[int] | None:
@@ -89,9 +107,12 @@ def kept_curve(group: Group) -> np.ndarray:
 
 
 def plan_for(g: ChannelGraph, widths: dict[int, int]) -> PrunePlan:
-    """Keep the ``widths[gid]`` most important channels (frozen ones first) of each group."""
+    """Keep the ``widths[gid]`` most important channels (frozen ones first) of each group
+    (precision items, keys below 0, are not channels: left out)."""
     plan = PrunePlan()
     for gid, w in widths.items():
+        if gid < 0:
+            continue
         group = g.groups[gid]
         if w < group.width:
             plan.keep[gid] = np.sort(group.keep_order()[:w])

@@ -23,7 +23,7 @@ from ..preparation import Prepared
 from ..progress import line as progress_line
 from ..results import PruneResult
 from ..rewrite import PrunePlan, apply_plan
-from .algorithm import WINDOW, Choice, plan_for, total_value
+from .algorithm import INT8, WINDOW, Choice, float_nodes, plan_for, total_value
 
 MAX_COMPARISONS = 4  # interleaved comparisons pooled for one decision about one candidate
 PRECISION = 0.005  # relative standard error of a pooled speedup that needs no more rounds
@@ -69,7 +69,8 @@ class CandidateStore:
     table: sensitivity.Table | None
     synthetic: bool
     profile_seconds: float
-    judge: Callable[[PrunePlan], PruneResult] | None = None  # build, recover, verify, judge a plan
+    judge: Callable[[PrunePlan, tuple[str, ...]], PruneResult] | None = None  # build, recover,
+    # verify and judge a plan, the named nodes kept float
     cache_path: str | None = None
     quantizer: list[dict] = field(default_factory=list)  # the runtime quantizer's measured rows
     points: list[dict] = field(default_factory=list)
@@ -112,13 +113,22 @@ class CandidateStore:
         return self.baseline_ms / self.speedup_of(widths)
 
     def unpruned(self) -> dict[int, int]:
-        """Every group at its full width: the baseline in fp32, the quantized unpruned model in
-        another precision (what the runtime's quantizer alone gives)."""
-        return {ch.group: ch.widths[-1] for ch in self.choices}
+        """Every group at its full width (every precision item int8): the baseline in fp32,
+        the quantized unpruned model in another precision (what the runtime's quantizer alone
+        gives)."""
+        return {ch.group: INT8 if ch.group < 0 else ch.widths[-1] for ch in self.choices}
 
     def start_ms(self) -> float:
         """Measured latency of :meth:`unpruned` (``baseline_ms`` itself in fp32)."""
         return self.baseline_ms if self.prep.precision == "fp32" else self.measure(self.unpruned())
+
+    def top_ms(self) -> float:
+        """Measured latency of every option at its costliest (full widths, precision items
+        float): where the search's savings are counted from (:meth:`start_ms` without
+        items)."""
+        if not any(ch.group < 0 for ch in self.choices):
+            return self.start_ms()
+        return self.measure({ch.group: ch.widths[-1] for ch in self.choices})
 
     def _built(self, widths: dict[int, int]) -> tuple[str, bytes]:
         """(comparison key, serialised model in the run's precision, timed as shipped) of
@@ -127,7 +137,8 @@ class CandidateStore:
         wanted = json.dumps(sorted(widths.items()))
         if self.last_built is None or self.last_built[0] != wanted:
             pruned = apply_plan(self.prep.graph, plan_for(self.prep.graph, widths))
-            model = self.prep.deployable(pruned, timing=True).model.SerializeToString()
+            keep = float_nodes(self.prep.float_items, widths)
+            model = self.prep.deployable(pruned, timing=True, keep_float=keep).model.SerializeToString()
             self.last_built = (wanted, self._key(model), model)
         return self.last_built[1], self.last_built[2]
 
@@ -166,7 +177,7 @@ class CandidateStore:
         key = json.dumps(sorted(widths.items()))
         if key in self.finished:
             return self.finished[key]
-        result = self.judge(plan_for(self.prep.graph, widths))
+        result = self.judge(plan_for(self.prep.graph, widths), float_nodes(self.prep.float_items, widths))
         self.finished[key] = result
         cand = self._candidate(widths)
         speedup = cand.speedup if cand is not None else self.speedup_of(widths)
