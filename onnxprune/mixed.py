@@ -45,6 +45,16 @@ def float_gain(prep: Prepared, q: quantize.Quantized, nodes: tuple[str, ...]) ->
     return q.distortion - fidelity.distortion(reference, fidelity.outputs_on(model, samples), samples)
 
 
+def _as_quantized(quantized: list[str], nodes: set[str]) -> dict[str, str]:
+    """Each of ``nodes`` (the float model's) that the quantizer quantized, as the quantized
+    model names it: the same name, or the node its pre-processing fused it into (onnxruntime
+    names a fused node after the first node it took: ``NAME/FusionName``, e.g. a MatMul and
+    its bias Add become ``NAME/MatMulAddFusion``)."""
+    have = set(quantized)
+    fused = {q.rsplit("/", 1)[0]: q for q in quantized if "/" in q}
+    return {n: n if n in have else fused[n] for n in nodes if n in have or n in fused}
+
+
 def precision_choices(prep: Prepared, groups: list[profile.GroupProfile],
                       source: backends.LatencySource, cache: profile.Cache,
                       cache_dir: str | None) -> tuple[list[Choice], list[tuple[str, ...]]]:
@@ -56,10 +66,10 @@ def precision_choices(prep: Prepared, groups: list[profile.GroupProfile],
     q = prep.deployable(prep.model)
     if not q.quantized:
         return [], []
-    quantized = set(quantize.quantized_nodes(q.model))
+    named = _as_quantized(quantize.quantized_nodes(q.model), {lp.layer.node for p in groups for lp in p.layers})
     items: dict[tuple[str, ...], list[tuple[profile.Layer, int]]] = {}
     for prof in groups:
-        layers = {lp.layer.node: (lp.layer, prof.width) for lp in prof.layers if lp.layer.node in quantized}
+        layers = {named[lp.layer.node]: (lp.layer, prof.width) for lp in prof.layers if lp.layer.node in named}
         if layers:
             items.setdefault(tuple(sorted(layers)), list(layers.values()))
     if not items:

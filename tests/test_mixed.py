@@ -102,3 +102,20 @@ def test_the_precision_of_a_written_model_is_read_back(tmp_path):
     onnx.save(mixed_model, b)
     assert api.bench(api.BenchRequest(str(a), str(b), rounds=3)).precisions == (
         "fp32", "int8, 1 of 3 node(s) fp32")
+
+
+def test_a_node_the_pre_processing_fused_is_an_item_under_its_fused_name(tmp_path):
+    """A MatMul and its bias Add become one Gemm in the quantizer's pre-processing: the group
+    is still an item, keeping float the node the quantizer knows."""
+    model = tiny.mlp()
+    x = model.graph.input[0]
+    shape = [d.dim_value for d in x.type.tensor_type.shape.dim]
+    samples = {x.name: RNG.standard_normal([16, *shape[1:]]).astype(np.float32)}
+    prep = prepare(model, calib_data=samples, precision="int8")
+    source = Int8Staircase()
+    cache = Cache(str(tmp_path / "p.json"), source.key())
+    run = profile_model(prep.graph, source, cache, progress=False, precision="int8")
+    choices, nodes = mixed.precision_choices(prep, run.groups, source, cache, None)
+    names = set(quantize.quantized_nodes(prep.deployable(prep.model).model))
+    assert choices and all(set(n) <= names for n in nodes)
+    assert any(name.endswith("Fusion") for n in nodes for name in n)
