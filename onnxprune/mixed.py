@@ -28,6 +28,8 @@ import hashlib
 import json
 import os
 
+import onnx
+
 from . import backends, calib, fidelity, profile, quantize
 from .preparation import Prepared
 from .progress import short
@@ -35,12 +37,15 @@ from .search.algorithm import FLOAT, INT8, Choice, item_key
 from .sensitivity import measure_rows
 
 
-def float_gain(prep: Prepared, q: quantize.Quantized, nodes: tuple[str, ...]) -> float:
+def float_gain(prep: Prepared, float_model: onnx.ModelProto, q: quantize.Quantized,
+               nodes: tuple[str, ...]) -> float:
     """How much less output distortion (on the run's chooser samples, against the teacher)
-    the quantizer's model of ``prep.model`` has with ``nodes`` kept float than ``q`` (its
-    all-int8 model) has; the ranges are ``q``'s."""
+    the quantizer's model of ``prep.model`` (``float_model``: it :func:`~onnxprune.quantize.prepared`,
+    done once for every item) has with ``nodes`` kept float than ``q`` (its all-int8 model)
+    has; the ranges are ``q``'s."""
     samples, reference = prep.chooser
-    structure = quantize.for_timing(prep.model, samples, quantize.Quantization(keep_float=nodes))
+    how = quantize.Quantization(keep_float=nodes, prepared=True)
+    structure = quantize.for_timing(float_model, samples, how)
     model = quantize.with_ranges(structure, q.model)
     return q.distortion - fidelity.distortion(reference, fidelity.outputs_on(model, samples), samples)
 
@@ -51,7 +56,7 @@ def _as_quantized(quantized: list[str], nodes: set[str]) -> dict[str, str]:
     names a fused node after the first node it took: ``NAME/FusionName``, e.g. a MatMul and
     its bias Add become ``NAME/MatMulAddFusion``)."""
     have = set(quantized)
-    fused = {q.rsplit("/", 1)[0]: q for q in quantized if "/" in q}
+    fused = {q.rsplit("/", 1)[0]: q for q in quantized if q.rsplit("/", 1)[-1].endswith("Fusion")}
     return {n: n if n in have else fused[n] for n in nodes if n in have or n in fused}
 
 
@@ -87,8 +92,14 @@ def precision_choices(prep: Prepared, groups: list[profile.GroupProfile],
         calib.digest(h, prep.chooser[0])
         path = os.path.join(cache_dir, f"int8-{h.hexdigest()[:32]}.json")
     keys = {k: hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32] for k, key in enumerate(nodes)}
-    rows, _ = measure_rows("precision table", keys, lambda k: {"gain": float_gain(prep, q, nodes[k])},
-                           path, lambda k: short(nodes[k][0]), column=str)
+    state: dict[str, onnx.ModelProto] = {}  # the prepared float model, made when a row is measured
+
+    def row(k: int) -> dict[str, float]:
+        if not state:
+            state["float"] = quantize.prepared(prep.model)
+        return {"gain": float_gain(prep, state["float"], q, nodes[k])}
+
+    rows, _ = measure_rows("precision table", keys, row, path, lambda k: short(nodes[k][0]), column=str)
     choices = [Choice(item_key(k), [INT8, FLOAT], list(costs[k]), [-max(rows[k]["gain"], 0.0), 0.0])
                for k in range(len(nodes))]
     return choices, nodes

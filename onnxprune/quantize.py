@@ -28,7 +28,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -50,13 +50,15 @@ TIMING_SAMPLES = 2  # ranges do not change latency: a timed candidate is calibra
 @dataclass(frozen=True)
 class Quantization:
     """How a float model becomes int8: the calibration ``method``, ``per_channel`` weight
-    scales, the ``samples`` calibrated on (spread over the given ones), and node names kept in
-    float (``keep_float``)."""
+    scales, the ``samples`` calibrated on (spread over the given ones), node names kept in
+    float (``keep_float``), and whether the model is :func:`prepared` already (``prepared``:
+    its pre-processing is not run again)."""
 
     method: str = "minmax"
     per_channel: bool = True
     samples: int = CALIB_SAMPLES
     keep_float: tuple[str, ...] = ()
+    prepared: bool = False
 
 
 @dataclass
@@ -150,10 +152,9 @@ def _quantize(model: onnx.ModelProto, picked: calib.Samples, how: Quantization) 
             return next(self.feeds, None)
 
     with tempfile.TemporaryDirectory(prefix="onnxprune-int8-") as tmp, _quiet():
-        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        dst = os.path.join(tmp, "int8.onnx")
         try:
-            onnx.save(_qdq_opset(model), src)
-            src, warnings = _pre_process(src, os.path.join(tmp, "prepared.onnx"))
+            src, warnings = _prepared_file(model, tmp, how.prepared)
             quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=how.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=_method(how.method),
@@ -173,9 +174,18 @@ def prepared(model: onnx.ModelProto) -> onnx.ModelProto:
     and float tensor names are those of the models :func:`quantize` writes from ``model``;
     ``model`` itself when pre-processing fails."""
     with tempfile.TemporaryDirectory(prefix="onnxprune-int8-") as tmp, _quiet():
-        src = os.path.join(tmp, "float.onnx")
-        onnx.save(_qdq_opset(model), src)
-        return onnx.load(_pre_process(src, os.path.join(tmp, "prepared.onnx"))[0])
+        return onnx.load(_prepared_file(model, tmp)[0])
+
+
+def _prepared_file(model: onnx.ModelProto, folder: str, done: bool = False) -> tuple[str, list[str]]:
+    """``model`` written into ``folder`` as the quantizer takes it (:func:`prepared`; as it is
+    when ``done``): the file's path and the pre-processing's warning, if it failed."""
+    src = os.path.join(folder, "float.onnx")
+    if done:
+        onnx.save(model, src)
+        return src, []
+    onnx.save(_qdq_opset(model), src)
+    return _pre_process(src, os.path.join(folder, "prepared.onnx"))
 
 
 def _qdq_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -232,8 +242,7 @@ def for_timing(model: onnx.ModelProto, samples: calib.Samples, how: Quantization
                ) -> onnx.ModelProto:
     """The int8 model as :func:`quantize` makes it, calibrated on :data:`TIMING_SAMPLES`
     samples: the same graph and kernels, so the same latency, at a fraction of the cost."""
-    return quantize(model, samples, Quantization("minmax", how.per_channel, TIMING_SAMPLES,
-                                                 how.keep_float)).model
+    return quantize(model, samples, replace(how, method="minmax", samples=TIMING_SAMPLES)).model
 
 
 QDQ_OPSET = 13  # per-axis DequantizeLinear; onnxruntime's quantizer raises a model's opset to it

@@ -36,6 +36,10 @@ def test_ranges_move_onto_another_structure_of_the_same_model():
     unmoved = quantize.with_ranges(quantize.for_timing(model, SAMPLES), calibrated)
     got, want = (fidelity.outputs_on(m, SAMPLES)["y"] for m in (unmoved, calibrated))
     np.testing.assert_allclose(got, want, atol=1e-5)
+    # the model prepared once and quantized without pre-processing again: the same model
+    once = quantize.for_timing(quantize.prepared(model), SAMPLES, quantize.Quantization(prepared=True))
+    got = fidelity.outputs_on(quantize.with_ranges(once, calibrated), SAMPLES)["y"]
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_items_are_groups_costed_in_both_precisions_and_cached(tmp_path, monkeypatch):
