@@ -18,8 +18,8 @@ modified.
 
 from __future__ import annotations
 
-import onnx
 import numpy as np
+import onnx
 from onnx import numpy_helper
 
 from . import calib, linear, ops
