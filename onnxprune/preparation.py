@@ -85,24 +85,39 @@ class Prepared:
         ``keep_float`` left in float: itself in fp32. int8:
         quantized by onnxruntime's quantizer on the fit samples (synthetic images without
         calibration data); with ``timing``, on a few of them (ranges do not change latency);
-        otherwise with each of :data:`onnxprune.quantize.CHOICES` calibration methods, the one
-        whose outputs on the table's samples stay closest to the teacher's kept (chosen on the
-        fit part: the held-out figure stays unseen; a method the quantizer fails with is
-        skipped, the float model comes back only when every one fails). Warnings join
-        ``warnings``."""
+        otherwise with each of :data:`onnxprune.quantize.CHOICES` calibration methods, then
+        the best of them with each further rounding of :data:`onnxprune.quantize.ROUNDINGS`:
+        the model whose outputs on the table's samples stay closest to the teacher's is kept
+        (chosen on the fit part: the held-out figure stays unseen; a method the quantizer
+        fails with is skipped, the float model comes back only when every one fails).
+        Warnings join ``warnings``."""
         if self.precision == "fp32":
             return quantize.Quantized(model, [], False)
         samples = self.split.fit if self.split is not None else self.value_samples()[0]
         if timing:
             how = quantize.Quantization(keep_float=keep_float)
             return quantize.Quantized(quantize.for_timing(model, samples, how), [], True)
+        tried = [quantize.Quantization(method, keep_float=keep_float) for method in quantize.CHOICES]
+        best, refused = self._closest(model, samples, tried)
+        if best is not None:
+            tried = [quantize.Quantization(best.method, keep_float=keep_float, rounding=r)
+                     for r in quantize.ROUNDINGS[1:]]
+            best = self._closest(model, samples, tried, best)[0]
+        best = best or refused
+        self.warnings.extend(best.warnings)
+        return best
+
+    def _closest(self, model: onnx.ModelProto, samples: calib.Samples,
+                 tried: list[quantize.Quantization], best: quantize.Quantized | None = None
+                 ) -> tuple[quantize.Quantized | None, quantize.Quantized | None]:
+        """(the model of ``tried`` -- or ``best``, already measured -- whose outputs on the
+        table's samples are closest to the teacher's, the first refusal if any)."""
         if self.chooser is None:
             chosen = self.value_samples()[0]
             self.chooser = (chosen, fidelity.outputs_on(self.teacher, chosen))
         chosen, reference = self.chooser
-        best, refused = None, None
-        for method in quantize.CHOICES:
-            how = quantize.Quantization(method, keep_float=keep_float)
+        refused = None
+        for how in tried:
             q = quantize.quantize(model, samples, how, self.int8_cache)
             if not q.quantized:  # this calibration failed: another one may not
                 refused = refused or q
@@ -110,9 +125,7 @@ class Prepared:
             q.distortion = fidelity.distortion(reference, fidelity.outputs_on(q.model, chosen), chosen)
             if best is None or q.distortion < best.distortion:
                 best = q
-        best = best or refused
-        self.warnings.extend(best.warnings)
-        return best
+        return best, refused
 
     def baseline_metric(self, evaluate: Callable[[str], float]) -> float:
         """The user's metric on the unpruned model (computed once per callable)."""

@@ -42,6 +42,8 @@ MODEL_PRECISIONS = ("fp32", "int8")  # what one written model computes in
 PRECISIONS = (*MODEL_PRECISIONS, "auto")  # auto: each searched, the more faithful kept
 METHODS = ("minmax", "percentile", "entropy")
 CHOICES = ("minmax", "percentile")  # tried for a written model, the more faithful kept (entropy: slow)
+ROUNDINGS = ("nearest", "gptq")  # int8 weights: the quantizer's own, or rounded to the data (ptq)
+GPTQ_SAMPLES = 64  # samples the GPTQ Hessians are taken on (of the calibration ones)
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 CALIB_SAMPLES = 128  # onnxruntime's examples calibrate on about this many inputs
 TIMING_SAMPLES = 2  # ranges do not change latency: a timed candidate is calibrated on these
@@ -51,14 +53,17 @@ TIMING_SAMPLES = 2  # ranges do not change latency: a timed candidate is calibra
 class Quantization:
     """How a float model becomes int8: the calibration ``method``, ``per_channel`` weight
     scales, the ``samples`` calibrated on (spread over the given ones), node names kept in
-    float (``keep_float``), and whether the model is :func:`prepared` already (``prepared``:
-    its pre-processing is not run again)."""
+    float (``keep_float``), whether the model is :func:`prepared` already (``prepared``:
+    its pre-processing is not run again), and how int8 weights are rounded (``rounding``, one
+    of :data:`ROUNDINGS`: ``gptq`` is :func:`onnxprune.ptq.rounded` on the quantizer's model,
+    same scales and graph)."""
 
     method: str = "minmax"
     per_channel: bool = True
     samples: int = CALIB_SAMPLES
     keep_float: tuple[str, ...] = ()
     prepared: bool = False
+    rounding: str = "nearest"
 
 
 @dataclass
@@ -73,13 +78,16 @@ class Quantized:
     method: str = ""
     distortion: float = float("inf")
     kept_float: tuple[str, ...] = ()  # nodes asked to stay float
+    rounding: str = "nearest"
 
     @property
     def label(self) -> str:
-        """``fp32``, ``int8 METHOD``, or ``int8 METHOD, N node(s) fp32``."""
+        """``fp32``, ``int8 METHOD[ gptq]``, or that and ``, N node(s) fp32``."""
         if not self.quantized:
             return "fp32"
-        return f"int8 {self.method}" + (f", {len(self.kept_float)} node(s) fp32" if self.kept_float else "")
+        rounded = " gptq" if self.rounding != "nearest" else ""
+        return (f"int8 {self.method}{rounded}"
+                + (f", {len(self.kept_float)} node(s) fp32" if self.kept_float else ""))
 
 
 def quantize(model: onnx.ModelProto, samples: calib.Samples,
@@ -87,7 +95,9 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
     """``model`` as a QDQ int8 model calibrated on up to ``how.samples`` of ``samples`` (evenly
     spread), or the float model with one warning when the quantizer fails on it. With a
     ``cache`` folder, a model quantized before from the same bytes, samples, settings and
-    onnxruntime version is read back from it (:func:`_cache_file`), and a new one is kept there."""
+    onnxruntime version is read back from it (:func:`_cache_file`), and a new one is kept there.
+    ``gptq`` rounding starts from the ``nearest`` model (itself cached) and rounds it on
+    :data:`GPTQ_SAMPLES` of the same samples."""
     picked = calib.spread(samples, how.samples)
     path = _cache_file(cache, model, picked, how)
     if path and os.path.exists(path):
@@ -95,8 +105,17 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
             out = onnx.load(path)
             os.utime(path)
             return Quantized(out, _float_left(out, set(how.keep_float)), True, how.method,
-                             kept_float=how.keep_float)
-    made = _quantize(model, picked, how)
+                             kept_float=how.keep_float, rounding=how.rounding)
+    if how.rounding == "nearest":
+        made = _quantize(model, picked, how)
+    else:
+        made = quantize(model, samples, replace(how, rounding="nearest"), cache)
+        if made.quantized:
+            from . import ptq
+
+            source = model if how.prepared else prepared(model)
+            made = replace(made, model=ptq.rounded(made.model, source, calib.spread(picked, GPTQ_SAMPLES))[0],
+                           rounding=how.rounding)
     if path and made.quantized and not made.warnings:
         _keep(path, made.model)
     return made

@@ -138,15 +138,21 @@ def test_int8_staircase_steps_are_found_and_cached_apart(tmp_path):
     assert again.measured == 0 and again.groups[0].candidates == [16, 32, 48, 64]
 
 
-def test_the_more_faithful_calibration_is_kept():
+def test_the_more_faithful_calibration_and_rounding_is_kept():
     prep = prepare(tiny.conv_chain(), calib_data=SAMPLES, precision="int8")
     chosen = prep.deployable(prep.model)
     samples, reference = prep.chooser
-    got = {m: fidelity.distortion(reference, fidelity.outputs_on(
-        quantize.quantize(prep.model, prep.split.fit, quantize.Quantization(m)).model, samples), samples)
-        for m in quantize.CHOICES}
-    assert chosen.quantized and chosen.method == min(got, key=got.get)
-    assert chosen.distortion == pytest.approx(min(got.values()))
+
+    def distortion(how: quantize.Quantization) -> float:
+        q = quantize.quantize(prep.model, prep.split.fit, how).model
+        return fidelity.distortion(reference, fidelity.outputs_on(q, samples), samples)
+
+    got = {m: distortion(quantize.Quantization(m)) for m in quantize.CHOICES}
+    method = min(got, key=got.get)
+    rounded = distortion(quantize.Quantization(method, rounding="gptq"))
+    assert chosen.quantized and chosen.method == method
+    assert chosen.distortion == pytest.approx(min(got[method], rounded))
+    assert chosen.rounding == ("gptq" if rounded < got[method] else "nearest")
     assert calib.count(prep.split.fit) < calib.count(SAMPLES)  # chosen on the fit part only
 
 
