@@ -22,21 +22,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import numpy as np
 import onnx
 from fidelity import agreement, data, logits, model_path, pct
 
-from onnxprune import calib, ptq, quantize
+from onnxprune import calib, fidelity, ptq, quantize
 from onnxprune.preparation import prepare
-
-
-def kl(ref: np.ndarray, got: np.ndarray) -> float:
-    """Mean KL(softmax(ref) || softmax(got)) over rows."""
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = x - x.max(1, keepdims=True)
-        return x - np.log(np.exp(x).sum(1, keepdims=True))
-    a, b = log_softmax(ref.astype(np.float64)), log_softmax(got.astype(np.float64))
-    return float((np.exp(a) * (a - b)).sum(1).mean())
 
 
 def main() -> None:
@@ -62,8 +52,8 @@ def main() -> None:
             for tag, model, took in (("nearest", near, 0.0), ("gptq", rounded, seconds)):
                 got_h, got_t = logits(model, held_x), logits(model, test_x)
                 h, t = agreement(ref_h, got_h, None), agreement(ref_t, got_t, None)
-                print(f"{name:18} {method:10} {tag:8} {pct(h['top1']):>10} {kl(ref_h, got_h):>8.4f} "
-                      f"{pct(t['top1']):>10} {pct(t['top5']):>10} {kl(ref_t, got_t):>8.4f} {took:>4.0f}",
+                print(f"{name:18} {method:10} {tag:8} {pct(h['top1']):>10} {fidelity.kl(ref_h, got_h).mean():>8.4f} "
+                      f"{pct(t['top1']):>10} {pct(t['top5']):>10} {fidelity.kl(ref_t, got_t).mean():>8.4f} {took:>4.0f}",
                       flush=True)
 
 

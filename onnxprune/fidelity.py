@@ -56,7 +56,7 @@ def distortion(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
     for name, a in reference.items():
         b = got[name]
         if classifier_like(name, a):
-            total += float(np.mean(_kl(a, b)))
+            total += float(np.mean(kl(a, b)))
         else:
             rows = calib.real_rows(samples, a) if samples is not None else None
             if rows is not None:
@@ -82,7 +82,8 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(1, keepdims=True))
 
 
-def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, KL(softmax(a) || softmax(b)) (rows that are probabilities already taken as they are)."""
     la, lb = _log_softmax(a), _log_softmax(b)
     return (np.exp(la) * (la - lb)).sum(1)
 

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import cachefile, calib
+from . import cachefile, calib, ptq
 from .errors import first_line
 from .runtimes import session
 
@@ -111,8 +111,6 @@ def quantize(model: onnx.ModelProto, samples: calib.Samples,
     else:
         made = quantize(model, samples, replace(how, rounding="nearest"), cache)
         if made.quantized:
-            from . import ptq
-
             source = model if how.prepared else prepared(model)
             made = replace(made, model=ptq.rounded(made.model, source, calib.spread(picked, GPTQ_SAMPLES))[0],
                            rounding=how.rounding)

@@ -42,9 +42,8 @@ def test_rounding_moves_only_int8_weights_and_biases_and_brings_outputs_closer(n
 def test_a_node_rounded_is_no_worse_on_its_own_hessian():
     w = RNG.standard_normal((6, 10))
     x = RNG.standard_normal((400, 10)) @ RNG.standard_normal((10, 10))  # correlated inputs
-    h = np.zeros((11, 11))
     rows = np.hstack([x, np.ones((len(x), 1))])
-    h[:] = rows.T @ rows
+    h = rows.T @ rows
     scale = np.abs(w).max(1) / 127 * 20  # coarse steps: rounding matters
     v = np.hstack([w, RNG.standard_normal((6, 1))])
     ints, bias = ptq._gptq(v, h, scale, with_bias=True)
