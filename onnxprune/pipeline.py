@@ -335,11 +335,11 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
 def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None:
     """In a quantized precision, when the unpruned quantized model meets ``target`` on its
     own: that model (nothing cut), or, when it lands past the band and the run has precision
-    items, the most faithful of it and two searched models for the target: nodes bought back
-    in float with every channel kept (:func:`_floats_only`), and the full search's (channels
-    cut where that is cheaper). On equal fidelity the searched ones win (they land in the
-    band); else (and in fp32) None. What the runtime's quantizer alone gives is never given
-    up for a less faithful model."""
+    items, the more faithful of two searched models for the target -- nodes bought back in
+    float with every channel kept (:func:`_floats_only`), and the full search's (channels cut
+    where that is cheaper) -- unless the quantized model alone is more faithful than it by
+    more than the held-out noise (:func:`_more_faithful`, the frontier's rule: a model better
+    only within the noise is no reason to land past the band); else (and in fp32) None."""
     if ctx.prep.precision == "fp32":
         return None
     widths = ctx.unpruned()
@@ -352,7 +352,8 @@ def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None
     floats = _loop(ctx, target, "knapsack", _floats_only(ctx.choices))
     kept = _final(ctx, ctx.finish(floats.widths), target, floats, floats.widths)
     mixed = _conclude(ctx, target, _loop(ctx, target, "knapsack"), None)
-    return min((kept, mixed, alone), key=_drop)  # the first of the least drop
+    searched = min((kept, mixed), key=_drop)  # the first of the least drop
+    return alone if _more_faithful(alone, searched) else searched
 
 
 def _floats_only(choices: list[search.Choice]) -> list[search.Choice]:
