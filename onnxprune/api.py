@@ -18,7 +18,7 @@ Nothing here prints or writes a file: callers hand the results to :mod:`onnxprun
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import onnx
@@ -178,10 +178,12 @@ def run_frontier(job: Job) -> FrontierRun:
 
 @dataclass
 class AnalyzeRun:
-    """What :func:`analyze` made: the preparation; :meth:`grid` measures the sensitivity table
-    ``analyze --plot`` draws."""
+    """What :func:`analyze` made: the preparation, and for a QDQ model the precision of each
+    weight-bearing node (``precisions``, :func:`onnxprune.quantize.dequantized`; empty for a
+    float model); :meth:`grid` measures the sensitivity table ``analyze --plot`` draws."""
 
     prep: Prepared
+    precisions: dict[str, str] = field(default_factory=dict)
 
     def grid(self) -> tuple[sensitivity.Table, bool]:
         return sensitivity_grid(self.prep)
@@ -189,9 +191,14 @@ class AnalyzeRun:
 
 def analyze(job: Job) -> AnalyzeRun:
     """Prepare ``job``'s model (its importance, calibration data and shapes) for the analysis
-    table."""
+    table; a QDQ model is analysed as the float model it stands for, its nodes' precisions
+    kept."""
     job = replace(job, data=replace(job.data, shapes=parse_shapes(job.data.shapes)))
-    return AnalyzeRun(_prepare(job, job.goal.importance))
+    model = load.load_model(job.model) if isinstance(job.model, str) else job.model
+    precisions: dict[str, str] = {}
+    if set(load.ops.quantized_ops(model.graph)) & set(quantize.QDQ_OPS):
+        model, precisions = quantize.dequantized(model)
+    return AnalyzeRun(_prepare(replace(job, model=model), job.goal.importance), precisions)
 
 
 @dataclass

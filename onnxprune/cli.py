@@ -129,7 +129,7 @@ def analyze(model, as_json, plot_dir, **asked) -> None:
     """List MODEL's channel groups: members, width, importance, why frozen."""
     run = api.analyze(_job(model, {**asked, "as_json": as_json}))
     prep = run.prep
-    print_analysis(prep.graph, as_json)
+    print_analysis(prep.graph, as_json, run.precisions)
     if plot_dir:
         table, synthetic = run.grid()
         path = plot_heatmap(prep.graph, table, plot_dir, synthetic)

@@ -64,20 +64,26 @@ class Mark:
 
 
 def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[float, str]],
-                   marks: list[Mark], fid: dict | None) -> None:
-    """Judged candidates (measured latency, measured fidelity), the original, target lines and
-    the chosen models, on axes padded so that nothing sits on the frame; speedup on top."""
+                   marks: list[Mark], fid: dict | None, quantizer: list[dict] = ()) -> None:
+    """Judged candidates (measured latency, measured fidelity), the original, target lines,
+    the chosen models and the runtime quantizer's models (``quantizer``: the report's rows,
+    measured in the same run), on axes padded so that nothing sits on the frame; speedup on
+    top."""
     share_axis = is_share(fid)
-    pts = [(point_ms(p, baseline), fidelity_kept(p)) for p in points]
-    pts = [(x, y) for x, y in pts if x is not None and y is not None]
+    pts = _placed(points, baseline)
     if pts:
         ax.plot([x for x, _ in pts], [y for _, y in pts], "o", color="tab:blue", alpha=0.7,
                 label=f"judged candidates ({len(pts)})")
     ax.plot([baseline], [1.0], "*", color="black", ms=13, label=f"original {baseline:.3f} ms")
+    ours = []
+    for row in quantizer:
+        for x, y in _placed([row], baseline):
+            ax.plot([x], [y], "D", ms=7, label=f"onnxruntime quantizer, {row['method']}")
+            ours.append((x, y))
     _draw_targets(ax, targets)
     _draw_marks(ax, marks)
-    xs = [baseline] + [x for x, _ in pts] + [t for t, _ in targets] + [m.ms for m in marks]
-    ys = [1.0] + [y for _, y in pts] + [m.y for m in marks]
+    xs = [baseline] + [x for x, _ in pts + ours] + [t for t, _ in targets] + [m.ms for m in marks]
+    ys = [1.0] + [y for _, y in pts + ours] + [m.y for m in marks]
     lo, hi = _pad_limits(ax, xs, ys)
     if share_axis:
         from matplotlib.ticker import PercentFormatter
@@ -91,6 +97,12 @@ def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[
     ax.set_ylabel(f"{drop_meaning(fid)} (held-out)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+
+
+def _placed(points: list[dict], baseline: float) -> list[tuple[float, float]]:
+    """(latency, fidelity kept) of the points that have both."""
+    pts = [(point_ms(p, baseline), fidelity_kept(p)) for p in points]
+    return [(x, y) for x, y in pts if x is not None and y is not None]
 
 
 def _draw_targets(ax, targets: list[tuple[float, str]]) -> None:
@@ -152,7 +164,7 @@ def _mark(data: dict, label: str) -> Mark | None:
 
 def tradeoff_figure(data: dict):
     """One run: every judged candidate, the original, the target line, the chosen model at its
-    final measurement (the same figures as the tables)."""
+    final measurement and the runtime quantizer's models (the same figures as the tables)."""
     fig = latency_story(data)
     plot = _figure(7.0, 4.4)
     ax = plot.subplots()
@@ -160,7 +172,8 @@ def tradeoff_figure(data: dict):
                if fig.target_ms is not None and fig.target_speedup else [])
     mark = _mark(data, f"chosen: {ms_text(fig.ms)} ms, {x_text(fig.speedup)}")
     others = [p for p in data.get("tradeoff") or [] if not p.get("chosen")]
-    _tradeoff_axes(ax, fig.baseline_ms, others, targets, [mark] if mark else [], fidelity_of(data))
+    _tradeoff_axes(ax, fig.baseline_ms, others, targets, [mark] if mark else [], fidelity_of(data),
+                   data.get("quantizer") or [])
     ax.set_title("measured latency vs measured fidelity", fontsize=10)
     return plot
 
@@ -186,7 +199,8 @@ def frontier_figure(datas: list[dict]):
             if key not in seen and key not in chosen:
                 seen.add(key)
                 points.append(p)
-    _tradeoff_axes(ax, base, points, targets, marks, fidelity_of(datas[-1]) if datas else None)
+    _tradeoff_axes(ax, base, points, targets, marks, fidelity_of(datas[-1]) if datas else None,
+                   (datas[0].get("quantizer") or []) if datas else [])
     ax.set_title("measured frontier: target -> measured speedup (green: targets)", fontsize=10)
     return plot
 

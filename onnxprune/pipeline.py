@@ -273,11 +273,13 @@ def runtime_quantizer(prep: Prepared, source: backends.LatencySource, base: byte
     return rows
 
 
-def _loop(ctx: CandidateStore, target: Target, method: str) -> search.SearchResult:
-    """The hardware loop for one target (measured candidates join ``ctx``)."""
+def _loop(ctx: CandidateStore, target: Target, method: str,
+          choices: list[search.Choice] | None = None) -> search.SearchResult:
+    """The hardware loop for one target over ``choices`` (default: the run's; measured
+    candidates join ``ctx``)."""
     target_ms, target_speedup = target.ms(ctx.baseline_ms), target.speedup(ctx.baseline_ms)
     try:
-        found = search.hilp(ctx.choices, ctx.top_ms(), target_ms, ctx.measure)
+        found = search.hilp(choices or ctx.choices, ctx.top_ms(), target_ms, ctx.measure)
     except ValueError as exc:
         raise OnnxPruneError(
             f"target {target_ms:.3f} ms ({target_speedup:.3f}x) is below the reachable floor: with "
@@ -333,9 +335,11 @@ def prune_to_target(prep: Prepared, config: runtimes.RuntimeConfig | backends.La
 def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None:
     """In a quantized precision, when the unpruned quantized model meets ``target`` on its
     own: that model (nothing cut), or, when it lands past the band and the run has precision
-    items, the search's model for the target (nodes bought back in float, channels cut where
-    that is cheaper) if it is at least as faithful; else (and in fp32) None. What the
-    runtime's quantizer alone gives is never given up for a less faithful model."""
+    items, the more faithful of two searched models for the target -- nodes bought back in
+    float with every channel kept (:func:`_floats_only`), and the full search's (channels cut
+    where that is cheaper) -- unless the quantized model alone is more faithful than it by
+    more than the held-out noise (:func:`_more_faithful`, the frontier's rule: a model better
+    only within the noise is no reason to land past the band); else (and in fp32) None."""
     if ctx.prep.precision == "fp32":
         return None
     widths = ctx.unpruned()
@@ -345,8 +349,18 @@ def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None
     alone = _final(ctx, ctx.finish(widths), target, None, widths)
     if speedup <= search.BAND[1] * wanted or not any(ch.group < 0 for ch in ctx.choices):
         return alone
-    mixed_result = _conclude(ctx, target, _loop(ctx, target, "knapsack"), None)
-    return mixed_result if _drop(mixed_result) <= _drop(alone) else alone
+    floats = _loop(ctx, target, "knapsack", _floats_only(ctx.choices))
+    kept = _final(ctx, ctx.finish(floats.widths), target, floats, floats.widths)
+    mixed = _conclude(ctx, target, _loop(ctx, target, "knapsack"), None)
+    searched = min((kept, mixed), key=_drop)  # the first of the least drop
+    return alone if _more_faithful(alone, searched) else searched
+
+
+def _floats_only(choices: list[search.Choice]) -> list[search.Choice]:
+    """``choices`` with every channel group held at its full width: only the precision
+    items (int8 or float) are left to choose."""
+    return [ch if ch.group < 0 else search.Choice(ch.group, ch.widths[-1:], ch.cost[-1:], ch.value[-1:])
+            for ch in choices]
 
 
 def _auto(prep: Prepared, config: runtimes.RuntimeConfig | backends.LatencySource,

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import cachefile, calib, ptq
+from . import cachefile, calib, load, ops, ptq
 from .errors import first_line
 from .runtimes import session
 
@@ -330,6 +330,77 @@ def weight_precision(model: onnx.ModelProto) -> str:
     if left == len(bearing):
         return "fp32"
     return "int8" + (f", {left} of {len(bearing)} node(s) fp32" if left else "")
+
+
+def dequantized(q: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The float model a QDQ model ``q`` stands for, and each weight-bearing node's precision
+    (``int8``: its weight read through a DequantizeLinear of a constant; else ``fp32``).
+
+    Every DequantizeLinear of a constant becomes the float constant it computes (``(q - zero) *
+    scale`` on its axis). Every QuantizeLinear whose readers are all DequantizeLinear nodes
+    becomes, with them, a Clip to the range its integers can represent: the clamping stays (the
+    quantizer folds a ReLU or ReLU6 into its output range), the rounding goes. Node names are
+    kept; ``q`` is not modified; other quantized ops (QLinearConv, ...) are kept as they are."""
+    out = onnx.ModelProto.FromString(q.SerializeToString())
+    graph = out.graph
+    consts = {t.name: t for t in graph.initializer}
+    _, dq_of_const = _weights_read(q)
+    precisions = {n.name: "int8" if any(i in dq_of_const for i in n.input) else "fp32"
+                  for n in graph.node if n.op_type not in QDQ_OPS and n.name
+                  and any(i in dq_of_const or (i in consts and len(consts[i].dims) >= 2) for i in n.input)}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    renamed, made, folded = {}, {}, []
+    for n in graph.node:
+        pair = readers.get(n.output[0], [])
+        if n.op_type == "DequantizeLinear" and n.input[0] in consts:
+            folded.append(numpy_helper.from_array(_dequantize(n, consts), n.output[0]))
+            made[id(n)] = None
+        elif (n.op_type == "QuantizeLinear" and pair and all(r.op_type == "DequantizeLinear" for r in pair)
+              and all(i in consts for i in n.input[1:3]) and len(n.input) > 2):
+            lo, hi = _representable(n, consts)
+            folded += [numpy_helper.from_array(lo, f"{n.name}_min"), numpy_helper.from_array(hi, f"{n.name}_max")]
+            made[id(n)] = helper.make_node("Clip", [n.input[0], f"{n.name}_min", f"{n.name}_max"],
+                                           [pair[0].output[0]], name=n.name)
+            for r in pair:
+                made[id(r)] = None
+                renamed[r.output[0]] = pair[0].output[0]
+    outputs = {o.name for o in graph.output}
+    kept = [made.get(id(n), n) for n in graph.node]
+    kept = [n for n in kept if n is not None]
+    for n in kept:
+        for k, name in enumerate(n.input):
+            n.input[k] = renamed.get(name, name)
+    kept += [helper.make_node("Identity", [src], [name]) for name, src in renamed.items()
+             if name in outputs and name != src]
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(folded)
+    return load.derived(out), precisions
+
+
+def _representable(node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> tuple[np.ndarray, np.ndarray]:
+    """The float range a per-tensor QuantizeLinear's integers stand for (float32 scalars)."""
+    scale = float(numpy_helper.to_array(consts[node.input[1]]).reshape(-1)[0])
+    zero = numpy_helper.to_array(consts[node.input[2]])
+    limits = np.iinfo(zero.dtype)
+    z = float(zero.reshape(-1)[0])
+    return np.float32((limits.min - z) * scale), np.float32((limits.max - z) * scale)
+
+
+def _dequantize(node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> np.ndarray:
+    """What DequantizeLinear ``node`` computes from its constant inputs (float32)."""
+    x = numpy_helper.to_array(consts[node.input[0]]).astype(np.float64)
+    scale = numpy_helper.to_array(consts[node.input[1]]).astype(np.float64)
+    zero = (numpy_helper.to_array(consts[node.input[2]]).astype(np.float64)
+            if len(node.input) > 2 and node.input[2] in consts else np.zeros_like(scale))
+    if scale.ndim == 1 and x.ndim > 1:
+        shape = [1] * x.ndim
+        shape[ops.attr(node, "axis", 1) % x.ndim] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((x - zero) * scale).astype(np.float32)
 
 
 def _weights_read(model: onnx.ModelProto) -> tuple[set[str], set[str]]:

@@ -185,10 +185,12 @@ def _counted(group) -> bool:
     return any(s.op_type != "Input" for s in group.sources)
 
 
-def groups_table(g: ChannelGraph) -> list[dict]:
+def groups_table(g: ChannelGraph, precisions: dict[str, str] | None = None) -> list[dict]:
     """One row per channel group: members, width, prunable channels, importance, frozen reason.
     ``first_quarter_share``: the share of the group's channel importance held by the quarter of
-    its channels removed first (25% = all alike; lower = cheap to cut), None when frozen."""
+    its channels removed first (25% = all alike; lower = cheap to cut), None when frozen. With
+    ``precisions`` (a QDQ model's, node name -> ``int8``/``fp32``): ``precision``, what the
+    group's weight-bearing members compute in (see :func:`group_precision`)."""
     rows = []
     spaces = g.group_spaces()
     for group in g.groups:
@@ -217,7 +219,23 @@ def groups_table(g: ChannelGraph) -> list[dict]:
             "spaces": [f"{t}[axis {a}]" for t, a in spaces[group.id]],
             "index_maps": maps,
         })
+        if precisions:
+            rows[-1]["precision"] = group_precision(group, precisions)
     return rows
+
+
+def group_precision(group, precisions: dict[str, str]) -> str:
+    """``int8`` or ``fp32`` when every weight-bearing node among the group's sources and
+    members computes in it, else the count of each (``int8 2, fp32 1``); ``-`` when none
+    bears a weight."""
+    nodes = {s.node for s in group.sources} | {p.node for p in group.members}
+    counts: dict[str, int] = {}
+    for name in sorted(nodes):
+        if name in precisions:
+            counts[precisions[name]] = counts.get(precisions[name], 0) + 1
+    if len(counts) <= 1:
+        return next(iter(counts), "-")
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0] != "int8"))
 
 
 def analysis_summary(rows: list[dict]) -> dict:
@@ -230,21 +248,25 @@ def analysis_summary(rows: list[dict]) -> dict:
 
 
 def analysis_grid(rows: list[dict]) -> Grid:
+    """The analysis table; a ``precision`` column where the rows have one (a QDQ model)."""
     s = analysis_summary(rows)
+    shown = any("precision" in r for r in rows)
     grid = Grid("channel groups", ["id", "name", "width", "prunable", "weights", "first 25% cut hold",
-                                   "frozen because"], text=(1, 6),
+                                   *(["precision"] if shown else []), "frozen because"],
+                text=(1, 6, 7) if shown else (1, 6),
                 note=f"{s['prunable_groups']}/{s['groups']} groups prunable, {s['prunable_channels']}/"
                      f"{s['channels']} channels ({s['prunable_share']:.0%}). weights: coupled weight "
                      "slices; first 25% cut hold: share of the group's channel importance held by "
                      "the quarter of its channels removed first (25% = all alike, lower = cheap to cut)")
     for r in rows:
         grid.rows.append([str(r["id"]), r["name"], str(r["width"]), str(r["prunable"]),
-                          str(len(r["members"])), share(r["first_quarter_share"]), r["frozen"] or "-"])
+                          str(len(r["members"])), share(r["first_quarter_share"]),
+                          *([r.get("precision", "-")] if shown else []), r["frozen"] or "-"])
     return grid
 
 
-def print_analysis(g: ChannelGraph, as_json: bool) -> None:
-    rows = groups_table(g)
+def print_analysis(g: ChannelGraph, as_json: bool, precisions: dict[str, str] | None = None) -> None:
+    rows = groups_table(g, precisions)
     if as_json:
         print(json.dumps({"summary": analysis_summary(rows), "groups": rows}, indent=2))
         return

@@ -88,3 +88,25 @@ def test_model_onnxruntime_cannot_run_is_one_line(tmp_path):
     proc = _run(str(path), "-o", str(tmp_path / "o.onnx"), "--ratio", "0.2")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("onnxprune: error:"), proc.stderr
+
+
+def test_analyze_shows_the_precision_of_a_qdq_models_groups(tmp_path, capsys):
+    """A QDQ model is analysed as the float model it stands for, each group's precision shown;
+    pruning it is still refused in one line."""
+    import json
+
+    import numpy as np
+
+    from onnxprune import quantize
+    samples = {"x": np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)}
+    model = tiny.conv_chain()
+    first = quantize.quantized_nodes(quantize.quantize(model, samples).model)[0]
+    path = tmp_path / "q.onnx"
+    onnx.save(quantize.quantize(model, samples, quantize.Quantization(keep_float=(first,))).model, path)
+    main(["analyze", str(path), "--json"])
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert [g["precision"] for g in groups] == ["int8 1, fp32 1", "int8", "int8"]  # conv_0 float feeds conv_1
+    main(["analyze", str(path)])
+    assert "precision" in capsys.readouterr().out
+    got = _run(str(path), "-o", str(tmp_path / "out.onnx"), "--ratio", "0.3")
+    assert got.returncode != 0 and got.stderr.count("\n") == 1 and "quantized graphs" in got.stderr

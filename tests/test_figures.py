@@ -4,6 +4,7 @@ one profile overview unless groups are asked."""
 
 import matplotlib.image
 import onnx
+import pytest
 import tiny
 from fakes import Staircase
 
@@ -23,6 +24,15 @@ def test_every_judged_candidate_is_plotted():
     judged = next(line for line in ax.lines if line.get_label().startswith("judged"))
     assert sorted(judged.get_xdata()) == [0.42, 0.45, 0.6]  # the chosen one is drawn as chosen
     assert ax.get_ylabel().startswith("top-1 agreement")
+    assert not any(line.get_label().startswith("onnxruntime") for line in ax.lines)
+    # the runtime quantizer's models, measured in the same run, sit beside the candidates
+    rows = [{"method": "minmax", "speedup": 2.0, "drop": 0.3}, {"method": "percentile", "speedup": 1.9, "drop": 0.2}]
+    ax = figures.tradeoff_figure({**data, "quantizer": rows}).axes[0]
+    drawn = {line.get_label(): (line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines
+             if line.get_label().startswith("onnxruntime")}
+    assert drawn == {"onnxruntime quantizer, minmax": (0.4, 0.7),
+                     "onnxruntime quantizer, percentile": (pytest.approx(0.8 / 1.9), 0.8)}
+    assert ax.get_xlim()[0] < 0.4 and ax.get_ylim()[0] < 0.7  # inside the axes
     # the frontier: one line per target, each target's model labelled with its target
     other = {**data, "target_ms": 0.44, "final": {"speedup": 0.8 / 0.43},
              "quality": {"fidelity": {"agreement": 0.9, "drop": 0.1}}}

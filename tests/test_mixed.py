@@ -11,10 +11,10 @@ from fakes import Int8Staircase
 
 from onnxprune import api, fidelity, mixed, quantize
 from onnxprune.job import Job
-from onnxprune.pipeline import prune_to_target
+from onnxprune.pipeline import _floats_only, prune_to_target
 from onnxprune.preparation import prepare
 from onnxprune.profile import Cache, profile_model
-from onnxprune.search import FLOAT, INT8, float_nodes, item_key, plan_for
+from onnxprune.search import FLOAT, INT8, Choice, float_nodes, item_key, plan_for
 
 RNG = np.random.default_rng(5)
 SAMPLES = {"x": RNG.standard_normal((32, 3, 16, 16)).astype(np.float32)}
@@ -92,6 +92,14 @@ def test_an_int8_run_keeps_nodes_float_when_the_quantizer_overshoots(tmp_path):
     assert set(quality.float_nodes) <= kept  # the written model computes them in float
     held = fidelity.fidelity(prep.held_reference(), alone.model, prep.split.held)
     assert quality.drop <= held.drop() + 1e-12
+    judged = [p for p in tr.points if p["speedup"] >= target]  # every finished candidate that meets it
+    assert len(judged) >= 2 and quality.drop == min(p["drop"] for p in judged)
+
+
+def test_floats_only_holds_every_channel_group_at_full_width():
+    choices = [Choice(0, [4, 8], [1.0, 2.0], [-0.5, 0.0]), Choice(item_key(0), [INT8, FLOAT], [1.0, 3.0], [-0.2, 0.0])]
+    held = _floats_only(choices)
+    assert held[0] == Choice(0, [8], [2.0], [0.0]) and held[1] is choices[1]
 
 
 def test_the_precision_of_a_written_model_is_read_back(tmp_path):

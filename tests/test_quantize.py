@@ -215,3 +215,25 @@ def test_an_old_export_is_raised_to_the_qdq_opset_and_loads():
     ours, flt = runtime.run_outputs(q.model, feeds)["y"], runtime.run_outputs(model, feeds)["y"]
     assert 0 < np.abs(ours - flt).max() < 0.1 * np.abs(flt).max()
     assert len(model.graph.input) > 1  # the user's model is left as it was
+
+
+def test_a_qdq_model_dequantizes_to_the_float_model_it_stands_for():
+    """Weights become the floats their DequantizeLinear computes, activation Q/DQ pairs become
+    Clips to their representable range (a ReLU the quantizer folded into a range is kept), node
+    names and precisions stay: the outputs are the QDQ model's without its rounding."""
+    model = tiny.conv_chain()
+    first = quantize.quantized_nodes(quantize.quantize(model, SAMPLES).model)[0]
+    q = quantize.quantize(model, SAMPLES, quantize.Quantization(keep_float=(first,))).model
+    before = q.SerializeToString()
+    f, precisions = quantize.dequantized(q)
+    assert q.SerializeToString() == before
+    assert not set(quantize.QDQ_OPS) & _ops(f) and "Clip" in _ops(f)
+    assert precisions == {first: "fp32", **{n: "int8" for n in quantize.quantized_nodes(q)}}
+    assert quantize.weight_precision(f) == "fp32"
+    want, rounded, got = (fidelity.outputs_on(m, SAMPLES)["y"] for m in (model, q, f))
+    scale = float(np.abs(want).max())
+    assert np.abs(got - want).max() < 0.05 * scale  # the int8 weights' error only
+    assert np.abs(got - rounded).max() < 0.05 * scale
+    no_relu = [n for n in q.graph.node if n.op_type == "Relu"]
+    assert len(no_relu) < len([n for n in model.graph.node if n.op_type == "Relu"])  # folded by the quantizer
+    assert (got >= 0).all() == (want >= 0).all()
