@@ -23,7 +23,7 @@ from typing import Any
 
 import onnx
 
-from . import backends, calib, fidelity, guard, load, quantize, sensitivity
+from . import backends, calib, fidelity, guard, load, ops, quantize, sensitivity
 from . import profile as profiling
 from .bench import Comparison, Timing
 from .errors import OnnxPruneError
@@ -196,7 +196,7 @@ def analyze(job: Job) -> AnalyzeRun:
     job = replace(job, data=replace(job.data, shapes=parse_shapes(job.data.shapes)))
     model = load.load_model(job.model) if isinstance(job.model, str) else job.model
     precisions: dict[str, str] = {}
-    if set(load.ops.quantized_ops(model.graph)) & set(quantize.QDQ_OPS):
+    if set(ops.quantized_ops(model.graph)) & set(quantize.QDQ_OPS):
         model, precisions = quantize.dequantized(model)
     return AnalyzeRun(_prepare(replace(job, model=model), job.goal.importance), precisions)
 

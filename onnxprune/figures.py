@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +65,7 @@ class Mark:
 
 
 def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[float, str]],
-                   marks: list[Mark], fid: dict | None, quantizer: list[dict] = ()) -> None:
+                   marks: list[Mark], fid: dict | None, quantizer: Sequence[dict] = ()) -> None:
     """Judged candidates (measured latency, measured fidelity), the original, target lines,
     the chosen models and the runtime quantizer's models (``quantizer``: the report's rows,
     measured in the same run), on axes padded so that nothing sits on the frame; speedup on
@@ -75,11 +76,10 @@ def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[
         ax.plot([x for x, _ in pts], [y for _, y in pts], "o", color="tab:blue", alpha=0.7,
                 label=f"judged candidates ({len(pts)})")
     ax.plot([baseline], [1.0], "*", color="black", ms=13, label=f"original {baseline:.3f} ms")
-    ours = []
-    for row in quantizer:
-        for x, y in _placed([row], baseline):
-            ax.plot([x], [y], "D", ms=7, label=f"onnxruntime quantizer, {row['method']}")
-            ours.append((x, y))
+    rows = [r for r in quantizer if _placed([r], baseline)]  # those with a speedup and a drop
+    ours = _placed(rows, baseline)
+    for (x, y), row in zip(ours, rows):
+        ax.plot([x], [y], "D", ms=7, label=f"onnxruntime quantizer, {row['method']}")
     _draw_targets(ax, targets)
     _draw_marks(ax, marks)
     xs = [baseline] + [x for x, _ in pts + ours] + [t for t, _ in targets] + [m.ms for m in marks]
@@ -99,7 +99,7 @@ def _tradeoff_axes(ax, baseline: float, points: list[dict], targets: list[tuple[
     ax.legend(fontsize=8, loc="lower right")
 
 
-def _placed(points: list[dict], baseline: float) -> list[tuple[float, float]]:
+def _placed(points: Sequence[dict], baseline: float) -> list[tuple[float, float]]:
     """(latency, fidelity kept) of the points that have both."""
     pts = [(point_ms(p, baseline), fidelity_kept(p)) for p in points]
     return [(x, y) for x, y in pts if x is not None and y is not None]

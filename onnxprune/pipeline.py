@@ -350,9 +350,9 @@ def _quantized_alone(ctx: CandidateStore, target: Target) -> TargetResult | None
     if speedup <= search.BAND[1] * wanted or not any(ch.group < 0 for ch in ctx.choices):
         return alone
     floats = _loop(ctx, target, "knapsack", _floats_only(ctx.choices))
-    kept = _final(ctx, ctx.finish(floats.widths), target, floats, floats.widths)
+    in_float = _final(ctx, ctx.finish(floats.widths), target, floats, floats.widths)
     mixed = _conclude(ctx, target, _loop(ctx, target, "knapsack"), None)
-    searched = min((kept, mixed), key=_drop)  # the first of the least drop
+    searched = min((in_float, mixed), key=_drop)  # the first of the least drop
     return alone if _more_faithful(alone, searched) else searched
 
 

@@ -323,13 +323,19 @@ def weight_precision(model: onnx.ModelProto) -> str:
     """What ``model`` computes its weight-bearing nodes (a constant input of two or more axes,
     read directly or through a DequantizeLinear) in: ``fp32``, ``int8`` or ``int8, K of N
     node(s) fp32``."""
-    consts, dq = _weights_read(model)
-    bearing = [n for n in model.graph.node
-               if n.op_type not in QDQ_OPS and any(i in consts or i in dq for i in n.input)]
-    left = sum(1 for n in bearing if not any(i in dq for i in n.input))
+    bearing = [p for _, p in _node_precisions(model)]
+    left = bearing.count("fp32")
     if left == len(bearing):
         return "fp32"
     return "int8" + (f", {left} of {len(bearing)} node(s) fp32" if left else "")
+
+
+def _node_precisions(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, str]]:
+    """``model``'s weight-bearing nodes (see :func:`weight_precision`) in graph order, each with
+    ``int8`` (its weight read through a DequantizeLinear) or ``fp32``."""
+    consts, dq = _weights_read(model)
+    return [(n, "int8" if any(i in dq for i in n.input) else "fp32") for n in model.graph.node
+            if n.op_type not in QDQ_OPS and any(i in consts or i in dq for i in n.input)]
 
 
 def dequantized(q: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
@@ -344,10 +350,7 @@ def dequantized(q: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     out = onnx.ModelProto.FromString(q.SerializeToString())
     graph = out.graph
     consts = {t.name: t for t in graph.initializer}
-    _, dq_of_const = _weights_read(q)
-    precisions = {n.name: "int8" if any(i in dq_of_const for i in n.input) else "fp32"
-                  for n in graph.node if n.op_type not in QDQ_OPS and n.name
-                  and any(i in dq_of_const or (i in consts and len(consts[i].dims) >= 2) for i in n.input)}
+    precisions = {n.name: p for n, p in _node_precisions(q) if n.name}
     readers: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
         for i in n.input:
@@ -368,8 +371,7 @@ def dequantized(q: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
                 made[id(r)] = None
                 renamed[r.output[0]] = pair[0].output[0]
     outputs = {o.name for o in graph.output}
-    kept = [made.get(id(n), n) for n in graph.node]
-    kept = [n for n in kept if n is not None]
+    kept = [m for n in graph.node if (m := made.get(id(n), n)) is not None]
     for n in kept:
         for k, name in enumerate(n.input):
             n.input[k] = renamed.get(name, name)
