@@ -280,7 +280,7 @@ def _paired_affine(original: onnx.ModelProto, pruned: onnx.ModelProto, name: str
     """Per channel (axis 1) least-squares ``a, b`` of ``original[name] ~ a * pruned[name] + b``
     on the same samples, the original restricted to the ``keep`` channels; ``(None, None)``
     when the channel counts differ. A channel that does not vary keeps ``a = 1``."""
-    sums = np.zeros((5, 0))
+    sums = 0.0
     n = 0
     for o, p in zip(calib.Tap(original, [name], prefix=True).run(samples),
                     calib.Tap(pruned, [name], prefix=True).run(samples)):
@@ -290,7 +290,7 @@ def _paired_affine(original: onnx.ModelProto, pruned: onnx.ModelProto, name: str
             return None, None
         axes = (0, *range(2, xp.ndim))
         part = np.stack([xp.sum(axes), xo.sum(axes), (xp * xp).sum(axes), (xp * xo).sum(axes)])
-        sums = part if not sums.size else sums + part
+        sums = sums + part
         n += xp.size // xp.shape[1]
     mp, mo, pp, po = sums / n
     var, cov = pp - mp * mp, po - mp * mo
