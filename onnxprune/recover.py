@@ -14,9 +14,9 @@ Each op's linear map -- weight rows, input features, bias -- lives in its spec
    (channel-pruning / ThiNet reconstruction). Solved in float64 with ridge regularisation
    towards the layer's current weights (calibration sets are small: stay close to the trained
    weights); a layer keeps its refit only if its reconstruction error drops.
-3. ``bn`` -- BatchNormalization statistics recalibration: each BN's running mean and variance
-   are shifted by the drift between the pruned and the original model's BN inputs on the
-   calibration data (training statistics are kept, only the drift pruning caused is removed).
+3. ``bn`` -- BatchNormalization refit: each BN's per-channel affine is refitted so that its
+   output on the pruned model is the least-squares fit of the original's on the calibration
+   data (per channel, the original BN input regressed on the pruned one: a scale and an offset).
 
 Each step is kept only if held-out fidelity does not get worse (checked after the step).
 """
@@ -44,12 +44,12 @@ from .linear import (
     linear,
     ridge_cv,
 )
+from .ops.base import attr
 from .rewrite import PrunePlan, channel_masks
 
 STEPS = ("bias", "lsq", "bn")  # the default steps
 ALL_STEPS = (*STEPS, "distill")  # distill needs torch (the torch extra) and time
 DISTILL_SECONDS = DEFAULT_SECONDS  # the distill step's default budget
-VAR_CLIP = (0.5, 2.0)
 BN_SAMPLES = 64  # the BN statistics step measures moments on this many fit samples
 
 
@@ -240,47 +240,64 @@ def _solve_layer(model: onnx.ModelProto, index: int, folds: list) -> dict:
 
 def bn_recalibration(cut: Cut, pruned: onnx.ModelProto, samples: calib.Samples,
                      limit: int = BN_SAMPLES) -> onnx.ModelProto:
-    """Shift each BN's running statistics by the drift of its input (pruned vs original), in
-    graph order, on up to ``limit`` of the samples: one BN per pass, each measured on the model
-    with every earlier BN already corrected. (Correcting several BNs from one pass counts the
-    drift an earlier BN's correction removes again at every later BN: on MobileNetV2, six per
-    pass turned 12% top-1 agreement into 0%, one per pass made it 40%.)"""
+    """Refit each BatchNormalization's per-channel affine so that its output on the pruned
+    model is the least-squares fit of the original model's (same samples, paired), in graph
+    order, on up to ``limit`` of the samples: each BN is fitted on the model with every earlier
+    BN already refitted (no drift is removed twice).
+
+    Per kept channel, the original BN input is regressed on the pruned one, ``x_o ~ a x_p +
+    b`` (``a = cov(x_o, x_p) / var(x_p)``), and the fit is folded into the BN's scale and bias
+    (``BN(a x + b)``; running statistics unchanged). Matching moments instead (shifting the
+    running mean by the mean drift and scaling the variance by the variance ratio, the step
+    this replaces) is not a fit: pruning error inflates the pruned input's variance, and
+    rescaling to the original variance shrinks the signal with the error. On MobileNetV2 cut
+    10% uniformly, after ``lsq`` (held-out top-1 47.2%, distortion 0.871) moment matching gave
+    44.9% / 0.869 and this refit 48.3% / 0.858. The fit's shrinkage ``a`` is the
+    MSE-optimal one, so a channel's squared error at the BN never grows on the samples."""
     g, mask, model = cut.g, cut.mask, copy.deepcopy(pruned)
     opsets = ops.opset_versions(model)
-    bns = [(n, stats) for n in model.graph.node
+    bns = [(k, stats) for k, n in enumerate(model.graph.node)
            if (spec := ops.spec_for(n, opsets)) is not None and (stats := spec.running_stats(n))]
-    if not bns:
-        return model
     samples = calib.spread(samples, limit)
-    o1, o2 = _channel_moments(g.model, [n.input[0] for n, _ in bns], samples)
-    for node, (mean_name, var_name) in bns:
+    for index, (mean_name, var_name) in bns:
+        node = model.graph.node[index]
         x = node.input[0]
-        p1, p2 = _channel_moments(model, [x], samples)
-        keep = mask(x) if x in g.channels else np.ones(len(o1[x]), bool)
-        if int(keep.sum()) != len(p1[x]):
+        a, b = _paired_affine(g.model, model, x, samples, mask(x) if x in g.channels else None)
+        if a is None:
             continue
-        o_mean, o_var = o1[x][keep], np.maximum(o2[x][keep] - o1[x][keep] ** 2, 1e-12)
-        p_mean, p_var = p1[x], np.maximum(p2[x] - p1[x] ** 2, 1e-12)
-        mean, var = _init(model, mean_name), _init(model, var_name)
-        _set(model, mean_name, (mean + (p_mean - o_mean)).astype(mean.dtype))
-        scale = np.clip(p_var / o_var, *VAR_CLIP)
-        _set(model, var_name, (var * scale).astype(var.dtype))
+        gamma, beta = _init(model, node.input[1]), _init(model, node.input[2])
+        mean, var = _init(model, mean_name).astype(np.float64), _init(model, var_name).astype(np.float64)
+        eps = attr(node, "epsilon", 1e-5)
+        scaled = gamma.astype(np.float64) / np.sqrt(var + eps)
+        _set(model, node.input[1], (gamma * a).astype(gamma.dtype))
+        _set(model, node.input[2], (beta + scaled * (b + (a - 1.0) * mean)).astype(beta.dtype))
     return model
 
 
-def _channel_moments(model: onnx.ModelProto, names: list[str], samples: calib.Samples):
-    """Per-channel (axis 1) first and second moments of tensors ``names`` over the samples."""
-    s1: dict[str, np.ndarray] = {}
-    s2: dict[str, np.ndarray] = {}
+def _paired_affine(original: onnx.ModelProto, pruned: onnx.ModelProto, name: str,
+                   samples: calib.Samples, keep: np.ndarray | None
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per channel (axis 1) least-squares ``a, b`` of ``original[name] ~ a * pruned[name] + b``
+    on the same samples, the original restricted to the ``keep`` channels; ``(None, None)``
+    when the channel counts differ. A channel that does not vary keeps ``a = 1``."""
+    sums = 0.0
     n = 0
-    for out in calib.Tap(model, names, prefix=True).run(samples):
-        n += 1
-        for name in names:
-            x = out[name].astype(np.float64)
-            axes = (0, *range(2, x.ndim))
-            s1[name] = s1.get(name, 0) + x.mean(axes)
-            s2[name] = s2.get(name, 0) + (x * x).mean(axes)
-    return {k: v / n for k, v in s1.items()}, {k: v / n for k, v in s2.items()}
+    for o, p in zip(calib.Tap(original, [name], prefix=True).run(samples),
+                    calib.Tap(pruned, [name], prefix=True).run(samples)):
+        xo, xp = o[name].astype(np.float64), p[name].astype(np.float64)
+        xo = xo if keep is None else xo[:, keep]
+        if xo.shape != xp.shape:
+            return None, None
+        axes = (0, *range(2, xp.ndim))
+        part = np.stack([xp.sum(axes), xo.sum(axes), (xp * xp).sum(axes), (xp * xo).sum(axes)])
+        sums = sums + part
+        n += xp.size // xp.shape[1]
+    mp, mo, pp, po = sums / n
+    var, cov = pp - mp * mp, po - mp * mo
+    a = np.ones_like(var)
+    varies = var > 1e-12 * np.maximum(pp, 1e-30)
+    a[varies] = cov[varies] / var[varies]
+    return a, mo - a * mp
 
 
 def _score(f: Fidelity) -> float:
