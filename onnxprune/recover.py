@@ -256,21 +256,22 @@ def bn_recalibration(cut: Cut, pruned: onnx.ModelProto, samples: calib.Samples,
     MSE-optimal one, so a channel's squared error at the BN never grows on the samples."""
     g, mask, model = cut.g, cut.mask, copy.deepcopy(pruned)
     opsets = ops.opset_versions(model)
-    bns = [(k, stats) for k, n in enumerate(model.graph.node)
+    bns = [(k, spec, stats) for k, n in enumerate(model.graph.node)
            if (spec := ops.spec_for(n, opsets)) is not None and (stats := spec.running_stats(n))]
     samples = calib.spread(samples, limit)
-    for index, (mean_name, var_name) in bns:
+    for index, spec, (mean_name, var_name) in bns:
         node = model.graph.node[index]
+        scale_name, bias_name = (node.input[i] for i in spec.trainable_inputs)  # the spec's layout
         x = node.input[0]
         a, b = _paired_affine(g.model, model, x, samples, mask(x) if x in g.channels else None)
         if a is None:
             continue
-        gamma, beta = _init(model, node.input[1]), _init(model, node.input[2])
+        gamma, beta = _init(model, scale_name), _init(model, bias_name)
         mean, var = _init(model, mean_name).astype(np.float64), _init(model, var_name).astype(np.float64)
         eps = attr(node, "epsilon", 1e-5)
         scaled = gamma.astype(np.float64) / np.sqrt(var + eps)
-        _set(model, node.input[1], (gamma * a).astype(gamma.dtype))
-        _set(model, node.input[2], (beta + scaled * (b + (a - 1.0) * mean)).astype(beta.dtype))
+        _set(model, scale_name, (gamma * a).astype(gamma.dtype))
+        _set(model, bias_name, (beta + scaled * (b + (a - 1.0) * mean)).astype(beta.dtype))
     return model
 
 
